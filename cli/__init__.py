@@ -1,0 +1,1 @@
+"""The `distill` command line: thin typer shells over the library's stage functions."""

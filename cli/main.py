@@ -1,0 +1,53 @@
+"""distill: generate → filter → train → eval."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from cli.stage import add_stage_command
+from distill import __version__
+from distill.generate import GenerateConfig, generate
+
+app = typer.Typer(
+    name="distill", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
+    help="Distill a reasoning teacher into small dense students: generate → filter → train → eval.")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # the libraries underneath are chatty at INFO (every HTTP request, every download check)
+    for name in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "datasets", "fsspec",
+                 "matplotlib", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # before transformers is imported: errors only, and no bars of its own beside ours
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(f"distill {__version__}")
+        raise typer.Exit(0)
+    _setup_logging(verbose)
+
+
+add_stage_command(
+    app, "generate", GenerateConfig, generate, positional="prompts",
+    help="Sample long chain-of-thought traces from a teacher into a JSONL file, resumably.",
+    present=lambda summary: typer.echo(summary.format()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

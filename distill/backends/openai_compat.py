@@ -1,0 +1,259 @@
+"""Any OpenAI-compatible chat server: `vllm serve`, `transformers serve`, SGLang,
+hosted APIs.
+
+Async with bounded concurrency. Each request is retried with exponential
+backoff and jitter on 429, 5xx, timeouts, dropped connections and empty replies
+(honouring Retry-After); a prompt that still fails is reported, not written, so
+a rerun picks it up. `n` is asked for natively; a server that returns fewer
+choices gets the rest as single requests from then on. The API key is read from
+the environment variable the user names and never stored, logged or echoed in
+an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from distill.backends.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    Sample,
+    SamplingParams,
+    derive_seed,
+)
+from distill.completion import fold_reasoning_field
+from distill.errors import BackendError, ConfigError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {408, 409, 425, 429}
+
+
+class EmptyReply(Exception):
+    """The server answered 200 with no choices or no text: worth another try."""
+
+
+class _Fatal(Exception):
+    """An error no retry can fix (authentication, unknown model): stop the whole run."""
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, model: str, *, base_url: str, api_key_env: str | None = None,
+                 concurrency: int = 64, max_retries: int = 6, timeout: float = 1800.0,
+                 tokenizer: str | None = None, backoff_base: float = 1.0, backoff_cap: float = 60.0):
+        self.model = model
+        self.base_url = base_url
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self._tokenizer_name = tokenizer or model
+        self._tokenizer: Any = None
+        self._warned_apportioned = False
+        self.ignores_n = False
+        self.retries = 0
+        self._api_key = ""
+        if api_key_env:
+            self._api_key = os.environ.get(api_key_env, "")
+            if not self._api_key:
+                raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+
+    # -- secrets ---------------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        """Remove the API key from any text that may reach a log, a summary or an exception."""
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    # -- driving the event loop from a synchronous generator ----------------------------------
+    def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
+        results: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        pending = [r for r in requests if r.pending]
+
+        def run() -> None:
+            try:
+                asyncio.run(self._run(pending, params, results, stop))
+            except BaseException as exc:  # handed to the consumer thread and re-raised there
+                results.put(exc)
+            results.put(None)
+
+        thread = threading.Thread(target=run, name="distill-openai", daemon=True)
+        thread.start()
+        try:
+            while (item := results.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    async def _run(self, requests: list[GenerationRequest], params: SamplingParams,
+                   results: queue.Queue, stop: threading.Event) -> None:
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY", max_retries=0,
+                             timeout=self.timeout)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        todo: asyncio.Queue = asyncio.Queue()
+        for request in requests:
+            todo.put_nowait(request)
+
+        async def worker() -> None:
+            while not stop.is_set():
+                try:
+                    request = todo.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                results.put(await self._prompt(client, semaphore, request, params))
+
+        try:
+            workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(requests)) or 1)]
+            await asyncio.gather(*workers)
+        except _Fatal as exc:
+            raise BackendError(str(exc)) from None
+        finally:
+            await client.close()
+
+    async def _prompt(self, client: Any, semaphore: asyncio.Semaphore, request: GenerationRequest,
+                      params: SamplingParams) -> GenerationResult:
+        samples: list[Sample] = []
+        prompt_tokens = None
+        try:
+            if not self.ignores_n or params.n == 1:
+                samples, prompt_tokens = await self._call(client, semaphore, request, params, params.n,
+                                                          derive_seed(params.seed, request.key))
+                if len(samples) < params.n and not self.ignores_n:
+                    self.ignores_n = True
+                    log.info("%s returned %d choice(s) for n=%d: asking for the other samples one by one",
+                             self.base_url, len(samples), params.n)
+            missing = range(len(samples), params.n)
+            # sample 0 always draws from the prompt's own seed, as a native-n request would, so
+            # results do not depend on when a server was found to ignore n
+            extra = await asyncio.gather(*(
+                self._call(client, semaphore, request, params, 1,
+                           derive_seed(params.seed, request.key, *([i] if i else [])))
+                for i in missing))
+            for more, tokens in extra:
+                samples.extend(more[:1])
+                prompt_tokens = prompt_tokens or tokens
+        except _Failed as exc:
+            return GenerationResult(request.key, error=str(exc))
+        return GenerationResult(request.key, samples[: params.n], prompt_tokens=prompt_tokens)
+
+    async def _call(self, client: Any, semaphore: asyncio.Semaphore, request: GenerationRequest,
+                    params: SamplingParams, n: int, seed: int) -> tuple[list[Sample], int | None]:
+        import openai
+
+        error = "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                async with semaphore:
+                    response = await client.chat.completions.create(
+                        model=self.model, messages=request.messages, n=n, temperature=params.temperature,
+                        top_p=params.top_p, max_tokens=params.max_tokens, seed=seed)
+                return self._parse(response)
+            except EmptyReply as exc:
+                error = str(exc)
+            except openai.APITimeoutError:
+                error = f"timed out after {self.timeout:.0f} s"
+            except openai.APIConnectionError as exc:
+                error = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})"
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                error = f"HTTP {status}: {self._scrub(_message(exc))}"
+                if status in (401, 403):
+                    raise _Fatal(f"{self.base_url} refused the credentials ({error}); check the key in the "
+                                 "variable named by --api-key-env") from None
+                if status == 404:
+                    raise _Fatal(f"{self.base_url}: {error}; check --teacher (the served model name) "
+                                 "and --base-url (usually ends in /v1)") from None
+                if status not in RETRY_STATUS and status < 500:
+                    raise _Failed(error) from None
+                retry_after = _retry_after(exc)
+            except openai.OpenAIError as exc:
+                error = self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            delay = min(self.backoff_cap, self.backoff_base * 2 ** attempt) * random.uniform(0.5, 1.5)
+            log.debug("prompt %s: %s; retry %d in %.1f s", request.key, error, attempt + 1, delay)
+            await asyncio.sleep(max(delay, retry_after or 0))
+        raise _Failed(f"{error} (after {self.max_retries + 1} attempts)")
+
+    def _parse(self, response: Any) -> tuple[list[Sample], int | None]:
+        choices = sorted(getattr(response, "choices", None) or [], key=lambda c: c.index or 0)
+        if not choices:
+            raise EmptyReply("empty reply (no choices)")
+        texts = []
+        for choice in choices:
+            message = choice.message
+            extra = getattr(message, "model_extra", None) or {}
+            reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+            text = fold_reasoning_field(reasoning, message.content)
+            if not text.strip():
+                raise EmptyReply("empty reply (no text)")
+            texts.append((text, "length" if choice.finish_reason == "length" else "stop"))
+        usage = getattr(response, "usage", None)
+        completion_total = getattr(usage, "completion_tokens", None)
+        prompt_tokens = getattr(usage, "prompt_tokens", None)
+        if len(texts) == 1:
+            counts = [completion_total]
+        else:
+            counts = self._count_tokens([t for t, _ in texts], completion_total)
+        return [Sample(text, finish, count) for (text, finish), count in zip(texts, counts)], prompt_tokens
+
+    def _count_tokens(self, texts: list[str], total: int | None) -> list[int | None]:
+        """Per-choice token counts when the server reports one usage for all n choices."""
+        if self._tokenizer is None:
+            try:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_name)
+            except Exception:
+                self._tokenizer = False
+        if self._tokenizer:
+            return [len(self._tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        if total is None:
+            return [None] * len(texts)
+        if not self._warned_apportioned:
+            self._warned_apportioned = True
+            log.warning("the server reports one token count for all n samples and no tokenizer for %r could "
+                        "be loaded: completion_tokens are shared out by text length; pass --tokenizer for "
+                        "exact counts", self._tokenizer_name)
+        chars = sum(len(t) for t in texts) or 1
+        return [round(total * len(t) / chars) for t in texts]
+
+
+class _Failed(Exception):
+    """This prompt failed for good; the rest of the run goes on."""
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:200]
+        if isinstance(inner, str):
+            return inner[:200]
+    return (str(getattr(exc, "message", "")) or type(exc).__name__)[:200]
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(float(value), 300.0) if value else None
+    except ValueError:
+        return None

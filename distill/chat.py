@@ -1,0 +1,66 @@
+"""Chat templates: rendering prompts with a model's own template, and the default
+template for base models that have none.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from distill.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# For base models without a chat template: the plain "User: … Assistant:" layout of
+# DeepSeek-R1-Zero's prompt, ending each assistant turn with the model's EOS token so
+# the student learns to stop.
+DEFAULT_CHAT_TEMPLATE = (
+    "{{ bos_token if bos_token else '' }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'user' %}User: {{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'assistant' %}Assistant: {{ message['content'] }}{{ eos_token }}\n\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant: {% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any, name: str) -> None:
+    """Give a tokenizer without a chat template the documented default one."""
+    if not getattr(tokenizer, "chat_template", None):
+        log.warning("%s has no chat template; using distill's default 'User: … Assistant:' template "
+                    "(distill.chat.DEFAULT_CHAT_TEMPLATE)", name)
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The generation prompt as text: the messages, then the template's assistant header."""
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # jinja errors from a user's template: say which template failed
+        raise ModelError(f"the chat template failed to render a prompt: {exc}") from None
+    if not isinstance(text, str):  # some tokenizers return a list for a single conversation
+        text = text[0]
+    return text
+
+
+def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
+    """Load a tokenizer with a one-line error that says what to check."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as exc:
+        raise ModelError(f"cannot load a tokenizer from {name!r}: {first_line(exc)}; "
+                         "give a local model directory or a Hub id that is reachable") from None
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,220 @@
+"""`distill generate`: sample long chain-of-thought traces from a teacher, resumably.
+
+Each finished prompt's n samples are appended to the output and flushed at once.
+Rerunning the same command after a crash repairs a torn last line, skips every
+id already written and produces the rest; the output never holds an id twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.backends import GenerationRequest, SamplingParams, make_backend, resolve_backend
+from distill.config import require
+from distill.errors import OutputError
+from distill.options import BackendOptions, PromptOptions, SamplingOptions
+from distill.progress import Progress
+from distill.prompts import Prompt, load_prompts, parse_shard
+from distill.traces import JsonlWriter, check_writable, read_traces, repair_torn_tail, sidecar, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions):
+    prompts: str
+    """Prompts: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
+    teacher: str
+    """Teacher model: a local directory or Hub id (for --backend openai, the served model name)."""
+    out: str
+    """Output traces file (.jsonl); a summary is written beside it as <name>.summary.json."""
+    shard: str | None = None
+    """Process only shard I of N ('I/N', I from 0): contiguous slices, so shards concatenate to the full run."""
+    overwrite: bool = False
+    """Replace an existing output instead of resuming it."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_shard(self.shard)
+        require(bool(self.teacher), "teacher", "is required")
+        require(not self.out.endswith("/"), "out", "must be a file path such as traces.jsonl")
+
+
+@dataclass
+class GenerateSummary:
+    output: str
+    teacher: str
+    backend: str
+    prompts: int
+    records: int
+    new_records: int
+    finish_reasons: dict[str, int]
+    completion_tokens: dict[str, float]
+    elapsed_s: float
+    tokens_per_s: float
+    retries: int = 0
+    failed_prompts: list[dict[str, str]] = field(default_factory=list)
+    complete: bool = True
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def format(self) -> str:
+        finish = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
+        tokens = self.completion_tokens
+        lines = [
+            f"output            {self.output}",
+            f"records           {self.records} ({self.new_records} new) for {self.prompts} prompts",
+            f"finish reasons    {finish}",
+            f"completion tokens mean {tokens.get('mean', 0):,.0f}, p50 {tokens.get('p50', 0):,.0f}, "
+            f"p90 {tokens.get('p90', 0):,.0f}, max {tokens.get('max', 0):,.0f}",
+            f"throughput        {self.tokens_per_s:,.1f} tok/s over {self.elapsed_s:.1f} s ({self.backend})",
+        ]
+        if self.failed_prompts:
+            lines.append(f"FAILED prompts    {len(self.failed_prompts)} (rerun the same command to retry them; "
+                         f"first: {self.failed_prompts[0]['prompt_id']}: {self.failed_prompts[0]['error']})")
+        return "\n".join(lines)
+
+
+def _token_stats(counts: list[int]) -> dict[str, float]:
+    if not counts:
+        return {"total": 0, "mean": 0, "p50": 0, "p90": 0, "max": 0}
+    ordered = sorted(counts)
+    return {"total": sum(ordered), "mean": statistics.fmean(ordered), "p50": ordered[len(ordered) // 2],
+            "p90": ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], "max": ordered[-1]}
+
+
+def _sampling(cfg: GenerateConfig) -> SamplingParams:
+    return SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
+                          seed=cfg.seed)
+
+
+def _params_dict(params: SamplingParams) -> dict[str, Any]:
+    return {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
+            "seed": params.seed}
+
+
+def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
+                   by_id: dict[str, Prompt]) -> tuple[set[str], list[str], list[int]]:
+    """Ids already written, with their finish reasons and token counts; refuses a mismatched run."""
+    repair_torn_tail(out)
+    done: set[str] = set()
+    finishes: list[str] = []
+    tokens: list[int] = []
+    required = ("id", "prompt_id", "sample", "messages", "completion", "finish_reason")
+    for line, record in read_traces(out, required=required):
+        if record.get("teacher") != cfg.teacher or record.get("params") != params:
+            raise OutputError(
+                f"{out}:{line}: written by another run (teacher {record.get('teacher')!r}, params "
+                f"{record.get('params')}) than this one (teacher {cfg.teacher!r}, params {params}); "
+                "pass --overwrite to replace it or choose another --out")
+        prompt = by_id.get(record["prompt_id"])
+        if prompt is not None and record["messages"] != prompt.messages:
+            raise OutputError(f"{out}:{line}: prompt {record['prompt_id']!r} was sent as different messages "
+                              "(the template or system prompt changed); pass --overwrite or choose another --out")
+        done.add(record["id"])
+        finishes.append(record["finish_reason"])
+        if isinstance(record.get("completion_tokens"), int):
+            tokens.append(record["completion_tokens"])
+    return done, finishes, tokens
+
+
+def generate(cfg: GenerateConfig) -> GenerateSummary:
+    """Generate cfg.n samples for every prompt into cfg.out, resuming what a previous run left."""
+    out = check_writable(cfg.out)
+    summary_path = sidecar(out, "summary.json")
+    prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
+                           id_column=cfg.id_column, template=cfg.template, system=cfg.system,
+                           limit=cfg.limit, shard=cfg.shard)
+    params = _sampling(cfg)
+    params_dict = _params_dict(params)
+    by_id = {p.prompt_id: p for p in prompts}
+    expected = {f"{p.prompt_id}:{s}" for p in prompts for s in range(cfg.n)}
+
+    done: set[str] = set()
+    finishes: list[str] = []
+    tokens: list[int] = []
+    if out.exists() and cfg.overwrite:
+        out.unlink()
+        summary_path.unlink(missing_ok=True)
+    elif out.exists():
+        done, finishes, tokens = _read_existing(out, cfg, params_dict, by_id)
+        if expected <= done and summary_path.exists():
+            raise OutputError(f"{out} is already complete ({len(expected)} records); pass --overwrite to "
+                              "generate it again or choose another --out")
+        if done:
+            log.info("resuming %s: %d of %d records already written", out, len(done & expected), len(expected))
+        if done - expected:
+            log.warning("%s holds %d records that are not part of this run (another --limit or --shard?)",
+                        out, len(done - expected))
+
+    requests = [GenerationRequest(p.prompt_id, p.messages, index=i,
+                                  pending=any(f"{p.prompt_id}:{s}" not in done for s in range(cfg.n)))
+                for i, p in enumerate(prompts)]
+    pending = sum(r.pending for r in requests)
+    backend_name = resolve_backend(cfg.backend) if pending else "none"
+    failed: list[dict[str, str]] = []
+    new_records = new_tokens = retries = 0
+    backend = make_backend(cfg.teacher, cfg, seed=cfg.seed, name=backend_name) if pending else None
+    progress = Progress("generate", total=len(prompts), initial=len(prompts) - pending)
+    if backend is not None:
+        try:
+            with JsonlWriter(out) as writer:
+                for result in backend.generate(requests, params):
+                    if result.error is not None:
+                        failed.append({"prompt_id": result.key, "error": result.error})
+                        progress.update(1)
+                        continue
+                    prompt = by_id[result.key]
+                    records = [_record(prompt, s, sample, result.prompt_tokens, cfg, params_dict)
+                               for s, sample in enumerate(result.samples)
+                               if f"{prompt.prompt_id}:{s}" not in done]
+                    writer.write(records)
+                    for record in records:
+                        done.add(record["id"])
+                        finishes.append(record["finish_reason"])
+                        if isinstance(record["completion_tokens"], int):
+                            tokens.append(record["completion_tokens"])
+                            new_tokens += record["completion_tokens"]
+                    new_records += len(records)
+                    progress.update(1, tokens=sum(s.completion_tokens or 0 for s in result.samples))
+            retries = getattr(backend, "retries", 0)
+        finally:
+            progress.close()
+            backend.close()
+    elapsed = progress.elapsed
+    summary = GenerateSummary(
+        output=str(out), teacher=cfg.teacher, backend=backend_name, prompts=len(prompts),
+        records=len(done & expected), new_records=new_records,
+        finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
+        completion_tokens=_token_stats(tokens), elapsed_s=round(elapsed, 3),
+        tokens_per_s=round(new_tokens / elapsed, 2) if elapsed > 0 else 0.0, retries=retries,
+        failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n})
+    write_json(summary_path, summary.to_dict())
+    if failed:
+        log.warning("%d prompts failed (listed in %s); rerun the same command to retry them",
+                    len(failed), summary_path)
+    return summary
+
+
+def _record(prompt: Prompt, sample_index: int, sample: Any, prompt_tokens: int | None,
+            cfg: GenerateConfig, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"{prompt.prompt_id}:{sample_index}",
+        "prompt_id": prompt.prompt_id,
+        "sample": sample_index,
+        "messages": prompt.messages,
+        "reference": prompt.reference,
+        "completion": sample.text,
+        "finish_reason": sample.finish_reason,
+        "completion_tokens": sample.completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "teacher": cfg.teacher,
+        "params": params,
+        "source": prompt.source,
+    }

@@ -1,0 +1,226 @@
+"""JSONL trace files: a reader that names file, line and field on bad input, and
+an append-only writer that a killed run can resume.
+
+The trace record (one JSON object per line) is the contract between stages; see
+the design doc. A crash can leave the last line of an output cut in half (the
+"torn" line): `repair_torn_tail` finds and removes it before a resumed run
+appends, so the record it held is simply generated again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from distill.errors import InputError, OutputError
+
+log = logging.getLogger(__name__)
+
+FINISH_REASONS = ("stop", "length")
+
+# field -> (accepted types, description used in error messages)
+_TRACE_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "id": ((str,), "a string"),
+    "prompt_id": ((str,), "a string"),
+    "sample": ((int,), "an integer"),
+    "messages": ((list,), "a list of {role, content} messages"),
+    "reference": ((str, dict, list, int, float, type(None)), "a string, an object or null"),
+    "completion": ((str,), "a string"),
+    "finish_reason": ((str,), "'stop' or 'length'"),
+    "completion_tokens": ((int, type(None)), "an integer"),
+}
+TRACE_REQUIRED = ("id", "prompt_id", "sample", "messages", "reference", "completion", "finish_reason")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line; raise InputError naming the line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=str(path))
+    if path.is_dir():
+        raise InputError("is a directory, expected a .jsonl file", path=str(path))
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8",
+                                 path=str(path), line=number) from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                torn = "" if raw.endswith(b"\n") else " (the last line is cut off: a crashed run?)"
+                raise InputError(f"malformed JSON at column {exc.colno}: {exc.msg}{torn}",
+                                 path=str(path), line=number) from None
+            if not isinstance(obj, dict):
+                raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=str(path), line=number)
+            yield number, obj
+
+
+def check_trace(record: dict[str, Any], path: str, line: int,
+                required: Iterable[str] = TRACE_REQUIRED) -> None:
+    """Raise InputError if `record` lacks a required trace field or has one of the wrong type."""
+    for name in required:
+        if name not in record:
+            raise InputError(f"missing (a trace record needs {', '.join(TRACE_REQUIRED)})",
+                             path=path, line=line, field=name)
+        types, description = _TRACE_FIELDS.get(name, ((object,), "a value"))
+        value = record[name]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise InputError(f"must be {description}, got {json.dumps(value)[:60]}",
+                             path=path, line=line, field=name)
+    if "finish_reason" in record and record["finish_reason"] not in FINISH_REASONS:
+        raise InputError(f"must be 'stop' or 'length', got {record['finish_reason']!r}",
+                         path=path, line=line, field="finish_reason")
+    for message in record.get("messages", []) if "messages" in required else []:
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise InputError("every message must be an object with string 'role' and 'content'",
+                             path=path, line=line, field="messages")
+
+
+def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line, record) from a trace file, checking fields and that ids are unique."""
+    required = tuple(required)
+    seen: dict[str, int] = {}
+    for line, record in iter_jsonl(path):
+        check_trace(record, str(path), line, required)
+        if "id" in required:
+            first = seen.setdefault(record["id"], line)
+            if first != line:
+                raise InputError(f"duplicate id {record['id']!r} (first on line {first})",
+                                 path=str(path), line=line, field="id")
+        yield line, record
+
+
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut an incomplete or unparsable last line off `path`; return the bytes removed.
+
+    A process killed in the middle of a write leaves a last line without its
+    newline. Only the last line is ever touched: damage anywhere else is an
+    error for the reader to report, not something to paper over.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(size - 1)
+        search_end = size - 1 if handle.read(1) == b"\n" else size
+        line_start, position, chunk = 0, search_end, 1 << 16
+        while position > 0:  # scan backwards for the newline that ends the previous line
+            start = max(0, position - chunk)
+            handle.seek(start)
+            cut = handle.read(position - start).rfind(b"\n")
+            if cut >= 0:
+                line_start = start + cut + 1
+                break
+            position = start
+        handle.seek(line_start)
+        last = handle.read()
+        complete = last.endswith(b"\n")
+        if complete:
+            try:
+                json.loads(last)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                complete = False
+        keep = size if complete else line_start
+        if keep != size:
+            handle.truncate(keep)
+    removed = size - keep
+    if removed:
+        log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
+                    "its record will be produced again", path, removed)
+    return removed
+
+
+class JsonlWriter:
+    """Append-only JSONL output, flushed after every `write` so a killed run loses at most one batch.
+
+    Each `write` issues one write() of whole lines; records never interleave.
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                repair_torn_tail(self.path)
+            self._handle = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}; "
+                              "choose a writable --out location") from None
+
+    def write(self, records: Iterable[dict[str, Any]]) -> int:
+        lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+        if not lines:
+            return 0
+        try:
+            self._handle.write("".join(lines))
+            self._handle.flush()
+            if self.fsync:
+                os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        return len(lines)
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            try:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError:
+                pass
+            self._handle.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_writable(path: str | Path, what: str = "--out") -> Path:
+    """Fail early (before any model is loaded) if `path` cannot be created or appended to."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a directory; give a file path such as {path / 'out.jsonl'}")
+    parent = path.parent
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"cannot write {what} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(f"cannot write {what} {path}: permission denied; choose a writable location")
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write a JSON report atomically (temp file + rename), so a crash never leaves half a report."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def sidecar(path: str | Path, suffix: str) -> Path:
+    """`traces.jsonl` + 'summary.json' -> `traces.summary.json`."""
+    path = Path(path)
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.stem
+    return path.with_name(f"{stem}.{suffix}")

@@ -1,0 +1,158 @@
+"""`distill generate` with the hf backend on tiny models: the record format, R1 pre-filled
+`<think>`, resume after SIGKILL, sharding, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from distill.generate import GenerateConfig, generate
+from distill.traces import read_traces
+from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl
+
+FIELDS = {"id", "prompt_id", "sample", "messages", "reference", "completion", "finish_reason",
+          "completion_tokens", "prompt_tokens", "teacher", "params", "source"}
+
+
+def config(prompts, teacher, out, **kwargs) -> GenerateConfig:
+    options = dict(backend="hf", n=2, max_tokens=12, batch_size=2)
+    options.update(kwargs)
+    return GenerateConfig(prompts=str(prompts), teacher=str(teacher), out=str(out), **options)
+
+
+def by_id(path) -> dict[str, dict]:
+    return {record["id"]: record for _, record in read_traces(path)}
+
+
+def test_records_follow_the_trace_format(tmp_path, tiny_models, prompts_file):
+    out = tmp_path / "traces.jsonl"
+    summary = generate(config(prompts_file, tiny_models["qwen"], out, n=3))
+    records = read_jsonl(out)
+    assert len(records) == 18 and summary.records == 18 and summary.complete
+    assert {r["id"] for r in records} == {f"q{i}:{s}" for i in range(6) for s in range(3)}
+    for record in records:
+        assert set(record) == FIELDS
+        assert record["finish_reason"] in ("stop", "length")
+        assert 1 <= record["completion_tokens"] <= 12
+        assert record["finish_reason"] == "stop" or record["completion_tokens"] == 12
+        assert record["params"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 12, "seed": 0}
+        assert record["teacher"] == str(tiny_models["qwen"])
+    first = next(r for r in records if r["id"] == "q1:0")
+    assert first["reference"] == "3" and first["source"] == {"level": 1}
+    assert first["messages"][0]["content"].startswith("What is 1 + 2?\nPlease reason step by step")
+    saved = json.loads((tmp_path / "traces.summary.json").read_text())
+    assert saved["records"] == 18 and sum(saved["finish_reasons"].values()) == 18
+    assert saved["completion_tokens"]["total"] == sum(r["completion_tokens"] for r in records)
+
+
+def test_template_prefilled_think_is_kept_in_the_completion(tmp_path, tiny_models, prompts_file):
+    # the R1-Distill template ends the generation prompt with '<think>\n': the model's text
+    # starts inside the reasoning, and the stored completion must still hold the whole block
+    out = tmp_path / "traces.jsonl"
+    generate(config(prompts_file, tiny_models["r1"], out, limit=2))
+    for record in read_jsonl(out):
+        assert record["completion"].startswith("<think>\n")
+        assert record["completion"].count("<think>") >= 1
+
+
+def test_seeded_runs_reproduce_and_greedy_is_deterministic(tmp_path, tiny_models, prompts_file):
+    first = by_id(generate(config(prompts_file, tiny_models["qwen"], tmp_path / "a.jsonl")).output)
+    second = by_id(generate(config(prompts_file, tiny_models["qwen"], tmp_path / "b.jsonl")).output)
+    assert first == second
+    other_seed = by_id(generate(config(prompts_file, tiny_models["qwen"], tmp_path / "c.jsonl", seed=1)).output)
+    assert [r["completion"] for r in other_seed.values()] != [r["completion"] for r in first.values()]
+
+
+def test_finished_output_needs_overwrite_and_mismatched_runs_are_refused(tmp_path, tiny_models, prompts_file):
+    out = tmp_path / "t.jsonl"
+    args = ["generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
+            "--n", "1", "--max-tokens", "4"]
+    assert run_cli(*args).returncode == 0
+    before = out.read_bytes()
+    assert_user_error(run_cli(*args), "already complete", "--overwrite")
+    assert out.read_bytes() == before
+    assert_user_error(run_cli(*args[:-1], "5", "--limit", "3"), "written by another run", "max_tokens")
+    assert out.read_bytes() == before
+    result = run_cli(*args, "--overwrite", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    assert all(r["params"]["seed"] == 7 for r in read_jsonl(out))
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": f"k{i}", "problem": f"Add {i} and {i}."} for i in range(24)])
+    reference = tmp_path / "reference.jsonl"
+    generate(config(prompts, tiny_models["llama"], reference, n=2, max_tokens=48, batch_size=1))
+
+    out = tmp_path / "killed.jsonl"
+    args = [sys.executable, "-m", "cli.main", "generate", str(prompts), "--teacher", str(tiny_models["llama"]),
+            "--out", str(out), "--backend", "hf", "--n", "2", "--max-tokens", "48", "--batch-size", "1"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_bytes().splitlines()) < 6):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = len(out.read_bytes().splitlines())
+    assert 6 <= written < 48, "the kill must land mid-run"
+    with out.open("ab") as handle:  # and simulate the torn write a kill mid-write leaves
+        handle.write(b'{"id": "k9:0", "prompt_id": "k9", "samp')
+
+    result = run_cli(*args[3:])
+    assert result.returncode == 0, result.stderr
+    assert "removed a torn last line" in result.stderr
+    assert "resuming" in result.stderr
+    resumed = [record for _, record in read_traces(out)]  # also checks: no duplicate id
+    assert len(resumed) == 48
+    assert {r["id"]: r for r in resumed} == by_id(reference)
+
+
+def test_shards_are_disjoint_and_concatenate_to_the_full_run(tmp_path, tiny_models):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"problem": f"Multiply {i} by 3."} for i in range(7)])
+    full = read_jsonl(generate(config(prompts, tiny_models["qwen"], tmp_path / "full.jsonl", n=1,
+                                      temperature=0.0)).output)
+    parts = [read_jsonl(generate(config(prompts, tiny_models["qwen"], tmp_path / f"s{i}.jsonl", n=1,
+                                        temperature=0.0, shard=f"{i}/3")).output) for i in range(3)]
+    ids = [[r["id"] for r in part] for part in parts]
+    assert all(ids) and not set(ids[0]) & set(ids[1]) and not set(ids[1]) & set(ids[2])
+    assert sum(ids, []) == [r["id"] for r in full]
+    assert {r["id"]: r["completion"] for part in parts for r in part} == {r["id"]: r["completion"] for r in full}
+
+
+@pytest.mark.parametrize("case", ["missing file", "empty file", "malformed line", "missing column",
+                                  "unwritable output", "unknown backend", "wrong model path", "bad shard"])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, tiny_models, prompts_file, case):
+    out = tmp_path / "t.jsonl"
+    teacher = str(tiny_models["qwen"])
+    prompts = prompts_file
+    extra: list[str] = []
+    if case == "missing file":
+        prompts, needles = tmp_path / "nope.jsonl", ("nope.jsonl: file not found",)
+    elif case == "empty file":
+        prompts = tmp_path / "empty.jsonl"
+        prompts.write_text("")
+        needles = ("empty.jsonl", "no prompts")
+    elif case == "malformed line":
+        prompts = tmp_path / "bad.jsonl"
+        prompts.write_text('{"problem": "ok"}\n{"problem": "x",}\n')
+        needles = ("bad.jsonl:2: malformed JSON",)
+    elif case == "missing column":
+        extra, needles = ["--prompt-column", "question"], ("no column 'question'", "problem", "--prompt-column")
+    elif case == "unwritable output":
+        (tmp_path / "afile").write_text("")
+        out, needles = tmp_path / "afile" / "t.jsonl", ("cannot write --out", "not a directory")
+    elif case == "unknown backend":
+        extra, needles = ["--backend", "tgi"], ("--backend must be one of auto, vllm, openai, hf", "'tgi'")
+    elif case == "wrong model path":
+        teacher, needles = str(tmp_path / "no-model"), ("cannot load a tokenizer", "no-model")
+    else:
+        extra, needles = ["--shard", "2/2"], ("--shard 2/2",)
+    args = ["generate", prompts, "--teacher", teacher, "--out", out, "--max-tokens", "4", *extra]
+    if "--backend" not in extra:
+        args += ["--backend", "hf"]
+    assert_user_error(run_cli(*args), *needles)
+    assert not out.exists() or case == "unwritable output"

@@ -6,6 +6,7 @@ groups it needs, so a field is written (and documented) once.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -91,6 +92,8 @@ class BackendOptions(Options):
     """vllm backend: context length to reserve (default: the model's)."""
     max_inflight: int = 4096
     """vllm backend: prompts queued in the engine at once; finished ones are written while the rest run."""
+    vllm_args: str | None = None
+    """vllm backend: more vllm.LLM arguments as a JSON object, e.g. '{"enable_prefix_caching": true}'."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -106,3 +109,17 @@ class BackendOptions(Options):
         require(self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be at least 1")
         require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
         require(self.max_inflight >= 1, "max_inflight", "must be at least 1")
+        require(self.vllm_args is None or isinstance(parse_json_object(self.vllm_args), dict), "vllm_args",
+                "must be a JSON object")
+
+    @property
+    def vllm_kwargs(self) -> dict:
+        return parse_json_object(self.vllm_args) if self.vllm_args else {}
+
+
+def parse_json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

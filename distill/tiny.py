@@ -127,3 +127,43 @@ def save_tiny(path: str | Path, family: str = "qwen", *, corpus: Iterable[str] |
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def synthetic_tokenizer(vocab_size: int, family: str = "qwen"):
+    """A byte-level BPE tokenizer with exactly `vocab_size` tokens, built without training.
+
+    For speed and memory measurements at real model shapes (Qwen2.5's 151,936-token
+    vocabulary, Llama-3's 128,256): every id decodes, so an engine can sample any of
+    them. Its merges are synthetic, so it compresses text poorly; fine for benchmarks.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    spec = FAMILIES[family]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    specials = spec["special"] + THINK_TOKENS
+    budget = vocab_size - len(specials)
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    merges: list[tuple[str, str]] = []
+    tokens = list(alphabet)
+    left = 0
+    while len(vocab) < budget:
+        for right in alphabet[:64]:
+            new = tokens[left] + right
+            if new not in vocab:
+                vocab[new] = len(vocab)
+                merges.append((tokens[left], right))
+                tokens.append(new)
+                if len(vocab) >= budget:
+                    break
+        left += 1
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=spec["bos"], eos_token=spec["eos"],
+                                   pad_token=spec["pad"], clean_up_tokenization_spaces=False)
+    fast.add_special_tokens({"additional_special_tokens": [t for t in spec["special"]
+                                                           if t not in (spec["bos"], spec["eos"], spec["pad"])]})
+    fast.add_tokens(THINK_TOKENS)
+    fast.chat_template = spec["template"]
+    return fast

@@ -55,4 +55,4 @@ def make_backend(model: str, options: BackendOptions, *, seed: int = 0, name: st
     return VLLMBackend(model, tensor_parallel_size=options.tensor_parallel_size,
                        gpu_memory_utilization=options.gpu_memory_utilization,
                        max_model_len=options.max_model_len, dtype=options.dtype,
-                       max_inflight=options.max_inflight, seed=seed)
+                       max_inflight=options.max_inflight, seed=seed, engine_args=options.vllm_kwargs)

@@ -35,7 +35,7 @@ class VLLMBackend(Backend):
 
     def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, dtype: str = "auto", max_inflight: int = 4096,
-                 seed: int = 0):
+                 seed: int = 0, engine_args: dict | None = None):
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -49,7 +49,7 @@ class VLLMBackend(Backend):
         try:
             self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size,
                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                           dtype=dtype, seed=seed)
+                           dtype=dtype, seed=seed, **(engine_args or {}))
         except Exception as exc:
             raise ModelError(f"vLLM cannot load {model!r}: {first_line(exc)}") from None
         self.tokenizer = self.llm.get_tokenizer()

@@ -1,0 +1,54 @@
+"""The limits every sandboxed run gets: an option group stages can inherit (filter, eval)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+from distill.config import Options, require
+
+
+@dataclass(kw_only=True)
+class SandboxLimits(Options):
+    panel: ClassVar[str] = "Code sandbox"
+    memory_mb: int = 1024
+    """Address space per process of the code (RLIMIT_AS), in MiB; past it allocations fail (status 'oom')."""
+    cpu_seconds: int = 10
+    """CPU time per process of the code (RLIMIT_CPU), in seconds; then it is killed (status 'timeout')."""
+    max_processes: int = 64
+    """Most processes and threads a run may have at once (RLIMIT_NPROC, made binding by a uid of its own)."""
+    wall_seconds: float = 20.0
+    """Wall-clock time per run, in seconds; then every process the run started is killed (status 'timeout')."""
+    max_file_mb: int = 64
+    """Largest file the code may write (RLIMIT_FSIZE), in MiB."""
+    max_open_files: int = 256
+    """Most open file descriptors per process of the code (RLIMIT_NOFILE)."""
+    max_output_kb: int = 1024
+    """stdout and stderr are each kept up to this many KiB; code that writes more is stopped (status 'output_limit')."""
+    strict_isolation: bool = False
+    """Refuse to run code (verdict null) unless the network is cut, the code runs unprivileged and all its processes can be killed, instead of falling back with a warning."""
+    sandbox_python: str | None = None
+    """Interpreter that runs the code; default: this Python if the sandbox's uid can run it, else python3 from /usr/local/bin, /usr/bin or /bin."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Python itself needs some room to start: below these it cannot run even "print(1)".
+        require(self.memory_mb >= 64, "memory_mb", f"must be at least 64 (got {self.memory_mb})")
+        require(self.cpu_seconds >= 1, "cpu_seconds", f"must be at least 1 (got {self.cpu_seconds})")
+        require(self.max_processes >= 1, "max_processes", f"must be at least 1 (got {self.max_processes})")
+        require(self.wall_seconds > 0, "wall_seconds", f"must be positive (got {self.wall_seconds})")
+        require(self.max_file_mb >= 1, "max_file_mb", f"must be at least 1 (got {self.max_file_mb})")
+        require(self.max_open_files >= 16, "max_open_files",
+                f"must be at least 16 (got {self.max_open_files})")
+        require(self.max_output_kb >= 1, "max_output_kb", f"must be at least 1 (got {self.max_output_kb})")
+        if self.sandbox_python is not None:
+            require(os.path.isabs(self.sandbox_python) and os.access(self.sandbox_python, os.X_OK),
+                    "sandbox_python", f"must be the absolute path of a Python executable "
+                    f"(got {self.sandbox_python!r}); e.g. /usr/bin/python3")
+
+    def launcher_limits(self) -> dict[str, int]:
+        """The limits in the units setrlimit takes."""
+        return {"memory_bytes": self.memory_mb << 20, "cpu_seconds": self.cpu_seconds,
+                "processes": self.max_processes, "file_bytes": self.max_file_mb << 20,
+                "open_files": self.max_open_files}

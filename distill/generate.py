@@ -19,7 +19,15 @@ from distill.errors import OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
-from distill.traces import JsonlWriter, check_writable, read_traces, repair_torn_tail, sidecar, write_json
+from distill.traces import (
+    JsonlWriter,
+    check_writable,
+    read_traces,
+    repair_torn_tail,
+    sidecar,
+    truncate_last_lines,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +109,26 @@ def _params_dict(params: SamplingParams) -> dict[str, Any]:
 
 def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
                    by_id: dict[str, Prompt]) -> tuple[set[str], list[str], list[int]]:
-    """Ids already written, with their finish reasons and token counts; refuses a mismatched run."""
+    """Ids already written, with their finish reasons and token counts; refuses a mismatched run.
+
+    A prompt's samples are written in one write() call, so only the last prompt of the file can
+    be incomplete (a crash mid-write). Its lines are cut off and the prompt is generated again
+    whole: every prompt's samples stay on consecutive lines, which the filter's per-prompt
+    selection relies on.
+    """
     repair_torn_tail(out)
     done: set[str] = set()
     finishes: list[str] = []
     tokens: list[int] = []
+    group: list[dict[str, Any]] = []  # the records of the last prompt read so far
+
+    def commit(records: list[dict[str, Any]]) -> None:
+        for record in records:
+            done.add(record["id"])
+            finishes.append(record["finish_reason"])
+            if isinstance(record.get("completion_tokens"), int):
+                tokens.append(record["completion_tokens"])
+
     required = ("id", "prompt_id", "sample", "messages", "completion", "finish_reason")
     for line, record in read_traces(out, required=required):
         if record.get("teacher") != cfg.teacher or record.get("params") != params:
@@ -117,10 +140,16 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
         if prompt is not None and record["messages"] != prompt.messages:
             raise OutputError(f"{out}:{line}: prompt {record['prompt_id']!r} was sent as different messages "
                               "(the template or system prompt changed); pass --overwrite or choose another --out")
-        done.add(record["id"])
-        finishes.append(record["finish_reason"])
-        if isinstance(record.get("completion_tokens"), int):
-            tokens.append(record["completion_tokens"])
+        if group and group[0]["prompt_id"] != record["prompt_id"]:
+            commit(group)
+            group = []
+        group.append({k: record.get(k) for k in ("id", "prompt_id", "finish_reason", "completion_tokens")})
+    if group and len(group) < cfg.n and group[0]["prompt_id"] in by_id:
+        truncate_last_lines(out, len(group))
+        log.warning("%s: removed %d of %d samples of prompt %r, cut short by an interrupted run; the prompt "
+                    "will be generated again whole", out, len(group), cfg.n, group[0]["prompt_id"])
+    else:
+        commit(group)
     return done, finishes, tokens
 
 

@@ -144,6 +144,32 @@ def repair_torn_tail(path: str | Path) -> int:
     return removed
 
 
+def truncate_last_lines(path: str | Path, count: int) -> int:
+    """Remove the last `count` lines of a file that ends with a newline; return the bytes removed."""
+    path = Path(path)
+    size = path.stat().st_size
+    if count <= 0 or size == 0:
+        return 0
+    with path.open("rb+") as handle:
+        position, chunk, seen = size - 1, 1 << 16, 0  # skip the file's final newline
+        cut = 0
+        while position > 0 and seen < count:
+            start = max(0, position - chunk)
+            handle.seek(start)
+            data = handle.read(position - start)
+            index = len(data)
+            while seen < count:
+                index = data.rfind(b"\n", 0, index)
+                if index < 0:
+                    break
+                seen += 1
+                cut = start + index + 1
+            position = start
+        keep = cut if seen == count else 0
+        handle.truncate(keep)
+    return size - keep
+
+
 class JsonlWriter:
     """Append-only JSONL output, flushed after every `write` so a killed run loses at most one batch.
 

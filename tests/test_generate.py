@@ -109,6 +109,28 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models):
     resumed = [record for _, record in read_traces(out)]  # also checks: no duplicate id
     assert len(resumed) == 48
     assert {r["id"]: r for r in resumed} == by_id(reference)
+    assert_grouped(resumed, n=2)
+
+
+def assert_grouped(records, n):
+    """Every prompt's n samples sit on consecutive lines (the filter's selection relies on it)."""
+    order = [r["prompt_id"] for r in records]
+    starts = [i for i, pid in enumerate(order) if i == 0 or order[i - 1] != pid]
+    assert all(order[i:i + n] == [order[i]] * n for i in starts) and len(starts) == len(set(order))
+
+
+def test_a_prompt_cut_short_is_generated_again_whole(tmp_path, tiny_models, prompts_file):
+    reference = generate(config(prompts_file, tiny_models["qwen"], tmp_path / "ref.jsonl")).output
+    out = tmp_path / "t.jsonl"
+    lines = (tmp_path / "ref.jsonl").read_bytes().splitlines(keepends=True)
+    out.write_bytes(b"".join(lines[:5]))  # the third prompt has 1 of its 2 samples
+    result = run_cli("generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
+                     "--n", "2", "--max-tokens", "12", "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 of 2 samples of prompt 'q2'" in result.stderr
+    records = [r for _, r in read_traces(out)]
+    assert {r["id"]: r for r in records} == by_id(reference)
+    assert_grouped(records, n=2)
 
 
 def test_shards_are_disjoint_and_concatenate_to_the_full_run(tmp_path, tiny_models):

@@ -10,6 +10,7 @@ import typer
 
 from cli.stage import add_stage_command
 from distill import __version__
+from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
 
 app = typer.Typer(
@@ -43,6 +44,10 @@ add_stage_command(
     app, "generate", GenerateConfig, generate, positional="prompts",
     help="Sample long chain-of-thought traces from a teacher into a JSONL file, resumably.",
     present=lambda summary: typer.echo(summary.format()))
+add_stage_command(
+    app, "filter", FilterConfig, filter_traces, positional="traces",
+    help="Drop wrong, mixed-language, overlong, truncated, malformed and looping traces; report every reason.",
+    present=lambda report: typer.echo(report.format()))
 
 
 def main() -> None:

@@ -8,10 +8,11 @@ import pytest
 
 from distill.config import build_config, field_docs
 from distill.errors import ConfigError
+from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
 from tests.conftest import assert_user_error, run_cli
 
-CONFIGS = [GenerateConfig]
+CONFIGS = [GenerateConfig, FilterConfig]
 
 
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):

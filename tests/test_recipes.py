@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from distill.config import build_config, required_fields
+from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGES = {"generate": GenerateConfig}
-PLACEHOLDERS = {"prompts": "prompts.jsonl", "out": "out.jsonl", "teacher": "teacher"}
+STAGES = {"generate": GenerateConfig, "filter": FilterConfig}
+PLACEHOLDERS = {"prompts": "prompts.jsonl", "out": "out.jsonl", "teacher": "teacher", "kept": "kept.jsonl",
+                "student": "student", "traces": "traces.jsonl"}
 
 
 def stage_recipes():
@@ -34,3 +36,4 @@ def test_recipe_loads_and_starts_with_its_command(recipe):
 
     overrides = {k: v for k, v in overrides.items() if k not in read_yaml(recipe)}
     build_config(cfg_cls, yaml_path=recipe, overrides=overrides)
+

@@ -1,0 +1,163 @@
+"""`FilterConfig`: the options of `distill filter` (API, CLI flags and YAML recipe keys at once)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+
+from distill.config import Options, one_of, require
+from distill.errors import ConfigError
+from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
+from distill.grading import DEFAULT_ANSWER_PATTERNS
+
+CHEAP_CHECKS = ("format", "finish", "length", "language", "repetition")
+"""Run on every record, in this order."""
+CHECKS = (*CHEAP_CHECKS, "correctness", "selection")
+"""Every check, in the order they run: correctness's math-verify / sandbox part runs only on
+records every cheap check passed; selection picks among the records that passed everything."""
+
+LEFTOVER_TOKENS = (
+    # ChatML (Qwen, Yi, …) and Qwen's document end
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>",
+    # Llama 3
+    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+    "<|eom_id|>", "<|python_tag|>",
+    # DeepSeek V3 / R1 (full-width bars, '▁' in the name)
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜▁pad▁｜>",
+    # Gemma, Phi-3, Mistral
+    "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|end|>", "[INST]", "[/INST]",
+)
+SELECT_POLICIES = ("random", "shortest", "first")
+LANGUAGE_DETECTORS = ("script", "script+langid")
+
+
+def default_workers() -> int:
+    """Every core this process may use (the CPU affinity mask, e.g. a Slurm allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@dataclass(kw_only=True)
+class FilterConfig(Options):
+    traces: str
+    """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
+    out: str
+    """Kept traces (.jsonl); every record gets `verdicts` and `filter_details`."""
+    rejects: str | None = None
+    """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
+    report: str | None = None
+    """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
+    checks: list[str] = field(default_factory=lambda: list(CHECKS))
+    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
+    workers: int | None = None
+    """Worker processes for the checks and for math-verify (default: every core)."""
+    overwrite: bool = False
+    """Replace finished outputs instead of refusing (an interrupted run resumes without it)."""
+
+    # format
+    think_open: str = "<think>"
+    """format: the marker that opens the reasoning."""
+    think_close: str = "</think>"
+    """format: the marker that closes the reasoning."""
+    reasoning_field: str | None = None
+    """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion."""
+    leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS))
+    """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
+
+    # length
+    tokenizer: str | None = None
+    """length: the student's tokenizer (model directory or Hub id); without it, the record's completion_tokens."""
+    max_tokens: int | None = None
+    """length: reject completions longer than this many tokens (default: no limit, lengths are only measured)."""
+
+    # language
+    language: str = "auto"
+    """language: the language reasoning and answer must be written in ('auto': the prompt's, or en, zh, ja, ru, …)."""
+    language_threshold: float = 0.95
+    """language: least share of the text's words in the target language (the R1 consistency share)."""
+    language_max_foreign_run: int = 4
+    """language: reject a run of this many consecutive foreign words (Chinese: characters), e.g. one Chinese sentence in English."""
+    language_detector: str = "script+langid"
+    """language: 'script' (Unicode scripts: zh/en/ja/ru… mixes) or 'script+langid' (also py3langid on Latin sentences: English in French)."""
+    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES))
+    """language: the Latin-script languages script+langid tells apart (prompts and sentences)."""
+
+    # repetition
+    repetition_ngram: int = 20
+    """repetition: length in words (Chinese: pairs of characters) of the repeated span looked for."""
+    repetition_max_count: int = 4
+    """repetition: reject when one span of --repetition-ngram words occurs this many times (a loop)."""
+
+    # correctness
+    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS))
+    """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
+    verify_timeout: float = 5.0
+    """correctness: seconds math-verify may spend on one answer; a timeout is verdict null."""
+    drop_unverified: bool = False
+    """correctness: reject records whose correctness is null (no reference, timeout, code without sandbox) instead of keeping them."""
+
+    # selection
+    keep_per_prompt: int | None = None
+    """selection: keep at most this many passing samples per prompt (default: all)."""
+    select_by: str = "random"
+    """selection: which samples --keep-per-prompt keeps: random (seeded), shortest, or first."""
+    seed: int = 0
+    """selection: seed of the random choice (each prompt draws from a seed derived from it and the prompt id)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.traces), "traces", "is required")
+        require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
+        unknown = [name for name in self.checks if name not in CHECKS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], CHECKS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(CHECKS)}")
+        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(CHECKS)})")
+        require(len(set(self.checks)) == len(self.checks), "checks", "names a check twice")
+        require(self.workers is None or self.workers >= 1, "workers", f"must be at least 1 (got {self.workers})")
+        require(bool(self.think_open) and bool(self.think_close), "think_open", "and --think-close must not be empty")
+        require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
+                f"must be at least 1 (got {self.max_tokens})")
+        require(self.language == "auto" or known_language(self.language), "language",
+                f"must be 'auto' or a language code such as en, zh, ja, ko, ru, fr (got {self.language!r})")
+        require(0 <= self.language_threshold <= 1, "language_threshold", "must be in [0, 1]")
+        require(self.language_max_foreign_run >= 1, "language_max_foreign_run", "must be at least 1")
+        one_of(self.language_detector, "language_detector", LANGUAGE_DETECTORS)
+        unknown_latin = [code for code in self.language_candidates if code not in LATIN_LANGUAGES]
+        require(not unknown_latin, "language_candidates",
+                f"must be Latin-script language codes among {', '.join(LATIN_LANGUAGES)} (got {unknown_latin})")
+        require(self.repetition_ngram >= 2, "repetition_ngram", "must be at least 2")
+        require(self.repetition_max_count >= 2, "repetition_max_count", "must be at least 2")
+        require(bool(self.answer_patterns), "answer_patterns", "must name at least one pattern ('boxed' or a regex)")
+        for pattern in self.answer_patterns:
+            _check_pattern(pattern)
+        require(self.verify_timeout > 0, "verify_timeout", "must be positive")
+        require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
+                f"must be at least 1 (got {self.keep_per_prompt})")
+        one_of(self.select_by, "select_by", SELECT_POLICIES)
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or default_workers()
+
+    @property
+    def latin_candidates(self) -> tuple[str, ...]:
+        """The languages py3langid chooses among; () for the script-only detector."""
+        return tuple(self.language_candidates) if self.language_detector == "script+langid" else ()
+
+
+def _check_pattern(pattern: str) -> None:
+    import re
+
+    if pattern == "boxed":
+        return
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--answer-patterns: {pattern!r} is not a valid regular expression ({exc})") from None
+    if compiled.groups < 1:
+        raise ConfigError(f"--answer-patterns: {pattern!r} needs a group around the answer, e.g. 'Answer: (.+)'")

@@ -1,0 +1,368 @@
+"""Mixed-language detection: is a chain of thought written in one language?
+
+The DeepSeek-R1 paper rewards "language consistency", the share of the chain of
+thought written in the target language. Measured naively that share punishes
+what is not language at all, so before counting anything we mask
+
+- LaTeX (`$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]`, `\\begin{…}…\\end{…}`, `\\commands`),
+- code (fenced blocks and `inline code`) and URLs,
+- numbers and identifiers (single letters, `x_1`, `camelCase`, `ABC`, `gcd`, `sin`: `is_notation`),
+- foreign terms the prompt itself contains (a quoted “最小值” in English
+  reasoning about a Chinese problem, "Fibonacci" in Chinese reasoning).
+
+What is left is split into units: a word of a script written with spaces
+(Latin, Cyrillic, Greek, Arabic, …) or one character of Chinese or Japanese.
+Each unit belongs to a writing system (script); the target language names the
+scripts it is written in. Two numbers decide the verdict:
+
+- `score`: share of units in the target's scripts (the R1 consistency share);
+- `foreign_run`: the longest run of foreign units not interrupted by a target
+  unit (math and punctuation do not interrupt it). One Chinese sentence in a
+  long English trace barely moves the share, but it is a run of 10+ units.
+
+Why this design (measured in benchmarks/compare_language_id.py, see
+benchmarks/RESULTS.md): the script pass alone had perfect precision on the
+labelled set and caught the Chinese/English mixes R1 produces at ~0.2 ms a
+trace, but cannot see a switch between two languages of one script (English
+inside French reasoning). py3langid on whole Latin-script sentences (six words
+or more, among a few candidate languages) adds that with no loss of precision;
+a scan for the other candidates' function words decides which sentences it
+has to look at, so an English trace costs ~0.1 ms more. lingua was as
+accurate per sentence but four times slower, and its mixed-text mode flagged
+half the clean traces.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Unicode blocks of the scripts we tell apart. Han and kana count per character (no spaces);
+# the others per word.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
+_KANA = "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9d"
+_HANGUL = "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"
+_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+_SCRIPTS: dict[str, str] = {
+    "Han": f"[{_HAN}]+",
+    "Kana": f"[{_KANA}]+",
+    "Hangul": f"[{_HANGUL}]+",
+    "Latin": f"[{_LATIN}]+(?:['’][{_LATIN}]+)*",
+    "Cyrillic": "[\u0400-\u04ff]+",
+    "Greek": "[\u0370-\u03ff\u1f00-\u1fff]+",
+    "Arabic": "[\u0600-\u06ff\u0750-\u077f]+",
+    "Hebrew": "[\u0590-\u05ff]+",
+    "Devanagari": "[\u0900-\u097f]+",
+    "Thai": "[\u0e00-\u0e7f]+",
+}
+_PER_CHARACTER = {"Han", "Kana", "Thai"}
+_UNIT = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in _SCRIPTS.items()))
+
+# language code -> the scripts its text is written in
+LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    "zh": frozenset({"Han"}),
+    "ja": frozenset({"Han", "Kana"}),
+    "ko": frozenset({"Hangul"}),
+    "ru": frozenset({"Cyrillic"}), "uk": frozenset({"Cyrillic"}), "bg": frozenset({"Cyrillic"}),
+    "sr": frozenset({"Cyrillic"}), "kk": frozenset({"Cyrillic"}),
+    "el": frozenset({"Greek"}),
+    "ar": frozenset({"Arabic"}), "fa": frozenset({"Arabic"}), "ur": frozenset({"Arabic"}),
+    "he": frozenset({"Hebrew"}),
+    "hi": frozenset({"Devanagari"}), "mr": frozenset({"Devanagari"}), "ne": frozenset({"Devanagari"}),
+    "th": frozenset({"Thai"}),
+}
+LATIN_LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "nl", "sv", "da", "no", "fi", "pl", "cs", "sk",
+                   "ro", "hu", "tr", "vi", "id", "ms", "ca", "hr", "sl", "et", "lv", "lt", "sw", "tl")
+LATIN_CANDIDATES = ("en", "fr", "de", "es", "it", "pt")
+"""Latin-script languages py3langid chooses among by default (few labels: fewer confusions)."""
+SCRIPT_LANGUAGE = {"Han": "zh", "Kana": "ja", "Hangul": "ko", "Cyrillic": "ru", "Greek": "el", "Arabic": "ar",
+                   "Hebrew": "he", "Devanagari": "hi", "Thai": "th", "Latin": "en"}
+"""The language reported for a prompt detected by its script (Latin prompts count as 'en')."""
+
+# Greek letters are math (α, β, θ, π) unless the text is Greek.
+_NEUTRAL_UNLESS_TARGET = {"Greek"}
+
+# Markup that is not language: code, math, URLs, LaTeX commands (three passes, the order matters:
+# code first, since `$` inside code is not math).
+_MARKUP = [
+    re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]*`", re.DOTALL),                     # code
+    re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]|\\begin\{([a-zA-Z*]+)\}.*?\\end\{\1\}|\$[^$]{0,2000}?\$|\\\(.*?\\\)",
+               re.DOTALL),                                                                        # math
+    re.compile(r"https?://\S+|www\.\S+|\\[a-zA-Z]+"),                                           # URLs, \commands
+]
+# Words that are notation, not language: math functions and common code words.
+_NOTATION_WORDS = frozenset({
+    "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "log", "ln",
+    "lg", "exp", "lim", "max", "min", "sup", "inf", "gcd", "lcm", "mod", "det", "dim", "ker", "deg", "arg", "var",
+    "cov", "sgn", "def", "int", "float", "str", "len", "print", "return", "import", "lambda", "mathrm", "frac",
+    "sqrt", "cdot", "times", "boxed", "text"})
+# The same as patterns, for text that goes to a classifier (identifiers are ASCII: \w and \b must
+# not reach into Chinese text, where '3个' is a number and a word).
+_IDENTIFIERS = [
+    re.compile(r"[A-Za-z_]*\d[\w.]*|\b\w*_\w*\b", re.ASCII),                      # numbers, x1, a_n, 3.14
+    re.compile(r"\b[a-z]+[A-Z]\w*\b", re.ASCII),                                    # camelCase identifiers
+    re.compile(r"\b[A-Z]{1,4}s?\b|\b[a-zA-Z]\b", re.ASCII),                         # ABC, GCD, single letters
+    re.compile(r"\b(?:" + "|".join(sorted(_NOTATION_WORDS)) + r")\b", re.ASCII),
+]
+_QUOTED = re.compile(r"“([^”\n]{1,80})”|\"([^\"\n]{1,80})\"|「([^」\n]{1,80})」|『([^』\n]{1,80})』|"
+                     r"‘([^’\n]{1,80})’|'([^'\n]{1,80})'")
+_WORD = re.compile(r"[A-Za-z]{2,}", re.ASCII)
+_FOREIGN_FOR_LATIN = re.compile(f"[{_HAN}{_KANA}{_HANGUL}\u0400-\u04ff\u0600-\u06ff\u0590-\u05ff"
+                                "\u0900-\u097f\u0e00-\u0e7f]")
+
+
+def mask_markup(text: str) -> str:
+    """`text` with code, LaTeX (math and commands) and URLs replaced by spaces."""
+    for pattern in _MARKUP:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def mask_non_language(text: str) -> str:
+    """`text` with markup, numbers and identifiers replaced by spaces (what a classifier should see)."""
+    text = mask_markup(text)
+    for pattern in _IDENTIFIERS:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def is_notation(script: str, token: str) -> bool:
+    """A Latin token that names a variable, a point, a function or an identifier, not a word:
+    x, ABC, GCD, gcd, camelCase."""
+    if script != "Latin":
+        return False
+    if len(token) == 1 or token in _NOTATION_WORDS:
+        return True
+    if token.isascii() and (token.isupper() or token.rstrip("s").isupper()) and len(token) <= 5:
+        return True
+    return not (token.islower() or token.istitle() or token.isupper())  # camelCase, iPhone-like names
+
+
+def target_scripts(language: str) -> frozenset[str]:
+    """The scripts a language is written in ('en' -> {'Latin'}, 'zh' -> {'Han'})."""
+    return LANGUAGE_SCRIPTS.get(language.lower().split("-")[0], frozenset({"Latin"}))
+
+
+def known_language(language: str) -> bool:
+    code = language.lower().split("-")[0]
+    return code in LANGUAGE_SCRIPTS or code in LATIN_LANGUAGES
+
+
+def script_units(text: str) -> list[tuple[str, str]]:
+    """(script, token) for each language unit of `text`, in order; Han/kana runs stay whole here."""
+    return [(m.lastgroup, m.group()) for m in _UNIT.finditer(mask_markup(text))  # type: ignore[misc]
+            if not is_notation(m.lastgroup, m.group())]  # type: ignore[arg-type]
+
+
+def _weight(script: str, token: str) -> int:
+    return len(token) if script in _PER_CHARACTER else 1
+
+
+@lru_cache(maxsize=1024)  # the n samples of a prompt share it
+def detect_language(prompt: str, latin_candidates: tuple[str, ...] = ()) -> str | None:
+    """The language of a prompt: by its dominant script ('zh', 'ja', 'ru', …); a Latin-script
+    prompt is told apart among `latin_candidates` by py3langid when it is sure, else 'en'.
+
+    The R1 instruction ('Please reason step by step…') that generate appends is
+    ignored, so a short Chinese problem is not taken for English.
+    """
+    from distill.options import R1_INSTRUCTION
+
+    prompt = prompt.replace(R1_INSTRUCTION, " ")
+    counts: dict[str, int] = {}
+    for script, token in script_units(prompt):
+        counts[script] = counts.get(script, 0) + _weight(script, token)
+    counts.pop("Greek", None)
+    if not counts:
+        return None
+    if counts.get("Kana", 0) * 10 >= sum(counts.values()):
+        return "ja"
+    script = max(counts, key=lambda s: (counts[s], s))
+    if script == "Latin" and len(latin_candidates) > 1 and counts["Latin"] >= 4:
+        code, probability = latin_identifier(latin_candidates).classify(mask_non_language(prompt))
+        # a wrong non-English target would flag every English trace: only a sure call moves it
+        if probability >= 0.9:
+            return code
+    return SCRIPT_LANGUAGE[script]
+
+
+@lru_cache(maxsize=8)
+def latin_identifier(candidates: tuple[str, ...]):
+    """py3langid restricted to `candidates` (fewer labels, fewer confusions on short math prose)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    identifier.set_languages(list(candidates))
+    return identifier
+
+
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
+MIN_IDENTIFIED_WORDS = 6
+"""Latin sentences shorter than this (after masking) are not given to py3langid: too little to tell."""
+
+
+# Function words of the default candidate languages, none of them an English word or usual math
+# notation. A sentence of six words in one of these languages has at least one; a text with none
+# of the other candidates' words has no sentence py3langid needs to see (one regex scan instead of
+# a model call per sentence: most traces stop there).
+FUNCTION_WORDS: dict[str, frozenset[str]] = {
+    "en": frozenset({
+        "the", "is", "are", "was", "were", "we", "this", "that", "what", "which", "with", "have", "has",
+        "of", "and", "if", "then", "let", "but", "not", "there", "where", "when"
+    }),
+    "fr": frozenset({
+        "le", "la", "les", "des", "est", "une", "dans", "pour", "que", "qui", "avec", "sur", "pas",
+        "ce", "cette", "nous", "vous", "il", "elle", "sont", "du", "au", "aux", "donc", "mais", "je",
+        "se", "ne", "sa", "ses", "leur", "très", "être", "avoir", "et"
+    }),
+    "es": frozenset({
+        "el", "los", "las", "es", "una", "por", "para", "con", "del", "que", "se", "lo", "como", "pero",
+        "más", "está", "entonces", "esto", "esta"
+    }),
+    "de": frozenset({
+        "der", "das", "und", "ist", "nicht", "ein", "eine", "mit", "auf", "für", "von", "zu", "den",
+        "dem", "des", "sich", "auch", "wir", "ich", "dass", "wenn", "dann", "oder", "aber", "wird"
+    }),
+    "it": frozenset({
+        "il", "la", "le", "di", "che", "gli", "della", "delle", "sono", "una", "uno", "con", "nel",
+        "alla", "questo", "quindi", "anche", "come", "ma"
+    }),
+    "pt": frozenset({
+        "da", "das", "dos", "uma", "não", "que", "com", "para", "por", "mais", "se", "ao", "na",
+        "então", "isso", "esta"
+    }),
+}
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+# ASCII punctuation and digits to spaces: `text.translate(...).split()` is the text's words, at C speed
+_NOT_A_WORD = str.maketrans({c: " " for c in "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~0123456789"})
+
+
+@lru_cache(maxsize=32)
+def _foreign_words(language: str, candidates: tuple[str, ...]) -> frozenset[str] | None:
+    """Words of the other candidates that are not words of `language`; None when a candidate has no list."""
+    others = [c for c in candidates if c != language]
+    if any(c not in FUNCTION_WORDS for c in others):
+        return None
+    return frozenset().union(*(FUNCTION_WORDS[c] for c in others)) - FUNCTION_WORDS.get(language, frozenset())
+
+
+def _latin_sentence_is_foreign(sentence: str, language: str, candidates: tuple[str, ...]) -> bool:
+    """A sentence of at least MIN_IDENTIFIED_WORDS words, all in Latin script, that py3langid
+    places in another language than `language` (markup and identifiers masked first)."""
+    masked = mask_non_language(sentence)
+    units = [m.lastgroup for m in _UNIT.finditer(masked)]
+    if len(units) < MIN_IDENTIFIED_WORDS or any(script != "Latin" for script in units):
+        return False
+    return latin_identifier(candidates).classify(masked)[0] != language
+
+
+def _foreign_latin_sentences(text: str, language: str, candidates: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Spans (in `text`) of Latin-script sentences py3langid puts in another language."""
+    foreign_words = _foreign_words(language, candidates)
+    hits = None
+    if foreign_words is not None:
+        if foreign_words.isdisjoint(text.lower().translate(_NOT_A_WORD).split()):
+            return []
+        hits = [m.start() for m in _LETTERS.finditer(text) if m.group().lower() in foreign_words]
+    spans = []
+    for sentence in _SENTENCE.finditer(text):
+        start, end = sentence.span()
+        if hits is not None and bisect.bisect_left(hits, end) == bisect.bisect_left(hits, start):
+            continue  # no word of another candidate language in it
+        if end - start >= 2 * MIN_IDENTIFIED_WORDS and _latin_sentence_is_foreign(sentence.group(), language,
+                                                                                   candidates):
+            spans.append((start, end))
+    return spans
+
+
+@lru_cache(maxsize=256)
+def _prompt_terms(prompt: str) -> tuple[frozenset[str], str]:
+    """Lower-cased words of the prompt, and the prompt text for substring look-ups of CJK runs."""
+    words = frozenset(m.group().lower() for m in re.finditer(_SCRIPTS["Latin"], prompt))
+    return words, prompt
+
+
+def _mask_quoted_prompt_terms(text: str, prompt: str) -> str:
+    if not prompt:
+        return text
+
+    def keep_or_mask(match: re.Match) -> str:
+        quoted = next(g for g in match.groups() if g is not None)
+        return " " if quoted.strip() and quoted.strip() in prompt else match.group()
+
+    return _QUOTED.sub(keep_or_mask, text)
+
+
+@dataclass(frozen=True)
+class LanguageMeasure:
+    score: float | None
+    """Share of language units in the target's scripts (None: no language units at all)."""
+    foreign_run: int
+    """Longest run of foreign-script units not interrupted by a target unit."""
+    units: int
+    """Language units counted (target + foreign)."""
+    foreign_example: str = ""
+    """The start of the longest foreign run, to show in the rejects file."""
+
+
+def measure_language(text: str, language: str, prompt: str = "",
+                     latin_candidates: tuple[str, ...] = ()) -> LanguageMeasure:
+    """Score `text` for being written in `language` (a code such as 'en' or 'zh').
+
+    With `latin_candidates` (and a Latin-script target among them), sentences of
+    six or more Latin words are also identified by py3langid, so French reasoning
+    for a French prompt written partly in English is caught too.
+    """
+    scripts = target_scripts(language)
+    identify_latin = scripts == {"Latin"} and language in latin_candidates and len(latin_candidates) > 1
+    text = mask_markup(_mask_quoted_prompt_terms(text, prompt))
+    foreign_sentences = _foreign_latin_sentences(text, language, latin_candidates) if identify_latin else []
+    if scripts == {"Latin"} and not foreign_sentences and not _FOREIGN_FOR_LATIN.search(text):
+        # nothing but Latin letters (and Greek math): nothing is foreign, no need to look at every word
+        words = len(_WORD.findall(text))
+        return LanguageMeasure(1.0 if words else None, 0, words)
+    prompt_words, prompt_text = _prompt_terms(prompt)
+    next_sentence = 0
+    target = foreign = run = longest = 0
+    run_start = longest_start = longest_end = 0
+    for match in _UNIT.finditer(text):
+        script, token = match.lastgroup, match.group()
+        if is_notation(script, token):  # type: ignore[arg-type]
+            continue
+        in_foreign_sentence = False
+        if foreign_sentences:
+            while next_sentence < len(foreign_sentences) and foreign_sentences[next_sentence][1] <= match.start():
+                next_sentence += 1
+            in_foreign_sentence = (next_sentence < len(foreign_sentences)
+                                   and foreign_sentences[next_sentence][0] <= match.start())
+        if script in scripts and not in_foreign_sentence:
+            target += _weight(script, token)  # type: ignore[arg-type]
+            run = 0
+            continue
+        if script in _NEUTRAL_UNLESS_TARGET:
+            continue
+        if prompt and (token in prompt_text if script in _PER_CHARACTER else token.lower() in prompt_words):
+            continue  # a term the prompt itself uses
+        weight = _weight(script, token)  # type: ignore[arg-type]
+        foreign += weight
+        if run == 0:
+            run_start = match.start()
+        run += weight
+        if run > longest:
+            longest, longest_start, longest_end = run, run_start, match.end()
+    units = target + foreign
+    example = " ".join(text[longest_start:longest_end].split())[:60] if longest else ""
+    return LanguageMeasure(round(target / units, 4) if units else None, longest, units, example)
+
+
+def language_verdict(measure: LanguageMeasure, *, min_score: float, max_foreign_run: int,
+                     min_units: int = 3) -> bool | None:
+    """False when the share is below `min_score` or a foreign run reaches `max_foreign_run` units;
+    None when the text has fewer than `min_units` language units (all math: cannot tell)."""
+    if measure.score is None or measure.units < min_units:
+        return None
+    return measure.score >= min_score and measure.foreign_run < max_foreign_run

@@ -1,0 +1,463 @@
+"""`filter_traces(cfg)`: stream a trace file through the checks into kept and rejects files.
+
+How it runs
+- A validation pass reads the whole input first (JSON, fields, duplicate ids, and
+  for selection that each prompt's samples are together), so bad input ends with
+  one error line before anything is written.
+- The input is then processed in chunks of whole prompts. The cheap checks of a
+  chunk run in one process pool; math-verify and the sandbox run in a second
+  pool (a timeout per answer) on the records every cheap check passed. While one
+  chunk is graded and written, the next one is already being checked.
+- Each chunk's kept and rejected records are appended in input order, flushed,
+  and then a line in `<out>.filter-progress.jsonl` commits the chunk (records
+  done, both files' sizes). Killed at any moment, a rerun truncates both outputs
+  to the last commit and goes on, so the outputs equal an uninterrupted run's.
+  The progress file is removed when the report is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import config_dict
+from distill.errors import InputError, OutputError
+from distill.filter.checks import CheapOutcome, evaluate_cheap, full_text
+from distill.filter.config import CHEAP_CHECKS, CHECKS, FilterConfig
+from distill.filter.language import latin_identifier
+from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
+from distill.filter.selection import select_samples
+from distill.grading import NO_SANDBOX, GradingBatch, GradingPool
+from distill.progress import Progress
+from distill.traces import (
+    JsonlWriter,
+    check_writable,
+    iter_jsonl,
+    read_traces,
+    repair_torn_tail,
+    sidecar,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK_RECORDS = 256
+"""Records per chunk (rounded up to whole prompts): the unit of writing, committing and resuming."""
+LOOKAHEAD = 2
+"""Chunks being checked and graded while the oldest one is written (memory: LOOKAHEAD + 1 chunks)."""
+FILTER_FIELDS = ("verdicts", "filter_details", "rejected_by")
+# Options that change no verdict: a run may be resumed with other values of these.
+_RUN_ONLY = {"workers", "overwrite"}
+
+
+@dataclass
+class OutputPaths:
+    input: Path
+    kept: Path
+    rejects: Path
+    report: Path
+    progress: Path
+
+    @classmethod
+    def of(cls, cfg: FilterConfig) -> OutputPaths:
+        kept = check_writable(cfg.out, "--out")
+        rejects = check_writable(cfg.rejects or sidecar(kept, "rejects.jsonl"), "--rejects")
+        report = check_writable(cfg.report or sidecar(kept, "report.json"), "--report")
+        paths = cls(Path(cfg.traces), kept, rejects, report, sidecar(kept, "filter-progress.jsonl"))
+        resolved = {name: getattr(paths, name).resolve() for name in ("input", "kept", "rejects", "report")}
+        if len(set(resolved.values())) < len(resolved):
+            raise OutputError(f"--out, --rejects, --report and the input must be four different files "
+                              f"(got {', '.join(f'{k}={v}' for k, v in resolved.items())})")
+        return paths
+
+    def plot_paths(self) -> list[Path]:
+        base = self.report.name.removesuffix(".json").removesuffix(".report")
+        return [self.report.with_name(f"{base}.{name}") for name in ("reject-reasons.png", "lengths.png",
+                                                                      "language.png")]
+
+
+def required_fields(cfg: FilterConfig) -> tuple[str, ...]:
+    """The trace fields the selected checks read."""
+    required = ["id", "prompt_id", "completion"]
+    if "finish" in cfg.checks:
+        required.append("finish_reason")
+    if "correctness" in cfg.checks:
+        required.append("reference")
+    if "language" in cfg.checks and cfg.language == "auto":
+        required.append("messages")
+    return tuple(required)
+
+
+def validate_input(cfg: FilterConfig) -> int:
+    """Read the whole input once; raise InputError (file, line, field) on the first problem.
+
+    Returns the number of records. Memory: the ids seen (for duplicates) and,
+    with selection, the prompt ids seen, not the records.
+    """
+    path = cfg.traces
+    records = 0
+    finished_prompts: set[str] = set()
+    current_prompt, first_line_of_prompt = None, 0
+    for line, record in read_traces(path, required=required_fields(cfg)):
+        records += 1
+        reference = record.get("reference")
+        if "correctness" in cfg.checks and isinstance(reference, dict) and not {"tests", "test"} & set(reference):
+            raise InputError("a code reference needs 'tests' (MBPP asserts or stdio cases) or 'test' + "
+                             f"'entry_point' (HumanEval); got keys {sorted(reference)}",
+                             path=path, line=line, field="reference")
+        if cfg.reasoning_field and cfg.reasoning_field in record and \
+                not isinstance(record[cfg.reasoning_field], (str, type(None))):
+            raise InputError("must be a string", path=path, line=line, field=cfg.reasoning_field)
+        if "selection" in cfg.checks and record["prompt_id"] != current_prompt:
+            if record["prompt_id"] in finished_prompts:
+                raise InputError(
+                    f"the samples of prompt {record['prompt_id']!r} are not together (they appear before line "
+                    f"{first_line_of_prompt} and again here); selection keeps samples per prompt, so put each "
+                    "prompt's samples on consecutive lines (as generate writes them), or leave 'selection' out "
+                    "of --checks", path=path, line=line, field="prompt_id")
+            if current_prompt is not None:
+                finished_prompts.add(current_prompt)
+            current_prompt, first_line_of_prompt = record["prompt_id"], line
+    if records == 0:
+        raise InputError("no records: the file is empty; give the traces written by distill generate", path=path)
+    return records
+
+
+def _fingerprint(cfg: FilterConfig) -> dict[str, Any]:
+    return {k: v for k, v in config_dict(cfg).items() if k not in _RUN_ONLY}
+
+
+# ---------------------------------------------------------------- resuming
+
+
+@dataclass
+class Resume:
+    done: int = 0
+    kept_bytes: int = 0
+    rejects_bytes: int = 0
+    last_id: str | None = None
+
+
+def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
+    """Start fresh, or find where an interrupted run stopped and cut its outputs back to that point."""
+    outputs = [paths.kept, paths.rejects]
+    if cfg.overwrite:
+        for path in [*outputs, paths.report, paths.progress, *paths.plot_paths()]:
+            path.unlink(missing_ok=True)
+    if not paths.progress.exists():
+        existing = [p for p in outputs if p.exists()]
+        if existing:
+            finished = paths.report.exists()
+            raise OutputError(
+                f"{existing[0]} already exists" + (" and the filter run that wrote it is complete"
+                                                   if finished else " and is not from an interrupted filter run")
+                + "; pass --overwrite to replace it or choose another --out")
+        return Resume()
+    repair_torn_tail(paths.progress)
+    lines = [record for _, record in iter_jsonl(paths.progress)]
+    if not lines or "config" not in lines[0]:
+        raise OutputError(f"{paths.progress} is not a filter progress file; delete it or pass --overwrite")
+    if lines[0]["config"] != _fingerprint(cfg):
+        before, now = lines[0]["config"], _fingerprint(cfg)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise OutputError(f"{paths.kept} was started by a filter run with other options ({', '.join(changed)}); "
+                          "rerun with the same options to resume it, or pass --overwrite to start over")
+    resume = Resume(**lines[-1]["commit"]) if len(lines) > 1 else Resume()
+    for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
+        actual = path.stat().st_size if path.exists() else 0
+        if actual < size:
+            raise OutputError(f"{path} is shorter ({actual} bytes) than the interrupted run left it ({size}); "
+                              "pass --overwrite to start over")
+        if path.exists() and actual > size:
+            with path.open("rb+") as handle:  # the chunk in flight when the run stopped: done again
+                handle.truncate(size)
+    if resume.done:
+        log.info("resuming: %d records already filtered into %s and %s", resume.done, paths.kept, paths.rejects)
+    return resume
+
+
+def _restore_stats(stats: FilterStats, paths: OutputPaths) -> None:
+    for path, kept in ((paths.kept, True), (paths.rejects, False)):
+        if path.exists():
+            for _, record in iter_jsonl(path):
+                stats.add(record, kept)
+
+
+# ---------------------------------------------------------------- workers
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_check_worker(cfg: FilterConfig) -> None:
+    _WORKER["cfg"] = cfg
+    _WORKER["count_tokens"] = None
+    if cfg.tokenizer and "length" in cfg.checks:
+        from distill.chat import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.tokenizer)
+        _WORKER["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _check_batch(records: list[dict[str, Any]]) -> list[CheapOutcome]:
+    cfg = _WORKER["cfg"]
+    return [evaluate_cheap(record, cfg, _WORKER["count_tokens"]) for record in records]
+
+
+def _slim(record: dict[str, Any], cfg: FilterConfig) -> dict[str, Any]:
+    """The fields the checks read (the rest of a record never leaves the main process)."""
+    keep = ("completion", "finish_reason", "completion_tokens", "reference", "messages")
+    slim = {key: record[key] for key in keep if key in record}
+    if cfg.reasoning_field and cfg.reasoning_field in record:
+        slim[cfg.reasoning_field] = record[cfg.reasoning_field]
+    return slim
+
+
+@dataclass
+class ChunkJob:
+    """One chunk on its way: cheap checks in the check pool, then grading, then written."""
+
+    records: list[dict[str, Any]]
+    last_done: int
+    futures: list[Any] = field(default_factory=list)
+    """The cheap checks' batches."""
+    outcomes: list[CheapOutcome] | None = None
+    grades: GradingBatch | None = None
+    """Answers sent to the grading pool."""
+
+
+def _chunks(path: Path, skip: int, group_prompts: bool) -> Iterator[tuple[list[dict[str, Any]], int]]:
+    """(records, records done after this chunk): chunks of CHUNK_RECORDS rounded up to whole prompts."""
+    chunk: list[dict[str, Any]] = []
+    seen = 0
+    for _, record in iter_jsonl(path):
+        seen += 1
+        if seen <= skip:
+            continue
+        if len(chunk) >= CHUNK_RECORDS and (not group_prompts or record["prompt_id"] != chunk[-1]["prompt_id"]):
+            yield chunk, seen - 1
+            chunk = []
+        chunk.append(record)
+    if chunk:
+        yield chunk, seen
+
+
+def _check_skipped_prefix(path: Path, resume: Resume) -> None:
+    """The input's record number `done` must still be the one the interrupted run ended with."""
+    if not resume.done:
+        return
+    for seen, (line, record) in enumerate(iter_jsonl(path), start=1):
+        if seen == resume.done:
+            if record.get("id") != resume.last_id:
+                raise OutputError(f"{path}:{line}: the input changed since the interrupted run (record "
+                                  f"{resume.done} is {record.get('id')!r}, it was {resume.last_id!r}); "
+                                  "pass --overwrite to filter it from the start")
+            return
+    raise OutputError(f"{path} now has fewer records than the interrupted run already filtered ({resume.done}); "
+                      "pass --overwrite to filter it from the start")
+
+
+# ---------------------------------------------------------------- the stage
+
+
+class _Filter:
+    """The state of one run: pools, writers, statistics."""
+
+    def __init__(self, cfg: FilterConfig, paths: OutputPaths, stats: FilterStats):
+        from pebble import ProcessPool
+
+        self.cfg, self.paths, self.stats = cfg, paths, stats
+        self.checks = [c for c in CHECKS if c in cfg.checks]
+        self.workers = cfg.n_workers
+        if "language" in cfg.checks and len(cfg.latin_candidates) > 1:
+            # load py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
+            latin_identifier(cfg.latin_candidates)
+        self.check_pool = ProcessPool(max_workers=self.workers, initializer=_init_check_worker, initargs=(cfg,))
+        self.grading = GradingPool(self.workers, timeout=cfg.verify_timeout) if "correctness" in cfg.checks \
+            else None
+
+    def close(self) -> None:
+        self.check_pool.stop()
+        self.check_pool.join()
+        if self.grading is not None:
+            self.grading.close()
+
+    def start(self, records: list[dict[str, Any]], last_done: int) -> ChunkJob:
+        job = ChunkJob(records, last_done)
+        batch = max(1, math.ceil(len(records) / (2 * self.workers)))
+        for start in range(0, len(records), batch):
+            slim = [_slim(r, self.cfg) for r in records[start:start + batch]]
+            job.futures.append(self.check_pool.schedule(_check_batch, args=(slim,)))
+        return job
+
+    def advance(self, job: ChunkJob) -> None:
+        """Send a chunk's survivors to the grading pool as soon as its cheap checks are back (no waiting)."""
+        if job.outcomes is None and all(future.done() for future in job.futures):
+            self._collect_cheap(job)
+
+    def _collect_cheap(self, job: ChunkJob) -> None:
+        if job.outcomes is None:
+            job.outcomes = [outcome for future in job.futures for outcome in future.result()]
+            self._submit_grading(job)
+
+    def finish(self, job: ChunkJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+        """Wait for a chunk's checks and grades, select, and return (kept, rejected, tokens) in input order."""
+        self._collect_cheap(job)
+        outcomes: list[CheapOutcome] = job.outcomes  # type: ignore[assignment]
+        self._gather_grades(job)
+        rejected_by = [self._failed(outcome) for outcome in outcomes]
+        if "selection" in self.checks:
+            self._select(job.records, outcomes, rejected_by)
+        kept, rejected = [], []
+        for record, outcome, reasons in zip(job.records, outcomes, rejected_by):
+            out = {k: v for k, v in record.items() if k not in FILTER_FIELDS}
+            out["verdicts"] = {check: outcome.verdicts.get(check) for check in self.checks}
+            out["filter_details"] = outcome.details
+            if reasons:
+                out["rejected_by"] = reasons
+                rejected.append(out)
+            else:
+                kept.append(out)
+        return kept, rejected, sum(o.tokens or 0 for o in outcomes)
+
+    def _submit_grading(self, job: ChunkJob) -> None:
+        """math-verify / sandbox for the records every cheap check passed; not run on the others."""
+        if self.grading is None:
+            return
+        job.grades = self.grading.batch()
+        for index, (record, outcome) in enumerate(zip(job.records, job.outcomes or [])):
+            if outcome.grade is not None:
+                continue
+            if any(outcome.verdicts.get(check) is False for check in CHEAP_CHECKS):
+                outcome.verdicts["correctness"] = None
+                outcome.details.setdefault("not_run", []).append("correctness")
+                continue
+            job.grades.add(outcome.pending_answer, record["reference"], index)
+        job.grades.submit()
+
+    def _gather_grades(self, job: ChunkJob) -> None:
+        if job.grades is None:
+            return
+        outcomes = job.outcomes or []
+        for indices, graded in job.grades.results():
+            for index in indices:
+                outcomes[index].grade = graded
+                outcomes[index].verdicts["correctness"] = graded.verdict
+                outcomes[index].details["correctness"] = graded.reason
+
+    def _failed(self, outcome: CheapOutcome) -> list[str]:
+        reasons = [check for check in self.checks if outcome.verdicts.get(check) is False]
+        if (self.cfg.drop_unverified and "correctness" in self.checks and outcome.verdicts.get("correctness") is None
+                and "correctness" not in outcome.details.get("not_run", ())):
+            reasons.append("correctness")
+        return reasons
+
+    def _select(self, records: list[dict[str, Any]], outcomes: list[CheapOutcome],
+                rejected_by: list[list[str]]) -> None:
+        groups: dict[str, list[int]] = {}
+        for index, record in enumerate(records):
+            if rejected_by[index]:
+                outcomes[index].verdicts["selection"] = None
+                outcomes[index].details.setdefault("not_run", []).append("selection")
+            else:
+                groups.setdefault(record["prompt_id"], []).append(index)
+        shape = {"think_open": self.cfg.think_open, "think_close": self.cfg.think_close,
+                 "reasoning_field": self.cfg.reasoning_field}
+        for prompt_id, indices in groups.items():
+            keep = select_samples([full_text(records[i], **shape) for i in indices],
+                                  [outcomes[i].tokens for i in indices], prompt_id=prompt_id,
+                                  keep_per_prompt=self.cfg.keep_per_prompt, select_by=self.cfg.select_by,
+                                  seed=self.cfg.seed)
+            for index, chosen in zip(indices, keep):
+                outcomes[index].verdicts["selection"] = chosen
+                if not chosen:
+                    rejected_by[index].append("selection")
+
+
+def filter_traces(cfg: FilterConfig) -> FilterReport:
+    """Filter cfg.traces into kept and rejected records, with a report of every reason."""
+    paths = OutputPaths.of(cfg)
+    total = validate_input(cfg)
+    length_source = "the teacher's completion_tokens"
+    if cfg.tokenizer and "length" in cfg.checks:
+        from distill.chat import load_tokenizer
+
+        load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
+        length_source = f"tokenizer {cfg.tokenizer}"
+    resume = _prepare_outputs(cfg, paths)
+    _check_skipped_prefix(paths.input, resume)
+    stats = FilterStats([c for c in CHECKS if c in cfg.checks])
+    _restore_stats(stats, paths)
+
+    progress_file = JsonlWriter(paths.progress)
+    if not resume.done and paths.progress.stat().st_size == 0:
+        progress_file.write([{"config": _fingerprint(cfg)}])
+    run = _Filter(cfg, paths, stats)
+    progress = Progress("filter", total=total, unit="record", initial=resume.done)
+    new_records = 0
+    try:
+        with JsonlWriter(paths.kept) as kept_file, JsonlWriter(paths.rejects) as rejects_file:
+            in_flight: deque[ChunkJob] = deque()
+
+            def drain_one() -> None:
+                nonlocal new_records
+                job = in_flight.popleft()
+                kept, rejected, tokens = run.finish(job)
+                kept_file.write(kept)
+                rejects_file.write(rejected)
+                # the commit: both outputs hold this chunk completely; a resume cuts back to here
+                progress_file.write([{"commit": {"done": job.last_done,
+                                                 "kept_bytes": paths.kept.stat().st_size,
+                                                 "rejects_bytes": paths.rejects.stat().st_size,
+                                                 "last_id": job.records[-1]["id"]}}])
+                for record in kept:
+                    stats.add(record, True)
+                for record in rejected:
+                    stats.add(record, False)
+                new_records += len(job.records)
+                progress.update(len(job.records), tokens=tokens)
+
+            for records, last_done in _chunks(paths.input, resume.done, "selection" in cfg.checks):
+                in_flight.append(run.start(records, last_done))
+                for job in in_flight:
+                    run.advance(job)
+                if len(in_flight) > LOOKAHEAD:  # later chunks are checked while this one is graded and written
+                    drain_one()
+            while in_flight:
+                drain_one()
+    finally:
+        progress.close()
+        run.close()
+        progress_file.close()
+
+    notes = []
+    no_sandbox = stats.reasons.get("correctness", {}).get(NO_SANDBOX, 0)
+    if no_sandbox:
+        notes.append(f"{no_sandbox} code references need the sandbox (distill.sandbox is not installed): "
+                     "their correctness is null")
+    grading = None
+    if run.grading is not None:
+        g = run.grading.stats
+        grading = {"graded_in_workers": g.graded, "cache_hits": g.cache_hits, "timeouts": g.timeouts,
+                   "workers_killed": g.killed, "verify_timeout_s": cfg.verify_timeout,
+                   "worker_reasons": dict(sorted(g.reasons.items()))}
+        if g.timeouts:
+            notes.append(f"{g.timeouts} answers timed out in math-verify after {cfg.verify_timeout:g} s: "
+                         "correctness null" + (" (rejected: --drop-unverified)" if cfg.drop_unverified else " (kept)"))
+    data = build_report(stats, cfg_dict=config_dict(cfg),
+                        paths={"input": str(paths.input), "kept": str(paths.kept), "rejects": str(paths.rejects)},
+                        length_source=length_source, grading=grading, elapsed=progress.elapsed,
+                        new_records=new_records, workers=run.workers, notes=notes)
+    if stats.total != total:  # a bug, not a user error: say so loudly
+        raise AssertionError(f"filter accounted for {stats.total} records of {total}")
+    plots = save_plots(stats, paths.report, max_tokens=cfg.max_tokens, threshold=cfg.language_threshold)
+    data["plots"] = plots
+    write_json(paths.report, data)
+    paths.progress.unlink(missing_ok=True)
+    return FilterReport(kept_path=str(paths.kept), rejects_path=str(paths.rejects), report_path=str(paths.report),
+                        data=data, plots=plots)
+

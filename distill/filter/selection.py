@@ -1,0 +1,39 @@
+"""Selection among the samples of one prompt that passed every other check."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from distill.backends.base import derive_seed
+
+
+def select_samples(completions: Sequence[str], lengths: Sequence[int | None], *, prompt_id: str,
+                   keep_per_prompt: int | None, select_by: str = "random", seed: int = 0) -> list[bool]:
+    """Which of one prompt's passing samples (in input order) to keep.
+
+    An exact duplicate of an earlier completion is dropped (it would double that
+    sample's weight in training). Of the rest at most `keep_per_prompt` stay:
+    'random' draws from a seed derived from `seed` and the prompt id (so the
+    choice does not depend on chunking or worker count), 'shortest' keeps the
+    fewest tokens (ties: input order), 'first' keeps input order.
+    """
+    keep = [False] * len(completions)
+    seen: set[str] = set()
+    unique: list[int] = []
+    for index, text in enumerate(completions):
+        if text not in seen:
+            seen.add(text)
+            unique.append(index)
+    if keep_per_prompt is not None and len(unique) > keep_per_prompt:
+        if select_by == "random":
+            unique = sorted(random.Random(derive_seed(seed, "select", prompt_id)).sample(unique, keep_per_prompt))
+        elif select_by == "shortest":
+            by_length = sorted(unique, key=lambda i: (lengths[i] if lengths[i] is not None
+                                                      else len(completions[i]), i))
+            unique = sorted(by_length[:keep_per_prompt])
+        else:
+            unique = unique[:keep_per_prompt]
+    for index in unique:
+        keep[index] = True
+    return keep

@@ -1,0 +1,564 @@
+"""Final answers: extract them from a completion and grade them against a reference.
+
+Shared by `distill filter` (the correctness check) and `distill eval` (pass@k,
+majority vote). Everything here is a plain function of strings except
+`GradingPool`, the process pool that runs math-verify with a per-answer timeout.
+
+    answer = extract_answer(completion)            # last \\boxed{…}, then the fallbacks
+    grade(answer, "\\frac{1}{2}")                  # True / False / None (cannot tell)
+    with GradingPool(workers=4, timeout=5) as pool:
+        verdicts = [g.verdict for g in pool.grade_many([(answer, reference), ...])]
+
+Reference shapes (the `reference` field of a trace):
+- a string or number: a math answer, compared through math-verify (gold first);
+- one letter A-J (also "(B)", "B."): a multiple-choice answer, compared as a letter;
+- a list: acceptable answers, any one matches;
+- an object (MBPP {"tests": [asserts]}, HumanEval {"prompt", "test", "entry_point"}, stdio
+  {"tests": [{input, output}]}): a code task, run in `distill.sandbox` (None without it);
+- null: nothing to compare with, the verdict is None.
+
+Why a process pool: math-verify's own timeout uses `signal.alarm`, which only
+works in the main thread, and some expressions (`10^{10^{10}}`, `(10^{100})!`)
+make sympy run for minutes. Each pool worker runs one answer at a time in its
+main thread under an interval timer, and the parent kills and replaces a worker
+that still has not answered shortly after the deadline (a hang inside C code
+ignores the timer). A timeout is None, never False: the answer may well be right.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import re
+import signal
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BOXED = "boxed"
+"""The answer pattern name for the last \\boxed{…} (or \\fbox{…}) with balanced braces."""
+DEFAULT_ANSWER_PATTERNS = (
+    BOXED,
+    r"####\s*(.+?)\s*$",  # GSM8K
+    r"(?i)\bfinal answer\s*(?:is\s*:?|:)\s*(.+?)\s*$",
+    r"(?i)\banswer\s*(?:is\s*:?|:)\s*(.+?)\s*$",
+)
+"""Tried in order until one matches; within a pattern the last match counts (the final answer)."""
+
+CHOICE_LETTERS = "ABCDEFGHIJ"
+_CHOICE_REFERENCE = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
+
+# ---------------------------------------------------------------- extraction
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{…}` / `\\fbox{…}` (nested braces balanced), or of `\\boxed 5`."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    body = text[start:].removeprefix("\\boxed").removeprefix("\\fbox")
+    stripped = body.lstrip()
+    if stripped.startswith("{"):
+        depth = 0
+        for i, char in enumerate(stripped):
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    return stripped[1:i].strip()
+        return None  # unbalanced: the text was cut off; an earlier box was not the final answer
+    match = re.match(r"\s+([^\s$]+)", body)
+    return match.group(1).strip() if match else None
+
+
+def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> str | None:
+    """The final answer in `text` (usually the part after `</think>`), or None.
+
+    `patterns` are tried in order: "boxed" is the last `\\boxed{…}`; any other
+    entry is a regular expression (multiline) whose first group, at its last
+    match, is the answer. Surrounding `$` and a trailing period are removed.
+    """
+    for pattern in patterns:
+        if pattern == BOXED:
+            found = last_boxed(text)
+        else:
+            matches = list(re.finditer(pattern, text, flags=re.MULTILINE))
+            found = matches[-1].group(1) if matches else None
+        if found is not None:
+            found = _strip_delimiters(found)
+            if found:
+                return found
+    return None
+
+
+def _strip_delimiters(answer: str) -> str:
+    answer = answer.strip().rstrip(".").strip()
+    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")):
+        if answer.startswith(open_) and answer.endswith(close) and len(answer) >= len(open_) + len(close):
+            answer = answer[len(open_):len(answer) - len(close)].strip()
+    return answer.rstrip(".").strip()
+
+
+def extract_choice(text: str) -> frozenset[str] | None:
+    """The letters (A-J) a multiple-choice answer picks: from `\\boxed{B}`, `(B)`, `B.`, 'answer is B'."""
+    candidates = [c for c in (last_boxed(text), text) if c]
+    for candidate in candidates:
+        letters = choice_letters(_normalize_text(candidate))
+        if letters:
+            return letters
+    stated = re.findall(r"(?i)answer\s*(?:is|:)?\s*\**\s*\(?([A-J])\)?(?![A-Za-z])", text)
+    return frozenset(stated[-1].upper()) if stated else None
+
+
+def choice_letters(answer: str) -> frozenset[str] | None:
+    """'B', '(B)', 'B.', '\\text{(B)}', 'A, C' -> the set of letters; None if it is not a letter answer."""
+    answer = re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", answer).strip().rstrip(".")
+    parts = [p for p in re.split(r"\s*(?:,|and|&)\s*", answer) if p]
+    letters = set()
+    for part in parts:
+        match = _CHOICE_REFERENCE.match(part)
+        if not match or match.group(1).upper() not in CHOICE_LETTERS:
+            return None
+        letters.add(match.group(1).upper())
+    return frozenset(letters) or None
+
+
+# ---------------------------------------------------------------- normalisation and the fast path
+
+_SPACING = re.compile(r"\\[,;:! ]|\\q?quad|~|\\left|\\right|\\displaystyle")
+_DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
+_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
+_PLAIN_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
+_SLASH_FRACTION = re.compile(r"^(-?\d+)/(\d+)$")
+
+
+def _normalize_text(answer: str) -> str:
+    return _TEXT.sub(r"\1", answer).strip()
+
+
+def normalize_answer(answer: str) -> str:
+    """A canonical spelling for comparing answers as strings (fast path, majority vote).
+
+    Removes what never changes a value: delimiters, spacing commands,
+    `\\left`/`\\right`, `\\text{}` wrappers, degree signs, `\\dfrac` vs `\\frac`,
+    thousands separators, spaces and a trailing period.
+    """
+    text = _strip_delimiters(answer)
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", "")
+    text = _SPACING.sub("", text)
+    text = _DEGREES.sub("", text)
+    text = _normalize_text(text)
+    text = re.sub(r"\s+", "", text).rstrip(".")
+    if _THOUSANDS.match(text):
+        text = text.replace(",", "")
+    return text
+
+
+def as_number(answer: str) -> tuple[Fraction, bool] | None:
+    """(value, exact) of an answer that is plainly a number: 42, -3.5, 1/2, \\frac{1}{2}; else None.
+
+    `exact` is False for decimals, which math-verify compares with rounding
+    (0.333333 equals 1/3), so only an exact pair may be declared unequal here.
+    """
+    text = normalize_answer(answer)
+    if _PLAIN_NUMBER.match(text):
+        return Fraction(text), "." not in text
+    match = _SLASH_FRACTION.match(text)
+    if match and int(match.group(2)) != 0:
+        return Fraction(int(match.group(1)), int(match.group(2))), True
+    match = _FRAC.match(text)
+    if match:
+        sign, numerator, denominator = (match.group(1), match.group(2), match.group(3)) if match.group(2) \
+            else (match.group(4), match.group(5), match.group(6))
+        if int(denominator) != 0:
+            value = Fraction(int(numerator), int(denominator))
+            return (-value if sign else value), True
+    return None
+
+
+def fast_verdict(answer: str, reference: str) -> bool | None:
+    """True when the answers are plainly equal (same normalised string or number), False when both
+    are exact numbers that differ, None when it takes math-verify to tell."""
+    if normalize_answer(answer) == normalize_answer(reference):
+        return True
+    ours, gold = as_number(answer), as_number(reference)
+    if ours is not None and gold is not None:
+        if ours[0] == gold[0]:
+            return True
+        if ours[1] and gold[1]:
+            return False
+    return None
+
+
+# ---------------------------------------------------------------- grading
+
+
+@dataclass(frozen=True)
+class Grade:
+    verdict: bool | None
+    """True (correct), False (wrong) or None (cannot tell)."""
+    reason: str
+    """How the verdict was reached: 'equal', 'math-verify', 'no answer', 'timeout', 'no reference', …"""
+
+
+def reference_kind(reference: Any) -> str | None:
+    """'math', 'choice', 'code', 'list' or None (no reference)."""
+    if reference is None:
+        return None
+    if isinstance(reference, dict):
+        return "code"
+    if isinstance(reference, list):
+        return "list"
+    if isinstance(reference, bool):
+        return "math"
+    if isinstance(reference, (int, float)):
+        return "math"
+    if isinstance(reference, str):
+        if not reference.strip():
+            return None
+        return "choice" if _CHOICE_REFERENCE.match(reference) else "math"
+    return None
+
+
+def quick_grade(answer_text: str | None, reference: Any,
+                patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> tuple[Grade | None, str | None]:
+    """Everything that needs no math-verify and no sandbox: (grade, None) when decided, else
+    (None, extracted answer) for `slow_grade`.
+
+    `answer_text` is the text after `</think>` (or the whole completion).
+    """
+    kind = reference_kind(reference)
+    if kind is None:
+        return Grade(None, "no reference"), None
+    if answer_text is None or not answer_text.strip():
+        return Grade(False, "no answer"), None
+    if kind == "code":
+        return _quick_code_grade(answer_text)
+    if kind == "choice":
+        picked = extract_choice(answer_text)
+        if picked is None:
+            return Grade(False, "no choice letter"), None
+        return Grade(picked == choice_letters(str(reference)), "letter"), "".join(sorted(picked))
+    answer = extract_answer(answer_text, patterns)
+    if answer is None:
+        return Grade(False, "no answer"), None
+    golds = [str(r) for r in reference] if kind == "list" else [str(reference)]
+    verdicts = [fast_verdict(answer, gold) for gold in golds]
+    if True in verdicts:
+        return Grade(True, "equal"), answer
+    if all(v is False for v in verdicts):
+        return Grade(False, "unequal numbers"), answer
+    return None, answer
+
+
+class VerifyTimeout(BaseException):
+    """Raised by the interval timer inside a worker. A BaseException, so that math-verify's and
+    sympy's `except Exception` clauses cannot swallow it."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise VerifyTimeout
+
+
+def _silence_math_verify() -> None:
+    # We run math-verify without its own signal.alarm (we set our own timer around the whole
+    # parse + verify), which it reports with a warning on first use; timeouts are ours to report.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def math_verify_equal(answer: str, reference: str) -> bool:
+    """math-verify on an extracted answer and a reference, gold first; no timeout of its own."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    _silence_math_verify()
+    config = [LatexExtractionConfig(), ExprExtractionConfig()]
+
+    def wrap(text: str) -> str:
+        return text if "$" in text or "\\boxed" in text else f"${text}$"
+
+    gold = parse(wrap(reference), config, parsing_timeout=None)
+    if not gold:
+        return False
+    predicted = parse(wrap(answer), config, parsing_timeout=None)
+    if not predicted:
+        return False
+    return bool(verify(gold, predicted, timeout_seconds=None))
+
+
+def _sandbox():
+    """The `distill.sandbox` module when it is installed (it is built beside this one), else None."""
+    try:
+        import distill.sandbox as sandbox
+    except ImportError:
+        return None
+    return sandbox if hasattr(sandbox, "grade_code") else None
+
+
+def _sandbox_grader():
+    """`distill.sandbox.grade_code` when the sandbox is installed, else None."""
+    sandbox = _sandbox()
+    return sandbox.grade_code if sandbox is not None else None
+
+
+NO_SANDBOX = "code references need the sandbox (distill.sandbox is not installed)"
+
+
+def _quick_code_grade(answer_text: str) -> tuple[Grade | None, str | None]:
+    sandbox = _sandbox()
+    if sandbox is None:
+        return Grade(None, NO_SANDBOX), None
+    if sandbox.extract_code(answer_text) is None:
+        return Grade(False, "no code block"), None  # a code task answered without code is wrong
+    return None, answer_text  # the sandbox reads the final block itself
+
+
+def slow_grade(answer: str | None, reference: Any, timeout: float | None = None) -> Grade:
+    """math-verify (or the code sandbox) on an extracted answer, in this process.
+
+    With `timeout`, an interval timer bounds a math-verify call (main thread only;
+    otherwise it runs unbounded): a timeout is Grade(None, 'timeout'). Code runs
+    under the sandbox's own limits (SandboxLimits: wall clock, CPU, memory).
+    """
+    kind = reference_kind(reference)
+    if kind == "code":
+        grade_code = _sandbox_grader()
+        if grade_code is None:
+            return Grade(None, NO_SANDBOX)
+        if answer is None:
+            return Grade(False, "no code block")
+        passed, detail = grade_code(answer, reference)
+        return Grade(passed, f"sandbox: {detail}" if detail else "sandbox: passed")
+    if answer is None:
+        return Grade(False, "no answer")
+    golds = [str(r) for r in reference] if kind == "list" else [str(reference)]
+    timed = timeout is not None and threading.current_thread() is threading.main_thread() \
+        and hasattr(signal, "setitimer")
+    previous = signal.signal(signal.SIGALRM, _alarm) if timed else None
+    try:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        return Grade(any(math_verify_equal(answer, gold) for gold in golds), "math-verify")
+    except VerifyTimeout:
+        return Grade(None, "timeout")
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def grade(answer_text: str | None, reference: Any, *, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS,
+          timeout: float | None = 5.0) -> bool | None:
+    """Grade the final answer in `answer_text` against `reference`, in this process.
+
+    True = correct, False = wrong (or no answer found), None = cannot tell (no
+    reference, math-verify timed out, code without the sandbox). For many
+    answers, or answers from untrusted models, use `GradingPool`.
+    """
+    return grade_detailed(answer_text, reference, patterns=patterns, timeout=timeout).verdict
+
+
+def grade_detailed(answer_text: str | None, reference: Any, *,
+                   patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS, timeout: float | None = 5.0) -> Grade:
+    """`grade` with the reason for its verdict."""
+    decided, answer = quick_grade(answer_text, reference, patterns)
+    if decided is not None:
+        return decided
+    return slow_grade(answer, reference, timeout)
+
+
+# ---------------------------------------------------------------- the pool
+
+
+def _worker_grade(items: list[tuple[str | None, Any]], timer: float | None) -> list[Grade]:
+    """Grade several answers in one task: per-task overhead of a process pool (~1 ms) is as much as
+    math-verify on a short answer, so answers travel in batches; each keeps its own timer."""
+    return [slow_grade(answer, reference, None if reference_kind(reference) == "code" else timer)
+            for answer, reference in items]
+
+
+def _cache_key(answer: str | None, reference: Any) -> tuple[str, str]:
+    import json
+
+    return (answer or "", json.dumps(reference, sort_keys=True, ensure_ascii=False))
+
+
+@dataclass
+class GradingStats:
+    graded: int = 0
+    """Answers sent to a worker (math-verify or the sandbox)."""
+    cache_hits: int = 0
+    """Answers whose (answer, reference) pair was graded before."""
+    timeouts: int = 0
+    """Answers interrupted by their timer, or whose worker was killed when it did not answer in time."""
+    killed: int = 0
+    """Workers killed and replaced (a hang the timer could not interrupt, or a crash)."""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Entry:
+    answer: str | None
+    reference: Any
+    indices: list[int]
+    grade: Grade | None = None
+
+
+class GradingBatch:
+    """Answers to grade together: `add` them, `submit` (returns at once), then read `results`."""
+
+    def __init__(self, pool: GradingPool):
+        self.pool = pool
+        self.entries: dict[tuple[str, str], _Entry] = {}
+        self.tasks: list[tuple[list[tuple[str, str]], concurrent.futures.Future]] = []
+        self.submitted = False
+
+    def add(self, answer: str | None, reference: Any, index: int) -> None:
+        """One extracted answer; a pair seen before (in this batch or the pool's cache) is graded once."""
+        key = _cache_key(answer, reference)
+        if key in self.entries:
+            self.pool.stats.cache_hits += 1
+            self.entries[key].indices.append(index)
+            return
+        cached = self.pool._cache.get(key)
+        if cached is not None:
+            self.pool.stats.cache_hits += 1
+            self.pool._cache.move_to_end(key)
+        else:
+            self.pool.stats.graded += 1
+        self.entries[key] = _Entry(answer, reference, [index], cached)
+
+    def submit(self) -> None:
+        if not self.submitted:
+            self.submitted = True
+            self.tasks = self.pool._submit([key for key, entry in self.entries.items() if entry.grade is None],
+                                           self.entries)
+
+    def results(self) -> Iterable[tuple[list[int], Grade]]:
+        """(indices, grade) of every answer added, waiting for the workers."""
+        self.submit()
+        for keys, future in self.tasks:
+            for key, graded in zip(keys, self.pool._collect(keys, future, self.entries)):
+                self.entries[key].grade = graded
+        for entry in self.entries.values():
+            yield entry.indices, entry.grade  # type: ignore[misc]
+
+
+class GradingPool:
+    """Grade extracted answers in worker processes, each with a per-answer timeout.
+
+    Each worker runs math-verify under an interval timer set to `timeout`
+    (`in_worker_timer`, on where SIGALRM exists). Answers travel in small
+    batches; a batch whose worker has not answered `kill_grace` seconds after
+    all its timers could have fired is killed, its worker replaced, and its
+    answers graded again one by one, so only the one that hangs comes back None.
+    Repeated (answer, reference) pairs are graded once (an LRU cache).
+    """
+
+    def __init__(self, workers: int, *, timeout: float = 5.0, kill_grace: float = 2.0,
+                 in_worker_timer: bool = hasattr(signal, "setitimer"), cache_size: int = 65536,
+                 batch_size: int = 16):
+        import math_verify  # noqa: F401 - imported once here; forked workers inherit it instead of importing sympy each
+        from pebble import ProcessPool
+
+        self.workers = max(1, workers)
+        self.timeout = timeout
+        self.kill_grace = kill_grace
+        self.in_worker_timer = in_worker_timer
+        self.batch_size = batch_size
+        # code runs under the sandbox's own wall-clock limit (and kills what it started); the
+        # parent's deadline only backs that up
+        sandbox = _sandbox()
+        self.code_seconds = sandbox.SandboxLimits().wall_seconds if sandbox is not None else 0.0
+        self.stats = GradingStats()
+        self._cache: OrderedDict[tuple[str, str], Grade] = OrderedDict()
+        self._cache_size = cache_size
+        self._pool = ProcessPool(max_workers=self.workers, initializer=_silence_math_verify)
+
+    def batch(self) -> GradingBatch:
+        return GradingBatch(self)
+
+    def grade_many(self, items: Iterable[tuple[str | None, Any]],
+                   patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> list[Grade]:
+        """Grade (answer text, reference) pairs; the answer text is searched with `patterns`.
+
+        Answers decided by the fast path never leave this process; the rest go to
+        the workers, each distinct pair once.
+        """
+        grades: list[Grade | None] = []
+        batch = self.batch()
+        for index, (answer_text, reference) in enumerate(items):
+            decided, answer = quick_grade(answer_text, reference, patterns)
+            grades.append(decided)
+            if decided is None:
+                batch.add(answer, reference, index)
+        for indices, graded in batch.results():
+            for index in indices:
+                grades[index] = graded
+        return grades  # type: ignore[return-value] - every slot is filled by now
+
+    def _seconds(self, reference: Any) -> float:
+        """The most one answer may take before its worker is killed."""
+        if reference_kind(reference) == "code":
+            return max(self.timeout, self.code_seconds) + self.kill_grace
+        return self.timeout + (self.kill_grace if self.in_worker_timer else 0.0)
+
+    def _schedule(self, keys: list[tuple[str, str]], entries: dict[tuple[str, str], _Entry]
+                  ) -> concurrent.futures.Future:
+        items = [(entries[k].answer, entries[k].reference) for k in keys]
+        deadline = sum(self._seconds(reference) for _, reference in items)
+        if not self.in_worker_timer:
+            deadline += self.kill_grace
+        return self._pool.schedule(_worker_grade, args=(items, self.timeout if self.in_worker_timer else None),
+                                   timeout=deadline)
+
+    def _submit(self, keys: list[tuple[str, str]], entries: dict[tuple[str, str], _Entry]
+                ) -> list[tuple[list[tuple[str, str]], concurrent.futures.Future]]:
+        """Split `keys` into about two batches per worker (at most `batch_size` answers each)."""
+        if not keys:
+            return []
+        size = max(1, min(self.batch_size, -(-len(keys) // (2 * self.workers))))
+        return [(keys[i:i + size], self._schedule(keys[i:i + size], entries)) for i in range(0, len(keys), size)]
+
+    def _collect(self, keys: list[tuple[str, str]], future: concurrent.futures.Future,
+                 entries: dict[tuple[str, str], _Entry]) -> list[Grade]:
+        from pebble import ProcessExpired
+
+        try:
+            grades = future.result()
+        except (concurrent.futures.TimeoutError, ProcessExpired) as exc:
+            # a hang the timer could not interrupt (or a crash): pebble killed and replaced the
+            # worker; grade the batch again one answer at a time to find the culprit
+            self.stats.killed += 1
+            if len(keys) > 1:
+                return [self._collect([key], self._schedule([key], entries), entries)[0] for key in keys]
+            reason = "timeout" if isinstance(exc, concurrent.futures.TimeoutError) \
+                else f"grader crashed (exit code {exc.exitcode})"
+            grades = [Grade(None, reason)]
+        for key, graded in zip(keys, grades):
+            self.stats.reasons[graded.reason] = self.stats.reasons.get(graded.reason, 0) + 1
+            if graded.reason == "timeout":
+                self.stats.timeouts += 1
+            elif graded.verdict is not None or graded.reason.startswith("sandbox"):
+                # a timeout or crash may not repeat on a quieter machine: those are not remembered
+                self._cache[key] = graded
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return grades
+
+    def close(self) -> None:
+        self._pool.stop()
+        self._pool.join()
+
+    def __enter__(self) -> GradingPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

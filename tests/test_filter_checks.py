@@ -1,0 +1,228 @@
+"""The filter's checks, one literal record at a time: record in, verdict out."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.filter.checks import (
+    check_finish,
+    check_format,
+    check_language,
+    check_length,
+    check_repetition,
+    format_problem,
+    longest_loop,
+    measure_trace_language,
+)
+from distill.filter.language import detect_language, measure_language
+from distill.filter.selection import select_samples
+from distill.options import R1_INSTRUCTION
+
+
+def trace(completion: str, *, prompt: str = "What is 5 + 7?", finish: str = "stop", **extra) -> dict:
+    return {"id": "p:0", "prompt_id": "p", "sample": 0, "messages": [{"role": "user", "content": prompt}],
+            "reference": "12", "completion": completion, "finish_reason": finish, **extra}
+
+
+GOOD = "<think>\nFive plus seven is twelve, since 5 + 7 = 12.\n</think>\n\nThe answer is $\\boxed{12}$."
+
+# ---------------------------------------------------------------- format
+
+
+@pytest.mark.parametrize("completion, problem", [
+    (GOOD, ""),
+    ("  \n" + GOOD, ""),  # leading whitespace is fine
+    ("<think>\nFive plus seven is twelve.\n\nThe answer is 12.", "1× <think>, 0× </think>"),
+    ("Five plus seven.\n</think>\n\n12", "0× <think>, 1× </think>"),
+    (GOOD + "\n<think>\nagain\n</think>\n\n12", "2× <think>, 2× </think>"),
+    ("Sure! " + GOOD, "text before <think>"),
+    ("<think>\n\n</think>\n\n12", "empty reasoning"),
+    ("<think>\nFive plus seven is twelve.\n</think>\n\n", "no answer after the reasoning"),
+    (GOOD + "<|im_end|>", "leftover <|im_end|>"),
+    (GOOD + "<｜end▁of▁sentence｜>", "leftover <｜end▁of▁sentence｜>"),
+    ("<think>\nok<|eot_id|>\n</think>\n\n12", "leftover <|eot_id|>"),
+])
+def test_format(completion, problem):
+    record = trace(completion)
+    assert check_format(record) is (problem == "")
+    assert format_problem(record) == problem
+
+
+def test_format_with_other_markers_and_a_separate_reasoning_field():
+    record = trace("<reasoning>Five plus seven.</reasoning>\nThe answer is 12.")
+    assert check_format(record) is False
+    assert check_format(record, think_open="<reasoning>", think_close="</reasoning>") is True
+    api = trace("The answer is $\\boxed{12}$.", reasoning_content="Five plus seven is twelve.")
+    assert check_format(api, reasoning_field="reasoning_content") is True
+    assert check_format(trace("The answer is 12.", reasoning_content=""), reasoning_field="reasoning_content") is False
+    assert check_format(trace(GOOD, reasoning_content="x"), reasoning_field="reasoning_content") is False
+    assert format_problem(trace("12"), reasoning_field="reasoning_content") == "no string field 'reasoning_content'"
+
+
+# ---------------------------------------------------------------- finish, length
+
+
+def test_finish_rejects_a_truncated_trace():
+    truncated = trace("<think>\nFive plus seven is twel", finish="length")
+    assert check_finish(truncated) is False
+    assert check_format(truncated) is False  # and it is not repaired into something that passes
+    assert check_finish(trace(GOOD)) is True
+
+
+def test_length_uses_the_student_tokenizer_else_completion_tokens():
+    from distill.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer("qwen")
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    record = trace(GOOD, completion_tokens=5)
+    student_tokens = count(GOOD)
+    assert student_tokens > 5
+    assert check_length(record, max_tokens=student_tokens, count_tokens=count) is True
+    assert check_length(record, max_tokens=student_tokens - 1, count_tokens=count) is False
+    assert check_length(record, max_tokens=5) is True          # the teacher's count
+    assert check_length(record, max_tokens=4) is False
+    assert check_length(trace(GOOD), max_tokens=4) is None     # nothing to measure with
+    assert check_length(record, max_tokens=None) is True       # no limit: measured only
+
+
+# ---------------------------------------------------------------- language
+
+LATEX_HEAVY_ENGLISH = r"""<think>
+Okay, so I need to evaluate $\int_0^1 x^2 \, dx$. By the power rule, $\int x^n dx = \frac{x^{n+1}}{n+1} + C$,
+so we get $\left[\frac{x^3}{3}\right]_0^1 = \frac{1}{3}$. Let me double-check with a Riemann sum:
+$$\lim_{n \to \infty} \sum_{k=1}^{n} \frac{k^2}{n^3} = \lim_{n\to\infty} \frac{(n+1)(2n+1)}{6n^2} = \frac{1}{3}.$$
+Let $f(x) = x^2$ and $F(x) = x^3/3$; then $F'(x) = f(x)$, and $\gcd(3, 9) = 3$ is irrelevant here.
+```python
+from sympy import integrate, symbols
+x = symbols("x")
+print(integrate(x**2, (x, 0, 1)))  # 1/3
+```
+With α = 2 and θ = π/4 nothing changes. Vectors $\vec{AB}$ and $\overrightarrow{CD}$ don't matter either.
+</think>
+
+The integral equals $\boxed{\frac{1}{3}}$."""
+
+
+def test_latex_heavy_english_reasoning_passes():
+    record = trace(LATEX_HEAVY_ENGLISH, prompt="Compute $\\int_0^1 x^2\\,dx$.")
+    assert check_language(record) is True
+    target, measure = measure_trace_language(record)
+    assert target == "en" and measure.score == 1.0 and measure.foreign_run == 0
+
+
+def test_english_trace_with_a_chinese_sentence_fails():
+    completion = GOOD.replace("12.\n</think>", "12. 所以答案是十二，我们再检查一遍。\n</think>")
+    record = trace(completion)
+    assert check_language(record) is False
+    _, measure = measure_trace_language(record)
+    assert measure.foreign_run >= 10
+    assert "所以答案是十二" in measure.foreign_example
+
+
+def test_a_long_english_trace_with_one_chinese_sentence_still_fails():
+    # the share stays above 0.95: the run of foreign characters is what catches it
+    long_english = " ".join(["We add the two numbers carefully and check each digit once more."] * 40)
+    record = trace(f"<think>\n{long_english} 让我们再验证一下。\n</think>\n\n$\\boxed{{12}}$")
+    _, measure = measure_trace_language(record)
+    assert measure.score > 0.95
+    assert check_language(record) is False
+
+
+def test_chinese_trace_with_an_english_sentence_fails_and_math_terms_do_not_count():
+    chinese = ("<think>\n好的，我需要计算 $5+7$。设 $f(x) = x^2$，gcd(4, 6) = 2，x_1 和 x_2 是两个根，"
+               "用 sin 和 cos 也可以。所以结果是 12。\n</think>\n\n答案是 $\\boxed{12}$。")
+    prompt = "计算 5 加 7 等于多少？\n" + R1_INSTRUCTION
+    assert check_language(trace(chinese, prompt=prompt)) is True
+    mixed = chinese.replace("所以结果是", "Wait, let me double check this calculation again. 所以结果是")
+    assert check_language(trace(mixed, prompt=prompt)) is False
+
+
+def test_a_term_quoted_from_the_prompt_is_not_a_switch():
+    prompt = "Use the idea known as 勾股定理 to find the hypotenuse of a 3-4-5 triangle."
+    completion = ("<think>\nThe problem mentions “勾股定理”, which is the Pythagorean theorem, so the "
+                  "hypotenuse is $\\sqrt{9+16} = 5$.\n</think>\n\n$\\boxed{5}$")
+    assert check_language(trace(completion, prompt=prompt)) is True
+    chinese_prompt = "利用 Fibonacci sequence 求第 10 项。"
+    chinese = "<think>\n题目提到了 Fibonacci sequence，第 10 项是 55，我们逐项相加验证。\n</think>\n\n$\\boxed{55}$"
+    assert check_language(trace(chinese, prompt=chinese_prompt)) is True
+
+
+def test_target_language_is_detected_from_the_prompt():
+    assert detect_language("求 $x^2=4$ 的解。\n" + R1_INSTRUCTION) == "zh"  # the English instruction is ignored
+    assert detect_language("What is 5 + 7?\n" + R1_INSTRUCTION) == "en"
+    assert detect_language("次の方程式を解いてください：$x^2=4$") == "ja"
+    assert detect_language("Найдите сумму корней уравнения.") == "ru"
+    assert detect_language("$x^2 = 4$") is None
+    french = "Trouvez la somme des racines de l'équation suivante et justifiez votre réponse."
+    assert detect_language(french, ("en", "fr")) == "fr"
+    assert detect_language(french) == "en"  # the script alone only knows it is Latin
+
+
+def test_english_inside_french_reasoning_needs_the_sentence_identifier():
+    prompt = "Trouvez la somme des racines de l'équation suivante et justifiez votre réponse."
+    french = ("<think>\nNous devons trouver la somme des racines de cette équation du second degré. "
+              "D'après les relations de Viète, la somme vaut moins b sur a, donc elle est égale à deux.\n"
+              "</think>\n\nLa somme vaut $\\boxed{2}$.")
+    english = french.replace("D'après les relations de Viète, la somme vaut moins b sur a, donc elle est égale "
+                             "à deux.", "By Vieta's formulas the sum of the roots is minus b over a, so it "
+                                        "equals two.")
+    assert check_language(trace(french, prompt=prompt)) is True
+    assert check_language(trace(english, prompt=prompt)) is False
+    assert check_language(trace(english, prompt=prompt), latin_candidates=()) is True  # script only: blind
+
+
+def test_all_math_cannot_be_judged():
+    record = trace("<think>\n$5+7=12$\n</think>\n\n$\\boxed{12}$")
+    assert check_language(record) is None
+    assert measure_language("$x^2$ = 4", "zh").score is None
+
+
+# ---------------------------------------------------------------- repetition
+
+LOOP_SENTENCE = "Let me recompute the sum of the first ten squares to make sure the total is right."
+
+
+def test_a_looping_trace_fails():
+    looping = trace("<think>\nWe need the sum of squares. " + " ".join([LOOP_SENTENCE] * 10)
+                    + "\n</think>\n\n$\\boxed{385}$")
+    assert check_repetition(looping) is False
+    assert longest_loop(looping["completion"], 20) >= 8
+
+
+def test_the_same_paragraph_again_and_again_fails_but_twice_passes():
+    paragraph = ("First I square each number from one to ten, then I add the squares in pairs so the partial "
+                 "sums stay small, and finally I compare the total with the closed form n(n+1)(2n+1)/6.")
+    four_times = trace("<think>\n" + "\n\n".join([paragraph] * 4) + "\n</think>\n\n$\\boxed{385}$")
+    twice = trace("<think>\n" + paragraph + "\n\nLet me redo that.\n\n" + paragraph + "\n</think>\n\n$\\boxed{385}$")
+    assert check_repetition(four_times) is False
+    assert check_repetition(twice) is True
+
+
+def test_short_refrains_and_enumerations_are_not_loops():
+    refrains = " ".join(f"Wait, let me check. {i} squared is {i * i}." for i in range(1, 30))
+    assert check_repetition(trace(f"<think>\n{refrains}\n</think>\n\n$\\boxed{{385}}$")) is True
+
+
+def test_a_chinese_loop_fails():
+    sentence = "让我们再重新计算一遍这个平方和，确保最后的总数是正确的。"
+    looping = trace("<think>\n" + sentence * 8 + "\n</think>\n\n$\\boxed{385}$")
+    assert check_repetition(looping) is False
+    assert check_repetition(trace("<think>\n" + sentence + "\n</think>\n\n$\\boxed{385}$")) is True
+
+
+# ---------------------------------------------------------------- selection
+
+
+def test_selection_drops_duplicates_then_keeps_k():
+    texts = ["a", "b", "a", "c", "d"]
+    lengths = [5, 1, 5, 3, 2]
+    assert select_samples(texts, lengths, prompt_id="p", keep_per_prompt=None) == [True, True, False, True, True]
+    assert select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, select_by="shortest") == \
+        [False, True, False, False, True]
+    assert select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, select_by="first") == \
+        [True, True, False, False, False]
+    random_pick = select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, select_by="random", seed=3)
+    assert sum(random_pick) == 2 and random_pick[2] is False
+    assert random_pick == select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=3)
+    picks = {tuple(select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=s)) for s in range(20)}
+    assert len(picks) > 1  # the seed matters

@@ -1,0 +1,133 @@
+"""Answer extraction and grading (distill.grading), including a real math-verify hang in the pool."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from distill.grading import (
+    Grade,
+    GradingPool,
+    as_number,
+    extract_answer,
+    extract_choice,
+    fast_verdict,
+    grade,
+    grade_detailed,
+    last_boxed,
+    normalize_answer,
+)
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("so the answer is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+    ("first \\boxed{3}, then finally \\boxed{\\{1, \\{2\\}\\}}", "\\{1, \\{2\\}\\}"),
+    ("nested \\boxed{\\sqrt{\\frac{a}{b}}} end", "\\sqrt{\\frac{a}{b}}"),
+    ("\\fbox{42}", "42"),
+    ("$\\boxed 7$", "7"),
+    ("cut off at \\boxed{\\frac{1}{2", None),  # a truncated box is no answer, not the box before it
+    ("no box at all", None),
+])
+def test_last_boxed(text, answer):
+    assert last_boxed(text) == answer
+
+
+def test_extract_answer_falls_back_to_the_configured_patterns():
+    assert extract_answer("The answer is $\\boxed{12}$.") == "12"
+    assert extract_answer("Natalia sold 48 clips.\n#### 72") == "72"
+    assert extract_answer("Therefore, the final answer is: $\\frac{3}{4}$.") == "\\frac{3}{4}"
+    assert extract_answer("Answer: 7") == "7"
+    assert extract_answer("I am not sure.") is None
+    assert extract_answer("Result => 9", patterns=["boxed", r"Result => (\S+)"]) == "9"
+    assert extract_answer("Answer: 7", patterns=["boxed"]) is None
+
+
+def test_plainly_equal_answers_take_the_fast_path():
+    assert normalize_answer("$\\dfrac{1}{2}$.") == "\\frac{1}{2}"
+    assert normalize_answer("30^\\circ") == "30"
+    assert normalize_answer("1,000") == "1000"
+    assert as_number("\\frac{1}{2}") == (0.5, True)
+    assert as_number("0.5") == (0.5, False)
+    assert fast_verdict("0.5", "\\frac{1}{2}") is True
+    assert fast_verdict("\\left( 1, 2 \\right)", "(1,2)") is True
+    assert fast_verdict("41", "42") is False            # two exact numbers: decided here
+    assert fast_verdict("0.333", "\\frac{1}{3}") is None  # decimals are math-verify's to round
+    assert fast_verdict("x+1", "1+x") is None
+
+
+def test_boxed_half_equals_point_five():
+    assert grade("So the probability is $\\boxed{\\frac{1}{2}}$.", "0.5") is True
+    assert grade("So the probability is $\\boxed{0.5}$.", "\\frac{1}{2}") is True
+
+
+def test_math_verify_decides_what_the_fast_path_cannot():
+    assert grade("$\\boxed{(x+1)^2}$", "x^2+2x+1") is True
+    assert grade("$\\boxed{(x-1)^2}$", "x^2+2x+1") is False
+    assert grade("$\\boxed{\\sqrt{8}}$", "2\\sqrt{2}") is True
+    assert grade_detailed("$\\boxed{\\sqrt{8}}$", "2\\sqrt{2}").reason == "math-verify"
+    assert grade("$\\boxed{3}$", ["2", "3"]) is True  # a list holds acceptable answers
+    assert grade("no final answer here", "3") is False
+    assert grade("$\\boxed{3}$", None) is None
+
+
+def test_multiple_choice_letters():
+    assert extract_choice("The answer is (C).") == frozenset("C")
+    assert extract_choice("$\\boxed{\\text{(B)}}$") == frozenset("B")
+    assert extract_choice("$\\boxed{A, C}$") == frozenset("AC")
+    assert grade("After checking each option, the answer is $\\boxed{J}$", "J") is True
+    assert grade("**Answer: B**", "(B)") is True
+    assert grade("The answer is (D).", "B") is False
+    assert grade_detailed("I cannot decide.", "B").reason == "no choice letter"
+
+
+MBPP_ADD = {"tests": ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]}
+
+
+def test_code_answers_run_in_the_sandbox():
+    pytest.importorskip("distill.sandbox")
+    right = "<think>\nAdd them.\n</think>\n\n```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = right.replace("a + b", "a - b")
+    assert grade(right, MBPP_ADD) is True
+    graded = grade_detailed(wrong, MBPP_ADD)
+    assert graded.verdict is False and "assert add(1, 2) == 3" in graded.reason
+    assert grade_detailed("I would write a loop.", MBPP_ADD) == Grade(False, "no code block")
+
+
+HANG = "$\\boxed{10^{10^{10}}}$"  # sympy tries to evaluate the power: minutes, not milliseconds
+
+
+def test_a_hanging_math_verify_call_times_out_and_the_pool_survives():
+    with GradingPool(workers=1, timeout=1.0) as pool:
+        start = time.perf_counter()
+        grades = pool.grade_many([(HANG, "7"), ("$\\boxed{(x+1)^2}$", "x^2+2x+1"),
+                                  ("$\\boxed{\\sqrt{8}}$", "2\\sqrt{2}")])
+        elapsed = time.perf_counter() - start
+        assert [g.verdict for g in grades] == [None, True, True]
+        assert grades[0].reason == "timeout"
+        assert pool.stats.timeouts == 1 and pool.stats.killed == 0  # the timer inside the worker fired
+        assert elapsed < 10
+        # the same worker keeps grading
+        assert pool.grade_many([("$\\boxed{(x-1)^2}$", "x^2+2x+1")])[0].verdict is False
+
+
+def test_a_hang_the_timer_cannot_reach_is_killed_and_the_worker_replaced():
+    # without the in-worker timer (as on a platform without SIGALRM, or a hang inside C code)
+    # only the parent's deadline is left: the worker is killed, a new one takes over, and the
+    # batch the hang was in is graded again answer by answer
+    with GradingPool(workers=1, timeout=0.5, kill_grace=0.5, in_worker_timer=False, batch_size=2) as pool:
+        grades = pool.grade_many([(HANG, "7"), ("$\\boxed{\\sqrt{8}}$", "2\\sqrt{2}"),
+                                  ("$\\boxed{(x+1)^2}$", "x^2+2x+1")])
+        assert [(g.verdict, g.reason) for g in grades] == [(None, "timeout"), (True, "math-verify"),
+                                                           (True, "math-verify")]
+        assert pool.stats.killed == 2  # the batch [hang, sqrt], then the hang alone
+        assert pool.stats.timeouts == 1
+        assert pool.grade_many([("$\\boxed{(x-1)^2}$", "x^2+2x+1")])[0].verdict is False
+
+
+def test_the_pool_grades_each_distinct_pair_once():
+    with GradingPool(workers=1) as pool:
+        items = [("$\\boxed{(x+1)^2}$", "x^2+2x+1")] * 3 + [("$\\boxed{12}$", "12")]
+        grades = pool.grade_many(items)
+        assert [g.verdict for g in grades] == [True, True, True, True]
+        assert pool.stats.graded == 1 and pool.stats.cache_hits == 2  # '12' never left this process

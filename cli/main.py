@@ -12,6 +12,8 @@ from cli.stage import add_stage_command
 from distill import __version__
 from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
+from distill.progress import is_main_process
+from distill.train import TrainConfig, train
 
 app = typer.Typer(
     name="distill", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
@@ -48,6 +50,10 @@ add_stage_command(
     app, "filter", FilterConfig, filter_traces, positional="traces",
     help="Drop wrong, mixed-language, overlong, truncated, malformed and looping traces; report every reason.",
     present=lambda report: typer.echo(report.format()))
+add_stage_command(
+    app, "train", TrainConfig, train, positional="kept",
+    help="Fine-tune a student on kept traces (full, LoRA or QLoRA); --preflight shows what is trained.",
+    present=lambda result: typer.echo(result.format()) if is_main_process() else None)
 
 
 def main() -> None:

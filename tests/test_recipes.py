@@ -9,9 +9,10 @@ import pytest
 from distill.config import build_config, required_fields
 from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
+from distill.train import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGES = {"generate": GenerateConfig, "filter": FilterConfig}
+STAGES = {"generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig}
 PLACEHOLDERS = {"prompts": "prompts.jsonl", "out": "out.jsonl", "teacher": "teacher", "kept": "kept.jsonl",
                 "student": "student", "traces": "traces.jsonl"}
 
@@ -37,3 +38,39 @@ def test_recipe_loads_and_starts_with_its_command(recipe):
     overrides = {k: v for k, v in overrides.items() if k not in read_yaml(recipe)}
     build_config(cfg_cls, yaml_path=recipe, overrides=overrides)
 
+
+@pytest.mark.parametrize("config", sorted(RECIPES.glob("accelerate/*.yaml")), ids=lambda p: p.name)
+def test_accelerate_config_loads_with_accelerates_own_launcher(config, monkeypatch):
+    """Each launch config parses with `accelerate launch`'s own validation, names only options it
+    knows, and its first line launches a train recipe that exists."""
+    from accelerate.commands.launch import (
+        _validate_launch_command,
+        launch_command_parser,
+        prepare_multi_gpu_env,
+    )
+
+    first = config.read_text().splitlines()[0]
+    assert first.startswith(f"# accelerate launch --config_file recipes/accelerate/{config.name} ")
+    recipe = first.split("distill train --config ", 1)[1].split()[0]
+    assert (RECIPES.parent / recipe).is_file()
+    parser = launch_command_parser()
+    known = {action.dest for action in parser._actions}
+    args, defaults, _ = _validate_launch_command(parser.parse_args(["--config_file", str(config), "train.py"]))
+    sections = {"FSDP": defaults.fsdp_config, "DEEPSPEED": defaults.deepspeed_config}
+    kind = defaults.distributed_type.value
+    assert sections.get(kind)
+    assert set(sections[kind]) <= known, set(sections[kind]) - known
+    assert defaults.mixed_precision == "bf16"
+    if kind == "FSDP":
+        assert args.use_fsdp and str(args.fsdp_version) == "2"
+        assert defaults.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"  # one safetensors file at the end
+        # the environment accelerate hands the workers builds a valid FSDP2 plugin
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        for key, value in prepare_multi_gpu_env(args).items():
+            if key.startswith(("FSDP_", "ACCELERATE_")):
+                monkeypatch.setenv(key, value)
+        plugin = FullyShardedDataParallelPlugin()
+        assert plugin.fsdp_version == 2 and plugin.activation_checkpointing
+    else:
+        assert args.use_deepspeed and int(defaults.deepspeed_config["zero_stage"]) == 3

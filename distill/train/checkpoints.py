@@ -1,0 +1,164 @@
+"""The output directory's life cycle, and checkpoints a kill at any moment cannot corrupt.
+
+    out/run.json                 the run's settings, written when training starts
+    out/checkpoints/checkpoint-N  complete checkpoints only (each holds distill_checkpoint.json)
+    out/data/                    the tokenized examples (reused on resume)
+    out/train_summary.json       written last: its presence means the run finished
+
+A checkpoint is written into `checkpoints/.staging-N/` and renamed into place
+once every rank has finished writing and its marker is on disk; a rename is
+atomic, so `checkpoint-N` either does not exist or is whole. Old checkpoints
+are renamed away before they are deleted, and a new one is published before an
+old one goes, so a kill during saving or rotation always leaves the last
+complete checkpoint. Leftovers of a killed save are removed on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from distill.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+SUMMARY_FILE = "train_summary.json"
+MARKER_FILE = "distill_checkpoint.json"
+CHECKPOINTS = "checkpoints"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def run_state(out: Path) -> str:
+    """'new' (absent or empty), 'finished', 'unfinished' (a started distill run) or 'foreign'."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a directory for the trained student")
+    if not out.exists() or not any(out.iterdir()):
+        return "new"
+    if (out / SUMMARY_FILE).is_file():
+        return "finished"
+    if (out / RUN_FILE).is_file() or (out / CHECKPOINTS).is_dir():
+        return "unfinished"
+    return "foreign"
+
+
+def settings_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'name old → new' for every setting that differs (keys missing on either side included)."""
+    return [f"{key} {saved.get(key)!r} → {current.get(key)!r}"
+            for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+
+
+def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
+    """Check --out against --resume/--overwrite; clear it when asked. True when a run is resumed.
+
+    Runs on rank 0 only; raises OutputError with the fix when the directory must not be touched.
+    """
+    state = run_state(out)
+    if state == "foreign":
+        raise OutputError(f"--out {out} exists and is not a distill train output; choose a new or empty directory")
+    if state == "finished" and not overwrite:
+        raise OutputError(f"--out {out} holds a finished run; pass --overwrite to train it again or choose "
+                          "another --out")
+    if state == "unfinished" and not (resume or overwrite):
+        raise OutputError(f"--out {out} holds an unfinished run; pass --resume to continue it from its last "
+                          "checkpoint or --overwrite to start over")
+    if overwrite and state != "new":
+        log.warning("--overwrite: removing the previous run in %s", out)
+        shutil.rmtree(out)
+    if state == "unfinished" and resume:
+        saved_path = out / RUN_FILE
+        if saved_path.is_file():
+            saved = json.loads(saved_path.read_text(encoding="utf-8")).get("settings", {})
+            changes = settings_diff(saved, settings)
+            if changes:
+                raise OutputError(f"--resume: {out} was started with other settings ({'; '.join(changes[:4])}); "
+                                  "rerun with the original ones, or --overwrite to start over")
+        return True
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / RUN_FILE, {"settings": settings})
+    return False
+
+
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the complete checkpoints in `run_dir`, oldest first."""
+    found = []
+    if run_dir.is_dir():
+        for path in run_dir.iterdir():
+            match = _CHECKPOINT.match(path.name)
+            if match and path.is_dir() and (path / MARKER_FILE).is_file():
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = complete_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def remove_incomplete(run_dir: Path) -> list[str]:
+    """Delete what a killed save or rotation left behind (staging dirs, unmarked checkpoints)."""
+    removed = []
+    if not run_dir.is_dir():
+        return removed
+    for path in run_dir.iterdir():
+        leftover = path.name.startswith((".staging-", ".deleting-"))
+        unmarked = _CHECKPOINT.match(path.name) and not (path / MARKER_FILE).is_file()
+        if path.is_dir() and (leftover or unmarked):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    if removed:
+        log.warning("removed what an interrupted checkpoint save left in %s: %s", run_dir, ", ".join(sorted(removed)))
+    return removed
+
+
+def _delete(path: Path) -> None:
+    doomed = path.with_name(f".deleting-{path.name}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)  # from here on it no longer counts as a checkpoint
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def staging_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f".staging-{step}"
+
+
+def publish(staged: Path, run_dir: Path, step: int, meta: dict[str, Any]) -> Path:
+    """Mark a fully written checkpoint complete and rename it to `checkpoint-<step>`."""
+    _write_json(staged / MARKER_FILE, {"step": step, **meta})
+    final = run_dir / f"checkpoint-{step}"
+    if final.exists():  # reached again after resuming from an earlier checkpoint
+        _delete(final)
+    os.replace(staged, final)
+    return final
+
+
+def rotate(run_dir: Path, keep: int) -> None:
+    """Delete all but the `keep` newest complete checkpoints."""
+    for _, path in complete_checkpoints(run_dir)[:-keep]:
+        _delete(path)
+
+
+def remove_all(run_dir: Path) -> None:
+    if run_dir.is_dir():
+        for _, path in complete_checkpoints(run_dir):
+            _delete(path)
+        remove_incomplete(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def mark_finished(out: Path, summary: dict[str, Any]) -> None:
+    _write_json(out / SUMMARY_FILE, summary)

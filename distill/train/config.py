@@ -1,0 +1,217 @@
+"""`TrainConfig`, the options of `distill train` (at once Python API, CLI flags and recipe schema),
+and `TrainResult`, what a run returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.config import Options, one_of, require
+
+METHODS = ("full", "lora", "qlora")
+SCHEDULERS = ("cosine", "linear", "constant")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
+# lr when --lr is not given: the published full-SFT runs of R1 students use 1e-5..5e-5; LoRA
+# needs roughly ten times the full-finetuning rate (QLoRA paper; "LoRA Without Regret", 2025).
+DEFAULT_LR = {"full": 1e-5, "lora": 1e-4, "qlora": 1e-4}
+# Above this many tokens per sequence, activations dominate memory and checkpointing pays for itself.
+CHECKPOINTING_FROM_SEQ_LEN = 2048
+
+
+@dataclass(kw_only=True)
+class TrainConfig(Options):
+    kept: str
+    """Kept traces (.jsonl, the output of distill filter); each record needs messages and a completion with <think>…</think> then the answer."""
+    student: str
+    """Student model to fine-tune: a local directory or a Hub id (Qwen2/2.5/3, Llama-3 …)."""
+    out: str
+    """Output directory: the trained model or adapter, tokenizer, generation config, model card, loss curve, checkpoints."""
+    method: str = "full"
+    """full (all weights), lora (adapters on a frozen base) or qlora (adapters on a 4-bit NF4 base)."""
+    max_seq_len: int = 16384
+    """Longest example in tokens (prompt + reasoning + answer); longer ones are dropped and counted, never truncated."""
+    epochs: float = 3.0
+    """Passes over the data (fractions allowed)."""
+    lr: float | None = None
+    """Peak learning rate (default: 1e-5 for full, 1e-4 for lora and qlora)."""
+    lr_scheduler: str = "cosine"
+    """Learning-rate schedule after warmup: cosine, linear or constant."""
+    min_lr_ratio: float = 0.0
+    """cosine only: the floor the rate decays to, as a share of --lr (open-r1 uses 0.1)."""
+    warmup_ratio: float = 0.03
+    """Share of the optimizer steps spent warming the learning rate up from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 = no clipping)."""
+    batch_tokens: int | None = None
+    """Token budget of one packed micro-batch per device (default: --max-seq-len); examples are packed up to it without padding."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (a step sees about batch-tokens × grad-accum × processes tokens)."""
+    optimizer: str = "auto"
+    """A transformers optimizer name (adamw_torch, adamw_torch_fused, paged_adamw_8bit …); auto = paged_adamw_8bit for qlora on a GPU, adamw_torch_fused on a GPU, adamw_torch on CPU."""
+    seed: int = 0
+    """Seed for weight init of adapters, dropout and the data order (the order is a function of the seed alone, so a resumed run sees the same batches)."""
+    lora_r: int = 16
+    """lora/qlora: adapter rank."""
+    lora_alpha: int = 32
+    """lora/qlora: adapter scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """lora/qlora: dropout on the adapter input."""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """lora/qlora: modules that get adapters; all-linear = every linear layer except the output head."""
+    dtype: str = "auto"
+    """Weights dtype: auto = float32 master weights for full training (bf16 autocast on GPUs that have it) and bfloat16 bases for lora on such GPUs; float32 on CPU."""
+    attn_implementation: str = "auto"
+    """Attention kernel: auto (flash_attention_2 when installed on a GPU, else sdpa), sdpa, eager, flash_attention_2, flash_attention_3."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in the backward pass to save memory (default: on when --max-seq-len > 2048)."""
+    liger: bool = False
+    """Use Liger kernels (fused RMSNorm, RoPE, SwiGLU, linear+cross-entropy); needs a CUDA GPU and pip install 'distill[liger]'."""
+    chunked_loss: bool | None = None
+    """Compute the output head and cross-entropy over trained tokens in chunks, never holding a micro-batch's full logits (default: on when they would exceed 1 GiB)."""
+    loss_chunk_tokens: int = 4096
+    """Tokens per chunk of the chunked loss."""
+    save_steps: int = 100
+    """Write a resumable checkpoint every N optimizer steps (0 = none)."""
+    keep_checkpoints: int = 1
+    """Most recent complete checkpoints kept while training (all are removed once the final model is saved)."""
+    resume: bool = False
+    """Continue an interrupted run in --out from its last complete checkpoint, with the same data order (starts fresh when there is none)."""
+    overwrite: bool = False
+    """Replace a finished or unfinished run in --out."""
+    merge: bool = False
+    """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged."""
+    preflight: bool = False
+    """Render one example with the trained span marked, print token counts and the checks, then stop without training."""
+    chat_template: str | None = None
+    """A Jinja chat template file to use instead of the student's own (base models without one get distill's default)."""
+    tokenizer: str | None = None
+    """Load the tokenizer from here instead of --student."""
+    limit: int | None = None
+    """Train on the first N kept records only (quick trials)."""
+    logging_steps: int = 1
+    """One log line (loss, lr, grad norm, tokens/s) every N optimizer steps."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers to log to as well, e.g. tensorboard,wandb (the loss curve PNG is always written)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of(self.method, "method", METHODS)
+        one_of(self.lr_scheduler, "lr_scheduler", SCHEDULERS)
+        one_of(self.dtype, "dtype", DTYPES)
+        one_of(self.attn_implementation, "attn_implementation", ATTENTION)
+        require(bool(self.kept), "kept", "is required (the kept traces .jsonl)")
+        require(bool(self.student), "student", "is required")
+        require(bool(self.out), "out", "is required")
+        require(self.max_seq_len >= 16, "max_seq_len", f"must be at least 16 (got {self.max_seq_len})")
+        require(self.epochs > 0, "epochs", f"must be positive (got {self.epochs})")
+        require(self.lr is None or self.lr > 0, "lr", f"must be positive (got {self.lr})")
+        require(0 <= self.min_lr_ratio < 1, "min_lr_ratio", f"must be in [0, 1) (got {self.min_lr_ratio})")
+        require(self.min_lr_ratio == 0 or self.lr_scheduler == "cosine", "min_lr_ratio",
+                "only applies to --lr-scheduler cosine")
+        require(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1) (got {self.warmup_ratio})")
+        require(self.weight_decay >= 0, "weight_decay", "must be ≥ 0")
+        require(self.max_grad_norm >= 0, "max_grad_norm", "must be ≥ 0")
+        require(self.batch_tokens is None or self.batch_tokens >= self.max_seq_len, "batch_tokens",
+                f"must be at least --max-seq-len {self.max_seq_len} so that every kept example fits in a "
+                f"micro-batch (got {self.batch_tokens})")
+        require(self.grad_accum >= 1, "grad_accum", f"must be at least 1 (got {self.grad_accum})")
+        require(self.lora_r >= 1, "lora_r", f"must be at least 1 (got {self.lora_r})")
+        require(self.lora_alpha >= 1, "lora_alpha", f"must be at least 1 (got {self.lora_alpha})")
+        require(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1) (got {self.lora_dropout})")
+        require(bool(self.lora_target_modules), "lora_target_modules", "must name at least one module")
+        require(self.loss_chunk_tokens >= 64, "loss_chunk_tokens", "must be at least 64")
+        require(self.save_steps >= 0, "save_steps", "must be ≥ 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1 (the one to resume from)")
+        require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
+        require(self.limit is None or self.limit > 0, "limit", f"must be a positive number (got {self.limit})")
+        require(not (self.merge and self.method == "full"), "merge",
+                "needs --method lora or qlora (a full fine-tune is already a merged model)")
+        require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
+        require(not (self.liger and self.chunked_loss), "chunked_loss",
+                "and --liger both replace the loss; Liger's fused linear cross-entropy already avoids the full "
+                "logits, so drop --chunked-loss")
+        for tracker in self.report_to:
+            one_of(tracker, "report_to", ("tensorboard", "wandb", "mlflow", "trackio", "none"))
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @property
+    def micro_batch_tokens(self) -> int:
+        return self.batch_tokens or self.max_seq_len
+
+    @property
+    def use_gradient_checkpointing(self) -> bool:
+        if self.gradient_checkpointing is not None:
+            return self.gradient_checkpointing
+        return self.max_seq_len > CHECKPOINTING_FROM_SEQ_LEN
+
+
+@dataclass
+class DataStats:
+    """What the kept file turned into: examples kept, dropped for length, tokens."""
+    records: int
+    examples: int
+    dropped_too_long: int
+    tokens: int
+    """tokens of the kept examples (prompt + target), one epoch"""
+    trained_tokens: int
+    """target tokens of the kept examples (reasoning + answer + end of turn), one epoch"""
+    dropped_tokens: int
+    longest: int
+    shortest: int
+    teachers: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dropped_token_share(self) -> float:
+        total = self.tokens + self.dropped_tokens
+        return self.dropped_tokens / total if total else 0.0
+
+    def line(self, max_seq_len: int) -> str:
+        return (f"{self.examples:,} of {self.records:,} examples kept, {self.dropped_too_long:,} dropped as longer than "
+                f"--max-seq-len {max_seq_len:,} ({self.dropped_token_share:.1%} of all tokens); "
+                f"{self.tokens:,} tokens per epoch, {self.trained_tokens:,} of them trained")
+
+
+@dataclass
+class TrainResult:
+    out: str
+    student: str
+    method: str
+    data: DataStats
+    preflight: str = ""
+    """the preflight report: one rendered example with the trained span marked, counts and checks"""
+    steps: int = 0
+    epochs: float = 0.0
+    final_loss: float | None = None
+    elapsed_s: float = 0.0
+    tokens_per_s: float = 0.0
+    resumed_from: str | None = None
+    merged: str | None = None
+    files: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["data"] = dict(self.data.__dict__)
+        return data
+
+    def format(self) -> str:
+        if self.preflight and not self.steps:
+            return self.preflight
+        lines = [
+            f"student           {self.out} ({self.method} of {self.student})",
+            f"data              {self.data.line(self.config.get('max_seq_len', 0))}",
+            f"training          {self.steps:,} steps, {self.epochs:.2f} epochs, final loss "
+            f"{self.final_loss:.4f}" if self.final_loss is not None else
+            f"training          {self.steps:,} steps, {self.epochs:.2f} epochs",
+            f"throughput        {self.tokens_per_s:,.0f} tok/s over {self.elapsed_s:,.1f} s"
+            + (f" (resumed from {self.resumed_from})" if self.resumed_from else ""),
+        ]
+        if self.merged:
+            lines.append(f"merged model      {self.merged}")
+        return "\n".join(lines)

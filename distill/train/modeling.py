@@ -1,0 +1,183 @@
+"""Loading the student for full, LoRA or QLoRA training on what this machine has."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill.chat import first_line
+from distill.errors import ConfigError, ModelError
+from distill.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str
+    """'cuda' or 'cpu'"""
+    bf16: bool
+    """bf16 autocast is supported (Ampere or newer)"""
+
+    @classmethod
+    def detect(cls) -> Hardware:
+        if torch.cuda.is_available():
+            return cls("cuda", torch.cuda.is_bf16_supported())
+        return cls("cpu", False)
+
+
+def launcher() -> str:
+    """How accelerate launched this process: 'fsdp', 'deepspeed' or 'plain' (one process or DDP)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return "fsdp"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true"):
+        return "deepspeed"
+    return "plain"
+
+
+def weights_dtype(cfg: TrainConfig, hw: Hardware) -> torch.dtype:
+    """float32 master weights for full training (bf16 weights updated by AdamW at lr 1e-5 lose most
+    updates to rounding); a bf16 frozen base for LoRA on GPUs that have bf16; float32 on CPU."""
+    if cfg.dtype != "auto":
+        return getattr(torch, cfg.dtype)
+    if hw.bf16 and cfg.method != "full":
+        return torch.bfloat16
+    return torch.float32
+
+
+def attention_kernel(cfg: TrainConfig, hw: Hardware) -> str:
+    """Every choice here keeps packed examples apart: flash-attention through the sequence
+    boundaries, sdpa and eager through the block-diagonal mask built from position_ids."""
+    if cfg.attn_implementation != "auto":
+        if cfg.attn_implementation.startswith("flash") and hw.device != "cuda":
+            raise ConfigError(f"--attn-implementation {cfg.attn_implementation} needs a CUDA GPU; use sdpa")
+        return cfg.attn_implementation
+    if hw.device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def optimizer_name(cfg: TrainConfig, hw: Hardware) -> str:
+    if cfg.optimizer != "auto":
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if cfg.optimizer not in names:
+            raise ConfigError(f"--optimizer {cfg.optimizer!r} is not a transformers optimizer; pick one of "
+                              f"{', '.join(names[:12])} …")
+        return cfg.optimizer
+    if hw.device != "cuda":
+        return "adamw_torch"
+    # QLoRA's paged optimizer: optimizer states move to CPU when a long sequence spikes GPU memory
+    return "paged_adamw_8bit" if cfg.method == "qlora" else "adamw_torch_fused"
+
+
+def check_bitsandbytes(device: str) -> str:
+    """The bitsandbytes version, after a real NF4 quantize + 4-bit matmul on `device`.
+
+    Older bitsandbytes releases are CUDA-only and some platforms have no kernels at all, which
+    would otherwise surface as an obscure error deep inside model loading.
+    """
+    try:
+        import bitsandbytes as bnb
+        import bitsandbytes.functional as bnb_functional
+    except Exception as exc:
+        raise ModelError(f"--method qlora needs bitsandbytes, which cannot be imported here ({first_line(exc)}); "
+                         "pip install bitsandbytes, or use --method lora") from None
+    version = getattr(bnb, "__version__", "?")
+    try:
+        weight = torch.randn(64, 128, device=device)
+        packed, state = bnb_functional.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+        x = torch.randn(2, 128, device=device)
+        out = bnb.matmul_4bit(x, packed.t(), quant_state=state)
+        if out.shape != (2, 64) or not torch.isfinite(out).all():
+            raise RuntimeError("the 4-bit matmul returned a wrong result")
+    except Exception as exc:
+        raise ModelError(f"--method qlora: bitsandbytes {version} cannot run 4-bit NF4 on {device} "
+                         f"({first_line(exc)}); use --method lora, a CUDA GPU, or a bitsandbytes release with "
+                         f"{device} kernels") from None
+    return version
+
+
+def check_liger(hw: Hardware) -> None:
+    if hw.device != "cuda":
+        raise ConfigError("--liger needs a CUDA GPU (Liger kernels are Triton kernels); drop --liger on this machine")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError("--liger needs the liger-kernel package: pip install 'distill[liger]'")
+
+
+def load_student(cfg: TrainConfig, hw: Hardware) -> Any:
+    """The student ready for Trainer: full weights, or a PEFT model with LoRA adapters on a
+    frozen (optionally 4-bit) base. `use_cache` is off: with a KV cache transformers would not
+    keep packed sequences apart."""
+    from transformers import AutoModelForCausalLM
+
+    dtype = weights_dtype(cfg, hw)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention_kernel(cfg, hw)}
+    where = launcher()
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if hw.bf16 else torch.float32
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+            # FSDP can only shard the packed 4-bit weights when they are stored in the dtype of the
+            # other parameters (FSDP-QLoRA)
+            bnb_4bit_quant_storage=dtype if where == "fsdp" else torch.uint8)
+    if hw.device == "cuda" and where == "plain":
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(cfg.student, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"cannot load the student {cfg.student!r}: {first_line(exc)}; give a local model "
+                         "directory or a reachable Hub id of a causal LM") from None
+    model.config.use_cache = False
+    if cfg.method == "full":
+        return model
+    return add_adapters(model, cfg)
+
+
+def add_adapters(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    targets: str | list[str] = list(cfg.lora_target_modules)
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    # Activation checkpointing is non-reentrant (see trainer.training_arguments), which lets gradients
+    # reach the adapters although the embeddings are frozen. peft's prepare_model_for_kbit_training
+    # is not used: it upcasts embeddings and head to float32, 4.4 GB more for a 7B Qwen, which a
+    # 24 GB card cannot spare.
+    config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                        target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise ConfigError(f"--lora-target-modules {','.join(cfg.lora_target_modules)}: {first_line(exc)}") from None
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters; 4-bit weights counted by their element count, not their bytes."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        n = parameter.numel()
+        if parameter.__class__.__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if parameter.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def has_tokenizer_files(path: str) -> bool:
+    directory = Path(path)
+    if not directory.is_dir():
+        return True  # a Hub id: let from_pretrained say what is wrong
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    return any((directory / name).is_file() for name in names)

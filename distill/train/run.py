@@ -1,0 +1,321 @@
+"""`distill train`: supervised fine-tuning of a student on kept traces (full, LoRA or QLoRA),
+from one CPU to FSDP clusters under `accelerate launch`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distill.chat import ensure_chat_template, load_tokenizer
+from distill.config import config_dict
+from distill.errors import ConfigError, InputError, ModelError
+from distill.progress import is_main_process
+from distill.train import checkpoints as ckpt
+from distill.train.config import DataStats, TrainConfig, TrainResult
+from distill.train.data import (
+    PackedCollator,
+    PackedExamples,
+    PackOrderSampler,
+    TokenizedData,
+    cached_tokenize,
+    data_fingerprint,
+    file_digest,
+    iter_kept,
+    pack_by_tokens,
+    select_by_length,
+    split_to_multiple,
+    tokenize_kept,
+)
+from distill.train.render import (
+    ChatFormat,
+    check_trained_span,
+    probe_chat_format,
+    render_example,
+    show_example,
+    split_target,
+)
+
+log = logging.getLogger("distill.train")
+
+# settings that shape the optimization: a resumed run must use the same ones
+RESUME_SETTINGS = ("student", "tokenizer", "chat_template", "method", "max_seq_len", "batch_tokens", "grad_accum",
+                   "epochs", "lr", "lr_scheduler", "min_lr_ratio", "warmup_ratio", "weight_decay", "max_grad_norm",
+                   "optimizer", "seed", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "dtype", "limit")
+
+
+def _quiet_libraries() -> None:
+    # bitsandbytes warns at import on CPUs with AVX512-BF16 that an optional Hub kernel is missing
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def load_student_tokenizer(cfg: TrainConfig) -> tuple[Any, str]:
+    """(tokenizer, where its chat template comes from)."""
+    from distill.train.modeling import has_tokenizer_files
+
+    source = cfg.tokenizer or cfg.student
+    if not has_tokenizer_files(source):
+        raise ModelError(f"{source} holds no tokenizer (tokenizer.json or tokenizer_config.json); copy the "
+                         "tokenizer files of its base model into it, or pass --tokenizer")
+    tokenizer = load_tokenizer(source)
+    if cfg.chat_template:
+        path = Path(cfg.chat_template)
+        if not path.is_file():
+            raise ConfigError(f"--chat-template {path}: file not found (give a Jinja template file)")
+        tokenizer.chat_template = path.read_text(encoding="utf-8")
+        return tokenizer, f"`{path.name}` (given with --chat-template)"
+    if not getattr(tokenizer, "chat_template", None):
+        ensure_chat_template(tokenizer, source)
+        return tokenizer, "distill's default `User: … Assistant:` template (the student had none)"
+    return tokenizer, "the student's own"
+
+
+def data_stats(data: TokenizedData, keep: Sequence[int], drop: Sequence[int]) -> DataStats:
+    lengths = data.lengths
+    prompts = data.index[:, 2]
+    kept_lengths = [int(lengths[i]) for i in keep]
+    return DataStats(records=len(data), examples=len(keep), dropped_too_long=len(drop),
+                     tokens=sum(kept_lengths), trained_tokens=int(sum(int(lengths[i] - prompts[i]) for i in keep)),
+                     dropped_tokens=int(sum(int(lengths[i]) for i in drop)),
+                     longest=max(kept_lengths, default=0), shortest=min(kept_lengths, default=0),
+                     teachers=dict(data.teachers))
+
+
+def select_examples(data: TokenizedData, max_seq_len: int) -> tuple[list[int], DataStats]:
+    keep, drop = select_by_length(data.lengths.tolist(), max_seq_len)
+    stats = data_stats(data, keep, drop)
+    if not keep:
+        raise InputError(f"every one of the {len(data):,} examples is longer than --max-seq-len {max_seq_len:,} "
+                         f"tokens (the shortest has {int(data.lengths.min()):,}); raise --max-seq-len")
+    return keep, stats
+
+
+def first_example(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """The first kept record and its rendering, refused when it would not teach reasoning and stopping."""
+    line, record = next(iter_kept(cfg.kept, cfg.limit))
+    try:
+        reasoning, _ = split_target(record.get("completion"))
+    except ValueError as exc:
+        raise InputError(str(exc), path=cfg.kept, line=line, field="completion") from None
+    example = render_example(record, tokenizer, chat_format=fmt)
+    problems = check_trained_span(example, tokenizer, fmt, reasoning)
+    if problems:
+        raise ModelError(f"refusing to train: on {cfg.kept}:{line}, {'; and '.join(problems)}; "
+                         "run with --preflight to see the rendered example")
+    return record, example
+
+
+def preflight_report(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat, template_source: str,
+                     record: dict[str, Any], example: dict[str, list[int]], stats: DataStats) -> str:
+    prompt_tokens = sum(1 for label in example["labels"] if label == -100)
+    trained_tokens = len(example["input_ids"]) - prompt_tokens
+    return "\n".join([
+        f"student        {cfg.student} ({cfg.method})",
+        f"chat template  {template_source}",
+        f"end of turn    {fmt.end_of_turn!r} (id {fmt.end_of_turn_id}): ends every target, trained, and saved "
+        "in generation_config.eos_token_id",
+        f"pre-filled     {fmt.prefill!r} (the target starts after it)" if fmt.prefill else
+        "pre-filled     nothing (the target starts with <think>)",
+        f"example        {record.get('id')}: {prompt_tokens:,} prompt tokens (masked) + {trained_tokens:,} trained "
+        "tokens; the trained span is between ⟦ ⟧:",
+        "",
+        show_example(example, tokenizer),
+        "",
+        f"data           {stats.line(cfg.max_seq_len)}",
+        f"               longest kept {stats.longest:,} tokens, shortest {stats.shortest:,}",
+        "checks         the reasoning, the answer and the end-of-turn token are in the loss: OK",
+    ])
+
+
+def run_settings(cfg: TrainConfig, kept_digest: str, world_size: int) -> dict[str, Any]:
+    values = config_dict(cfg)
+    settings = {name: values[name] for name in RESUME_SETTINGS}
+    settings["lr"] = cfg.learning_rate
+    settings.update(kept_sha256=kept_digest, processes=world_size)
+    return settings
+
+
+def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Fine-tune cfg.student on cfg.kept into cfg.out (see the README's `distill train` section).
+
+    With cfg.preflight, only renders and checks the data and returns the report. `callbacks` are
+    extra transformers TrainerCallbacks (a notebook's progress display, say).
+    """
+    _quiet_libraries()
+    from distill.train.modeling import Hardware, check_bitsandbytes, check_liger
+
+    out = Path(cfg.out)
+    hw = Hardware.detect()
+    if cfg.liger:
+        check_liger(hw)
+    if cfg.method == "qlora":
+        version = check_bitsandbytes(hw.device)
+        log.info("bitsandbytes %s runs NF4 on %s", version, hw.device)
+    tokenizer, template_source = load_student_tokenizer(cfg)
+    fmt = probe_chat_format(tokenizer)
+    record, example = first_example(cfg, tokenizer, fmt)
+
+    if cfg.preflight:
+        with tempfile.TemporaryDirectory(prefix="distill-preflight-") as scratch:
+            data = tokenize_kept(cfg.kept, tokenizer, fmt, Path(scratch), limit=cfg.limit)
+            _, stats = select_examples(data, cfg.max_seq_len)
+            report = preflight_report(cfg, tokenizer, fmt, template_source, record, example, stats)
+        return TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, preflight=report,
+                           config=config_dict(cfg))
+    return _train(cfg, hw, tokenizer, fmt, template_source, callbacks)
+
+
+def _train(cfg: TrainConfig, hw: Any, tokenizer: Any, fmt: ChatFormat, template_source: str,
+           callbacks: Sequence[Any]) -> TrainResult:
+    from distill.train.loss import disable_chunked_loss, enable_chunked_loss, full_logits_bytes
+    from distill.train.modeling import attention_kernel, count_parameters, load_student, weights_dtype
+    from distill.train.trainer import DistillTrainer, StepLogger, training_arguments
+
+    out = Path(cfg.out)
+    run_dir = out / ckpt.CHECKPOINTS
+    main = is_main_process()
+    gradient_checkpointing = cfg.use_gradient_checkpointing
+    args = training_arguments(cfg, hw, run_dir, gradient_checkpointing=gradient_checkpointing, out=out)
+    kept_digest = file_digest(cfg.kept)
+    settings = run_settings(cfg, kept_digest, args.world_size)
+
+    # Only rank 0 touches --out; the others learn from the state all saw before it did. A rank that
+    # raises ends the whole job (the launcher stops the other ranks), so no rank waits forever.
+    from accelerate import PartialState
+
+    processes = PartialState()
+    out_state = ckpt.run_state(out)
+    processes.wait_for_everyone()
+    if main:
+        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
+    else:
+        resuming = cfg.resume and out_state == "unfinished"
+    processes.wait_for_everyone()
+
+    with args.main_process_first(desc="tokenize"):
+        fingerprint = data_fingerprint(kept_digest, tokenizer, fmt, cfg.limit)
+        data = cached_tokenize(cfg.kept, tokenizer, fmt, out / "data", fingerprint, limit=cfg.limit)
+    keep, stats = select_examples(data, cfg.max_seq_len)
+    if main:
+        log.info("data: %s", stats.line(cfg.max_seq_len))
+        if stats.dropped_too_long:
+            log.warning("%d examples (%.1f%% of all tokens) are longer than --max-seq-len %d and are left out",
+                        stats.dropped_too_long, 100 * stats.dropped_token_share, cfg.max_seq_len)
+
+    lengths = data.lengths.tolist()
+    packs = pack_by_tokens([lengths[i] for i in keep], cfg.micro_batch_tokens, seed=cfg.seed)
+    packs = [[keep[j] for j in pack] for pack in packs]
+    packs = split_to_multiple(packs, lengths, args.world_size)
+    dataset = PackedExamples(data, packs)
+
+    model = load_student(cfg, hw)
+    trainable, total = count_parameters(model)
+    chunked = cfg.chunked_loss
+    if chunked is None:
+        chunked = not cfg.liger and full_logits_bytes(cfg.micro_batch_tokens, len(tokenizer)) > 2**30
+    chunked = chunked and enable_chunked_loss(model, cfg.loss_chunk_tokens)
+    if main:
+        log.info("%s: %s training of %s; %s of %s parameters trained; %d packed micro-batches per epoch of at "
+                 "most %s tokens, %d per step; %s attention%s%s", out, cfg.method, cfg.student, f"{trainable:,}",
+                 f"{total:,}", len(packs), f"{cfg.micro_batch_tokens:,}", cfg.grad_accum * args.world_size,
+                 attention_kernel(cfg, hw), ", gradient checkpointing" if gradient_checkpointing else "",
+                 ", chunked loss" if chunked else "")
+
+    resolved = {"processes": args.world_size, "optimizer": str(getattr(args.optim, "value", args.optim)),
+                "weights dtype": str(weights_dtype(cfg, hw)).replace("torch.", ""),
+                "mixed precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "none",
+                "attention": attention_kernel(cfg, hw), "gradient checkpointing": "on" if gradient_checkpointing
+                else "off", "chunked loss": "on" if chunked else "off", "Liger kernels": "on" if cfg.liger else "off"}
+    trainer = DistillTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=PackedCollator(flash_attention=attention_kernel(cfg, hw).startswith("flash")),
+        callbacks=[StepLogger(), *callbacks], pack_sampler=PackOrderSampler(len(packs), cfg.seed),
+        checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints)
+
+    resume_from = None
+    if resuming:
+        with args.main_process_first(desc="clean checkpoints"):
+            if main:
+                ckpt.remove_incomplete(run_dir)
+        resume_from = ckpt.last_checkpoint(run_dir)
+        if main and resume_from is not None:
+            log.info("resuming from %s", resume_from)
+        elif main:
+            log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+    started = time.perf_counter()
+    tokens_before = 0
+    if resume_from is not None:
+        state_file = resume_from / "trainer_state.json"
+        tokens_before = json.loads(state_file.read_text(encoding="utf-8")).get("num_input_tokens_seen", 0)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    elapsed = time.perf_counter() - started
+    tokens = trainer.state.num_input_tokens_seen - tokens_before
+    disable_chunked_loss(model)
+
+    return _save(cfg, trainer, tokenizer, fmt, template_source, stats, resolved, hw,
+                 steps=trainer.state.global_step, elapsed=elapsed, tokens=tokens,
+                 resume_from=resume_from, train_loss=output.training_loss)
+
+
+def _save(cfg: TrainConfig, trainer: Any, tokenizer: Any, fmt: ChatFormat, template_source: str, stats: DataStats,
+          resolved: dict[str, Any], hw: Any, *, steps: int, elapsed: float, tokens: int,
+          resume_from: Path | None, train_loss: float) -> TrainResult:
+    import torch
+
+    from distill.train.outputs import (
+        generation_config,
+        loss_points,
+        merge_adapter,
+        model_card,
+        save_loss_curve,
+        set_end_of_turn,
+    )
+
+    out = Path(cfg.out)
+    model = trainer.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    gen = generation_config(base, tokenizer, fmt)
+    set_end_of_turn(tokenizer, fmt)
+    base.generation_config = gen
+    base.config.use_cache = True
+    trainer.save_model(str(out))  # all ranks: FSDP gathers the full weights for rank 0
+    main = trainer.is_world_process_zero()
+    merged_dir = None
+    _, losses = loss_points(trainer.state.log_history)
+    final_loss = losses[-1] if losses else None
+    if main:
+        gen.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        if cfg.merge:
+            dtype = torch.bfloat16 if hw.bf16 else torch.float32
+            merged_dir = merge_adapter(cfg.student, out, out / "merged", dtype=dtype, tokenizer=tokenizer,
+                                       gen_config=gen)
+            log.info("merged model written to %s", merged_dir)
+        curve = save_loss_curve(out / "loss.png", trainer.state.log_history, title=f"distill train: {out.name}")
+        card = model_card(cfg, stats, fmt, template_source=template_source, steps=steps, final_loss=final_loss,
+                          resolved=resolved, merged=merged_dir is not None, has_curve=curve is not None)
+        (out / "README.md").write_text(card, encoding="utf-8")
+        if merged_dir is not None:
+            (merged_dir / "README.md").write_text(card.replace("library_name: peft", "library_name: transformers")
+                                                  .replace("](loss.png)", "](../loss.png)"), encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()
+    result = TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, steps=steps,
+                         epochs=float(trainer.state.epoch or 0), final_loss=final_loss, elapsed_s=round(elapsed, 3),
+                         tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else 0.0,
+                         resumed_from=str(resume_from) if resume_from else None,
+                         merged=str(merged_dir) if merged_dir else None, config=config_dict(cfg))
+    if main:
+        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        shutil.rmtree(out / "data", ignore_errors=True)  # the tokenized cache only serves resuming
+        result.files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        summary = result.to_dict()
+        summary["log_history"] = trainer.state.log_history
+        summary["train_loss"] = train_loss
+        ckpt.mark_finished(out, summary)
+    trainer.accelerator.wait_for_everyone()
+    return result

@@ -1,0 +1,144 @@
+"""`distill train` through the real command line: QLoRA end to end with a kill and --resume, the
+preflight, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, GenerationConfig
+
+from distill.tiny import QWEN_TEMPLATE
+from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.train_data import write_kept
+
+
+def train_args(kept, student, out, *extra):
+    return ["train", kept, "--student", student, "--out", out, "--max-seq-len", "512", "--batch-tokens", "600",
+            "--lr", "1e-3", *extra]
+
+
+def start(args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def kill_when(process: subprocess.Popen, condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, ("finished before it could be killed", process.communicate())
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def test_qlora_trains_is_killed_resumes_and_saves_a_student_that_stops(tmp_path, tiny_models):
+    kept = write_kept(tmp_path / "kept.jsonl", 6)
+    out = tmp_path / "student"
+    args = train_args(kept, tiny_models["r1"], out, "--method", "qlora", "--epochs", "15", "--save-steps", "3",
+                      "--lora-r", "4")
+    process = start(args)
+    kill_when(process, lambda: any((out / "checkpoints").glob("checkpoint-*")))
+    assert not (out / "train_summary.json").exists()
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout and "checkpoint-" in resumed.stdout
+    files = {p.name for p in out.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "tokenizer_config.json",
+            "chat_template.jinja", "generation_config.json", "README.md", "loss.png", "train_summary.json"} <= files
+    assert "checkpoints" not in files and "data" not in files
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<｜end▁of▁sentence｜>")
+    assert GenerationConfig.from_pretrained(out).eos_token_id[0] == end_of_turn
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 15 * 2 and summary["method"] == "qlora"
+    assert_user_error(run_cli(*args), "holds a finished run", "--overwrite")
+
+
+def test_preflight_shows_the_trained_span_and_counts_without_training(tmp_path, tiny_models):
+    kept = write_kept(tmp_path / "kept.jsonl", 5)
+    out = tmp_path / "out"
+    result = run_cli(*train_args(kept, tiny_models["r1"], out, "--preflight"))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "<｜Assistant｜><think>\n⟦Let me add 0 and 1." in text  # the pre-filled <think> stays outside
+    assert "<｜end▁of▁sentence｜>⟧" in text
+    assert "pre-filled     '<think>\\n'" in text and "end of turn    '<｜end▁of▁sentence｜>'" in text
+    assert "5 of 5 examples kept, 0 dropped" in text and "checks" in text and ": OK" in text
+    assert not out.exists()
+
+
+def test_preflight_refuses_a_template_that_would_not_train_the_stop(tmp_path, tiny_models):
+    kept = write_kept(tmp_path / "kept.jsonl", 3)
+    template = tmp_path / "chatml.jinja"
+    template.write_text(QWEN_TEMPLATE)  # ChatML on a Llama-3 tokenizer: <|im_end|> is no token there
+    result = run_cli(*train_args(kept, tiny_models["llama"], tmp_path / "out", "--preflight",
+                                 "--chat-template", template))
+    assert_user_error(result, "ends an assistant turn with '<|im_end|>\\n'", "could never learn to stop")
+
+
+def test_bad_input_is_one_line_and_exit_1(tmp_path, tiny_models):
+    empty = tmp_path / "kept.jsonl"
+    empty.write_text("")
+    assert_user_error(run_cli(*train_args(empty, tiny_models["qwen"], tmp_path / "out")), "holds no records")
+    kept = write_kept(tmp_path / "good.jsonl", 3)
+    assert_user_error(run_cli(*train_args(kept, tmp_path / "missing-model", tmp_path / "out")),
+                      "cannot load a tokenizer")
+    assert_user_error(run_cli(*train_args(kept, tiny_models["qwen"], tmp_path / "out", "--max-seq-len", "8",
+                                          "--batch-tokens", "8")), "--max-seq-len must be at least 16")
+
+
+def test_qlora_where_bitsandbytes_cannot_run_is_refused(tmp_path, tiny_models):
+    # A bitsandbytes without kernels for this machine, as releases before 0.43 were on CPU: it
+    # imports, then fails at the first 4-bit op. It shadows the real one for this process only.
+    fake = tmp_path / "site" / "bitsandbytes"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("__version__ = '0.42.0'\n"
+                                      "def matmul_4bit(*args, **kwargs):\n    raise RuntimeError('no kernel')\n")
+    (fake / "functional.py").write_text(
+        "def quantize_4bit(*args, **kwargs):\n"
+        "    raise RuntimeError('CUDA Setup failed: bitsandbytes was compiled without CPU support')\n")
+    kept = write_kept(tmp_path / "kept.jsonl", 3)
+    result = run_cli(*train_args(kept, tiny_models["qwen"], tmp_path / "out", "--method", "qlora"),
+                     env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"})
+    assert_user_error(result, "bitsandbytes 0.42.0 cannot run 4-bit NF4 on cpu", "use --method lora")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_repeated_random_sigkills_resume_to_the_uninterrupted_weights(tmp_path, tiny_models):
+    """Killed at random moments (during steps, checkpoint saves, rotation or the final save), rerun
+    with --resume until it finishes: the student equals an uninterrupted run's, bit for bit."""
+    kept = write_kept(tmp_path / "kept.jsonl", 12)
+    common = ["--epochs", "60", "--save-steps", "3"]
+    reference = run_cli(*train_args(kept, tiny_models["qwen"], tmp_path / "reference", *common))
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    args = [*train_args(kept, tiny_models["qwen"], out, *common), "--resume"]
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(12):
+        if (out / "train_summary.json").exists():
+            break
+        process = start(args)
+        time.sleep(rng.uniform(1.5, 5.0))  # the interpreter and torch take ~2 s to start
+        if process.poll() is not None:
+            assert process.returncode == 0, process.communicate()
+            break
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+    final = run_cli(*args) if not (out / "train_summary.json").exists() else None
+    assert final is None or final.returncode == 0, final.stderr
+    assert kills >= 2
+    first, second = load_file(tmp_path / "reference" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -10,6 +10,7 @@ import typer
 
 from cli.stage import add_stage_command
 from distill import __version__
+from distill.eval import EvalConfig, evaluate
 from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
 from distill.progress import is_main_process
@@ -54,6 +55,10 @@ add_stage_command(
     app, "train", TrainConfig, train, positional="kept",
     help="Fine-tune a student on kept traces (full, LoRA or QLoRA); --preflight shows what is trained.",
     present=lambda result: typer.echo(result.format()) if is_main_process() else None)
+add_stage_command(
+    app, "eval", EvalConfig, evaluate, positional=None,
+    help="Sample benchmark problems from one or more models; pass@1, pass@k, cons@n side by side.",
+    present=lambda result: typer.echo(result.format()))
 
 
 def main() -> None:

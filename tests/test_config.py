@@ -8,12 +8,13 @@ import pytest
 
 from distill.config import build_config, field_docs
 from distill.errors import ConfigError
+from distill.eval import EvalConfig
 from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
 from distill.train import TrainConfig
 from tests.conftest import assert_user_error, run_cli
 
-CONFIGS = [GenerateConfig, FilterConfig, TrainConfig]
+CONFIGS = [GenerateConfig, FilterConfig, TrainConfig, EvalConfig]
 
 
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):

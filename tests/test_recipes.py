@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from distill.config import build_config, required_fields
+from distill.eval import EvalConfig
 from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
 from distill.train import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGES = {"generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig}
+STAGES = {"generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig}
 PLACEHOLDERS = {"prompts": "prompts.jsonl", "out": "out.jsonl", "teacher": "teacher", "kept": "kept.jsonl",
-                "student": "student", "traces": "traces.jsonl"}
+                "student": "student", "traces": "traces.jsonl", "model": ["model"], "data": "bench.jsonl"}
 
 
 def stage_recipes():

@@ -1,0 +1,235 @@
+"""`distill eval`: sample benchmark problems from one or more models, grade them like the
+filter does, and report what the DeepSeek-R1 paper's tables report.
+
+Sampling is `distill generate` itself (same backends, same prompt rendering,
+resumable: a killed eval picks up where it stopped), into one traces file per
+model beside the results. Grading is `distill.grading` (the filter's
+correctness check); the mixed-language rate is the filter's language check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from distill.config import flag, require
+from distill.errors import ConfigError, OutputError
+from distill.eval.metrics import majority_vote, mean_pass_at_k
+from distill.generate import GenerateConfig, generate
+from distill.options import BackendOptions, PromptOptions, SamplingOptions
+from distill.report import markdown_table, save_bar
+from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class EvalConfig(PromptOptions, SamplingOptions, BackendOptions):
+    model: list[str]
+    """Models to evaluate, repeatable: a local directory or Hub id, optionally labelled as NAME=PATH."""
+    data: str
+    """Benchmark: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
+    out: str = "results.json"
+    """Summary JSON; per-problem results (<name>.problems.jsonl), each model's traces and a PNG go beside it."""
+    workers: int | None = None
+    """Processes grading answers with math-verify (default: every core)."""
+    verify_timeout: float = 5.0
+    """Seconds math-verify may spend on one answer; a timeout counts as not correct and as ungraded."""
+    language: str = "auto"
+    """Language the completions should be written in, for the mixed-language rate ('auto': the prompt's)."""
+    overwrite: bool = False
+    """Sample again instead of reusing (or resuming) each model's traces from an earlier run."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.model), "model", "needs at least one model (repeat --model for a side-by-side table)")
+        labels = [label for label, _ in self.models]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"{flag('model')}: two models share the name "
+                              f"{next(x for x in labels if labels.count(x) > 1)!r}; label them as NAME=PATH")
+        require(bool(self.data), "data", "is required")
+        require(self.out.endswith(".json"), "out", f"must be a .json file such as results.json (got {self.out!r})")
+        require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
+        require(self.verify_timeout > 0, "verify_timeout", "must be positive")
+
+    @property
+    def models(self) -> list[tuple[str, str]]:
+        """(label, model) pairs: NAME=PATH, or the path's last component as its name."""
+        pairs = []
+        for spec in self.model:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or "/" in name:
+                path, name = spec, Path(spec.rstrip("/")).name or spec
+            pairs.append((name, path))
+        return pairs
+
+
+@dataclass
+class ModelScores:
+    model: str
+    path: str
+    problems: int
+    samples: int
+    pass_at_1: float
+    pass_at_k: dict[str, float]
+    cons_at_n: float
+    mean_completion_tokens: float
+    truncated: float
+    """Share of samples cut by the length limit (finish_reason 'length')."""
+    mixed_language: float
+    """Share of samples whose reasoning or answer is not in the target language."""
+    ungraded: float
+    """Share of samples the grader could not decide (no reference, timeout)."""
+    traces: str
+    generate_s: float
+    grade_s: float
+
+
+@dataclass
+class EvalResult:
+    output: str
+    benchmark: str
+    n: int
+    scores: list[ModelScores] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "benchmark": self.benchmark, "n": self.n,
+                "models": {s.model: dict(s.__dict__) for s in self.scores}}
+
+    def table(self) -> str:
+        ks = list(self.scores[0].pass_at_k) if self.scores else []
+        headers = ["model", "pass@1", *(f"pass@{k}" for k in ks), f"cons@{self.n}", "tokens", "truncated",
+                   "mixed lang", "ungraded"]
+        rows = [[s.model, round(s.pass_at_1, 4), *(round(s.pass_at_k[k], 4) for k in ks), round(s.cons_at_n, 4),
+                 round(s.mean_completion_tokens, 1), f"{s.truncated:.1%}", f"{s.mixed_language:.1%}",
+                 f"{s.ungraded:.1%}"] for s in self.scores]
+        return markdown_table(headers, rows)
+
+    def format(self) -> str:
+        problems = self.scores[0].problems if self.scores else 0
+        return (f"{self.benchmark}: {problems} problems, n={self.n} samples each\n{self.table()}\n"
+                f"results: {self.output} (per problem: {sidecar(self.output, 'problems.jsonl')})")
+
+
+def pass_ks(n: int) -> list[int]:
+    """The k of pass@k worth reporting for n samples: powers of two up to n, and n itself (k > 1)."""
+    ks = [k for k in (2, 4, 8, 16, 32, 64, 128) if k < n]
+    return [*ks, n] if n > 1 else []
+
+
+def vote_key(answer: str | None) -> Any:
+    """What a majority vote counts as 'the same answer': equal numbers (1/2 = 0.5), else the normalised text."""
+    from distill.grading import as_number, normalize_answer
+
+    if answer is None:
+        return None
+    number = as_number(answer)
+    return ("number", number[0]) if number is not None else ("text", normalize_answer(answer))
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-") or "model"
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Sample cfg.n completions per problem from every model, grade them and write the results."""
+    out = check_writable(cfg.out)
+    problems_path = sidecar(out, "problems.jsonl")
+    result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
+    per_problem: list[dict[str, Any]] = []
+    for label, path in cfg.models:
+        traces = out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
+        started = time.perf_counter()
+        _sample(cfg, path, traces)
+        generated = time.perf_counter()
+        scores, problems = _grade(cfg, label, path, traces)
+        scores.generate_s = round(generated - started, 2)
+        scores.grade_s = round(time.perf_counter() - generated, 2)
+        result.scores.append(scores)
+        per_problem.extend(problems)
+        log.info("%s: pass@1 %.4f, cons@%d %.4f over %d problems", label, scores.pass_at_1, cfg.n,
+                 scores.cons_at_n, scores.problems)
+    if problems_path.exists():
+        problems_path.unlink()
+    with JsonlWriter(problems_path) as writer:
+        writer.write(per_problem)
+    write_json(out, result.to_dict())
+    save_bar(out.with_suffix(".png"), {s.model: s.pass_at_1 for s in result.scores},
+             title=f"pass@1 on {Path(cfg.data).name} (n={cfg.n})", xlabel="pass@1")
+    return result
+
+
+def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
+    """Generate (or resume, or reuse) the model's traces with the eval's prompt and sampling options."""
+    summary_path = sidecar(traces, "summary.json")
+    if not cfg.overwrite and summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            summary = {}
+        if summary.get("complete") and summary.get("teacher") == model and summary.get("params") == {
+                "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
+                "seed": cfg.seed, "n": cfg.n}:
+            log.info("%s: reusing the complete samples in %s", model, traces)
+            return
+    shared = (*fields(PromptOptions), *fields(SamplingOptions), *fields(BackendOptions))
+    options = {f.name: getattr(cfg, f.name) for f in shared}
+    try:
+        generate(GenerateConfig(prompts=cfg.data, teacher=model, out=str(traces), overwrite=cfg.overwrite,
+                                **options))
+    except OutputError as exc:
+        raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
+                          "sample again)") from None
+
+
+def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
+    from distill.filter.checks import answer_text, check_language
+    from distill.filter.config import default_workers
+    from distill.grading import GradingPool, extract_answer
+
+    records = [record for _, record in read_traces(traces)]
+    with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout) as pool:
+        grades = pool.grade_many((answer_text(r), r["reference"]) for r in records)
+    by_prompt: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        by_prompt.setdefault(record["prompt_id"], []).append(index)
+    problems, counts = [], []
+    majority_right = 0
+    for prompt_id, indices in by_prompt.items():
+        indices.sort(key=lambda i: records[i]["sample"])
+        verdicts = [grades[i].verdict for i in indices]
+        answers = [extract_answer(answer_text(records[i])) for i in indices]
+        keys = [vote_key(a) for a in answers]
+        winner, votes = majority_vote(keys)
+        voted = next((verdicts[j] for j, key in enumerate(keys) if winner is not None and key == winner), False)
+        majority_right += voted is True
+        correct = sum(v is True for v in verdicts)
+        counts.append((len(indices), correct))
+        problems.append({
+            "model": label, "prompt_id": prompt_id, "reference": records[indices[0]]["reference"],
+            "n": len(indices), "correct": correct, "pass@1": correct / len(indices),
+            "majority_answer": answers[keys.index(winner)] if winner is not None else None,
+            "majority_votes": votes, "majority_correct": voted is True, "answers": answers, "verdicts": verdicts,
+            "finish_reasons": [records[i]["finish_reason"] for i in indices],
+            "completion_tokens": [records[i].get("completion_tokens") for i in indices],
+        })
+    samples = len(records)
+    tokens = [r["completion_tokens"] for r in records if isinstance(r.get("completion_tokens"), int)]
+    mixed = sum(check_language(r, language=cfg.language) is False for r in records)
+    scores = ModelScores(
+        model=label, path=model, problems=len(problems), samples=samples,
+        pass_at_1=mean_pass_at_k(counts, 1),
+        # a problem with fewer than k samples (a prompt that failed to generate) has no pass@k
+        pass_at_k={str(k): mean_pass_at_k([c for c in counts if c[0] >= k], k) for k in pass_ks(cfg.n)},
+        cons_at_n=majority_right / len(problems) if problems else 0.0,
+        mean_completion_tokens=sum(tokens) / len(tokens) if tokens else 0.0,
+        truncated=sum(r["finish_reason"] == "length" for r in records) / samples if samples else 0.0,
+        mixed_language=mixed / samples if samples else 0.0,
+        ungraded=sum(g.verdict is None for g in grades) / samples if samples else 0.0,
+        traces=str(traces), generate_s=0.0, grade_s=0.0)
+    return scores, problems

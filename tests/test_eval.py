@@ -1,0 +1,89 @@
+"""`distill eval`: grading and metrics on literal traces, and a side-by-side table of two tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from distill.errors import ConfigError
+from distill.eval import EvalConfig, evaluate
+from tests.conftest import assert_user_error, read_jsonl, run_cli, write_jsonl
+
+PARAMS = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": 0}
+
+
+def trace(prompt_id, sample, reference, completion, finish="stop", tokens=10):
+    return {"id": f"{prompt_id}:{sample}", "prompt_id": prompt_id, "sample": sample,
+            "messages": [{"role": "user", "content": "Solve it."}], "reference": reference,
+            "completion": completion, "finish_reason": finish, "completion_tokens": tokens,
+            "teacher": "m", "params": PARAMS, "source": {}}
+
+
+def think(answer, reasoning="Adding the two numbers step by step gives the result."):
+    return f"<think>\n{reasoning}\n</think>\n\nThe answer is \\boxed{{{answer}}}." if answer else \
+        f"<think>\n{reasoning}\n</think>\n\nI am not sure."
+
+
+def test_metrics_on_literal_traces(tmp_path):
+    records = [
+        trace("p1", 0, "4", think("4")), trace("p1", 1, "4", think("4"), tokens=20),
+        trace("p1", 2, "4", think("5")), trace("p1", 3, "4", think(None), finish="length", tokens=64),
+        trace("p2", 0, "\\frac{1}{2}", think("0.5")), trace("p2", 1, "\\frac{1}{2}", think("1/2")),
+        trace("p2", 2, "\\frac{1}{2}", think("3")),
+        trace("p2", 3, "\\frac{1}{2}", think("3", "我们先把两个数相加，然后得到结果。Then the answer follows.")),
+    ]
+    # results of an earlier run: complete samples are reused, not generated again
+    write_jsonl(tmp_path / "results.m.traces.jsonl", records)
+    (tmp_path / "results.m.traces.summary.json").write_text(json.dumps(
+        {"complete": True, "teacher": "m", "params": {**PARAMS, "n": 4}}))
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": "2+2?", "answer": "4"},
+                                                  {"id": "p2", "problem": "1/2?", "answer": "\\frac{1}{2}"}])
+    result = evaluate(EvalConfig(model=["m"], data=str(data), out=str(tmp_path / "results.json"), n=4,
+                                 max_tokens=64, workers=1))
+    scores = result.scores[0]
+    assert scores.problems == 2 and scores.samples == 8
+    assert scores.pass_at_1 == pytest.approx(0.5)
+    assert scores.pass_at_k["2"] == pytest.approx(1 - 1 / 6)   # each problem: 2 of 4 right
+    assert scores.pass_at_k["4"] == pytest.approx(1.0)
+    # p1 votes 4 (right); p2 ties 1/2 (as 0.5 and 1/2: one number) with 3: the first seen wins
+    assert scores.cons_at_n == pytest.approx(1.0)
+    assert scores.truncated == pytest.approx(1 / 8)
+    assert scores.mixed_language == pytest.approx(1 / 8)
+    assert scores.mean_completion_tokens == pytest.approx((10 * 6 + 20 + 64) / 8)
+    problems = {p["prompt_id"]: p for p in read_jsonl(tmp_path / "results.problems.jsonl")}
+    assert problems["p1"]["verdicts"] == [True, True, False, False]
+    assert problems["p1"]["majority_answer"] == "4" and problems["p1"]["majority_votes"] == 2
+    assert problems["p2"]["majority_answer"] == "0.5" and problems["p2"]["majority_correct"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["models"]["m"]["pass_at_1"] == pytest.approx(0.5)
+    assert (tmp_path / "results.png").stat().st_size > 0
+
+
+def test_two_models_give_one_table_and_a_rerun_reuses_the_samples(tmp_path, tiny_models):
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}
+                                                  for i in range(3)])
+    args = ["eval", "--model", f"qwen={tiny_models['qwen']}", "--model", str(tiny_models["llama"]), "--data", data,
+            "--prompt-column", "question", "--out", tmp_path / "results.json", "--n", "2", "--max-tokens", "8",
+            "--backend", "hf"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| model | pass@1 | pass@2 | cons@2 |")
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["qwen", "llama"]
+    problems = read_jsonl(tmp_path / "results.problems.jsonl")
+    assert [p["model"] for p in problems] == ["qwen"] * 3 + ["llama"] * 3
+    assert {p["reference"] for p in problems} == {"0", "2", "4"}  # GSM8K '#### 4' reduced
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("reusing the complete samples") == 2
+
+
+def test_bad_eval_options_are_one_line():
+    with pytest.raises(ConfigError, match="two models share the name 'a'"):
+        EvalConfig(model=["a=x", "a=y"], data="d.jsonl")
+    with pytest.raises(ConfigError, match="--out must be a .json file"):
+        EvalConfig(model=["x"], data="d.jsonl", out="results.txt")
+    assert_user_error(run_cli("eval", "--data", "d.jsonl"), "missing required option --model")
+    assert_user_error(run_cli("eval", "--model", "x", "--data", "/nonexistent/bench.jsonl", "--backend", "hf"),
+                      "bench.jsonl: file not found")

@@ -1,6 +1,7 @@
 """The vLLM backend, end to end on a CUDA GPU (skipped elsewhere: vLLM does not run on a CPU).
 
 Run on the GPU machine with vllm installed: python -m pytest -q -m gpu tests/test_gpu_vllm.py
+(benchmarks/gpu/run_suite.sh test-vllm does, with the carried wheels).
 """
 
 from __future__ import annotations
@@ -23,9 +24,21 @@ def vllm_teacher(tmp_path_factory):
     return save_tiny(tmp_path_factory.mktemp("vllm") / "r1", "r1", hidden_size=256, heads=4, kv_heads=2, layers=2)
 
 
+@pytest.fixture(autouse=True)
+def batch_invariant_vllm(monkeypatch):
+    # vLLM reproduces a seeded sample across different batchings only in its batch-invariant mode
+    # (docs: "Reproducibility", "Batch Invariance"): without it a batch of another size may take other
+    # kernels, and a last-bit difference in the logits can flip a sampled token.
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "1")
+    # FlashInfer's sampler would be JIT-compiled with nvcc on first use; the torch sampler needs nothing
+    monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "0")
+
+
 def run(prompts, teacher, out, **kwargs):
+    # eager mode: each generate() builds an engine, and compilation plus CUDA-graph capture would cost
+    # ~30 s apiece for a 2-layer model; the backend's logic is the same either way
     options = dict(backend="vllm", n=3, max_tokens=64, gpu_memory_utilization=0.3, max_model_len=1024,
-                   max_inflight=4)
+                   max_inflight=4, vllm_args='{"enforce_eager": true}')
     options.update(kwargs)
     return generate(GenerateConfig(prompts=str(prompts), teacher=str(teacher), out=str(out), **options))
 

@@ -5,6 +5,7 @@ template for base models that have none.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from distill.errors import ModelError
@@ -49,6 +50,9 @@ def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
     """Load a tokenizer with a one-line error that says what to check."""
     from transformers import AutoTokenizer
 
+    if looks_local(name) and not Path(name).expanduser().exists():
+        raise ModelError(f"cannot load a tokenizer from {name!r}: no such directory; check the path (or give a "
+                         "Hub id such as Qwen/Qwen2.5-1.5B)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:
@@ -59,6 +63,11 @@ def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def looks_local(name: str) -> bool:
+    """A path, not a Hub id ('org/name'): absolute, relative with ./ ../ ~, or more than one '/'."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def first_line(exc: BaseException) -> str:

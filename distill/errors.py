@@ -7,6 +7,10 @@ not a `DistillError` is a bug in distill and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import shutil
+from pathlib import Path
+
 
 class DistillError(Exception):
     """A problem the user can fix: bad input, bad options, a missing model."""
@@ -40,3 +44,35 @@ class ModelError(DistillError):
 
 class BackendError(DistillError):
     """A generation backend cannot run here or failed for good."""
+
+
+def out_of_space(exc: BaseException, where: str | Path, fix: str) -> OutputError | None:
+    """An OutputError saying the disk holding `where` is full, when that is why `exc` was raised; else None.
+
+    Writers in C++ or Rust (torch.save, safetensors) lose the errno on the way up, so an error raised
+    while that disk has almost no space left counts as well (and is quoted, in case it is something else).
+    """
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return OutputError(f"cannot write {error.filename or where}: {error.strerror}; {fix}")
+        if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+            return OutputError(f"cannot write {where}: no space left on the device; {fix}")
+    probe = Path(where)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if shutil.disk_usage(probe).free >= _NEARLY_FULL:
+            return None
+    except OSError:
+        return None
+    text = str(exc).strip().splitlines()
+    return OutputError(f"cannot write {where}: the device is full (the error was: "
+                       f"{text[0] if text else type(exc).__name__}); {fix}")
+
+
+_NEARLY_FULL = 16 << 20

@@ -8,6 +8,7 @@ id already written and produces the rest; the output never holds an id twice.
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,10 @@ from distill.prompts import Prompt, load_prompts, parse_shard
 from distill.traces import (
     JsonlWriter,
     check_writable,
+    intact_length,
+    last_lines_start,
     read_traces,
-    repair_torn_tail,
     sidecar,
-    truncate_last_lines,
     write_json,
 )
 
@@ -108,15 +109,20 @@ def _params_dict(params: SamplingParams) -> dict[str, Any]:
 
 
 def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
-                   by_id: dict[str, Prompt]) -> tuple[set[str], list[str], list[int]]:
-    """Ids already written, with their finish reasons and token counts; refuses a mismatched run.
+                   by_id: dict[str, Prompt]) -> tuple[set[str], list[str], list[int], int, list[str]]:
+    """Ids already written, with their finish reasons and token counts, the size to cut the file back
+    to before appending and what that cut removes; refuses a mismatched run. The file is not changed here.
 
-    A prompt's samples are written in one write() call, so only the last prompt of the file can
-    be incomplete (a crash mid-write). Its lines are cut off and the prompt is generated again
-    whole: every prompt's samples stay on consecutive lines, which the filter's per-prompt
-    selection relies on.
+    A crash mid-write leaves a torn last line: it is cut off. A prompt's samples are written in one
+    write() call, so only the last prompt of the file can be incomplete. Its lines are cut off too
+    and the prompt is generated again whole: every prompt's samples stay on consecutive lines, which
+    the filter's per-prompt selection relies on.
     """
-    repair_torn_tail(out)
+    keep = intact_length(out)
+    repairs = []
+    if keep < out.stat().st_size:
+        repairs.append(f"removed a torn last line ({out.stat().st_size - keep} bytes) left by an interrupted run; "
+                       "its record will be produced again")
     done: set[str] = set()
     finishes: list[str] = []
     tokens: list[int] = []
@@ -130,7 +136,7 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
                 tokens.append(record["completion_tokens"])
 
     required = ("id", "prompt_id", "sample", "messages", "completion", "finish_reason")
-    for line, record in read_traces(out, required=required):
+    for line, record in read_traces(out, required=required, end=keep):
         if record.get("teacher") != cfg.teacher or record.get("params") != params:
             raise OutputError(
                 f"{out}:{line}: written by another run (teacher {record.get('teacher')!r}, params "
@@ -145,12 +151,12 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
             group = []
         group.append({k: record.get(k) for k in ("id", "prompt_id", "finish_reason", "completion_tokens")})
     if group and len(group) < cfg.n and group[0]["prompt_id"] in by_id:
-        truncate_last_lines(out, len(group))
-        log.warning("%s: removed %d of %d samples of prompt %r, cut short by an interrupted run; the prompt "
-                    "will be generated again whole", out, len(group), cfg.n, group[0]["prompt_id"])
+        keep = last_lines_start(out, len(group), end=keep)
+        repairs.append(f"removed {len(group)} of {cfg.n} samples of prompt {group[0]['prompt_id']!r}, cut short "
+                       "by an interrupted run; the prompt will be generated again whole")
     else:
         commit(group)
-    return done, finishes, tokens
+    return done, finishes, tokens, keep, repairs
 
 
 def generate(cfg: GenerateConfig) -> GenerateSummary:
@@ -168,11 +174,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
     done: set[str] = set()
     finishes: list[str] = []
     tokens: list[int] = []
-    if out.exists() and cfg.overwrite:
-        out.unlink()
-        summary_path.unlink(missing_ok=True)
-    elif out.exists():
-        done, finishes, tokens = _read_existing(out, cfg, params_dict, by_id)
+    keep, repairs = None, []  # the size an existing output is cut back to (a torn line, a prompt cut short)
+    if out.exists() and not cfg.overwrite:
+        done, finishes, tokens, keep, repairs = _read_existing(out, cfg, params_dict, by_id)
         if expected <= done and summary_path.exists():
             raise OutputError(f"{out} is already complete ({len(expected)} records); pass --overwrite to "
                               "generate it again or choose another --out")
@@ -190,6 +194,14 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
     failed: list[dict[str, str]] = []
     new_records = new_tokens = retries = 0
     backend = make_backend(cfg.teacher, cfg, seed=cfg.seed, name=backend_name) if pending else None
+    # Only now that the teacher is loaded is the output touched: a run that cannot start leaves it as it was.
+    if out.exists() and cfg.overwrite:
+        out.unlink()
+        summary_path.unlink(missing_ok=True)
+    elif keep is not None and keep < out.stat().st_size:
+        os.truncate(out, keep)
+        for repair in repairs:
+            log.warning("%s: %s", out, repair)
     progress = Progress("generate", total=len(prompts), initial=len(prompts) - pending)
     if backend is not None:
         try:

@@ -7,10 +7,11 @@ groups it needs, so a field is written (and documented) once.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from distill.config import Options, one_of, require
+from distill.config import Options, flag, one_of, require
 
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_TEMPLATE = "{problem}\n" + R1_INSTRUCTION
@@ -101,6 +102,15 @@ class BackendOptions(Options):
         one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16", "float16"))
         require(self.backend != "openai" or bool(self.base_url), "base_url",
                 "is required with --backend openai (e.g. http://localhost:8000/v1)")
+        # a server address or key with a local backend: the run would silently load a local model instead
+        for name in ("base_url", "api_key_env"):
+            require(getattr(self, name) is None or self.backend == "openai", name,
+                    f"only applies to --backend openai (got --backend {self.backend}); add --backend openai "
+                    f"or drop {flag(name)}")
+        # the NAME of a variable: a key pasted here by mistake must not be echoed into logs or errors
+        require(self.api_key_env is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env) is not None,
+                "api_key_env", "takes the name of an environment variable that holds the key (e.g. "
+                "OPENAI_API_KEY), not the key itself")
         require(self.concurrency >= 1, "concurrency", f"must be at least 1 (got {self.concurrency})")
         require(self.max_retries >= 0, "max_retries", f"must be ≥ 0 (got {self.max_retries})")
         require(self.request_timeout > 0, "request_timeout", "must be positive")

@@ -75,14 +75,22 @@ DEFAULT_CORPUS = [
 ] * 4
 
 
-def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, vocab_size: int = 600):
-    """A byte-level BPE tokenizer with `family`'s special tokens and chat template."""
+def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, vocab_size: int = 600, *,
+                    split_digits: bool = False):
+    """A byte-level BPE tokenizer with `family`'s special tokens and chat template.
+
+    `split_digits` makes every digit its own token, as Qwen2 and Llama-3 do (Qwen2 one digit,
+    Llama-3 up to three): a tiny model then adds numbers digit by digit instead of memorising
+    a token for every number it saw.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     spec = FAMILIES[family]
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+                               if split_digits else byte_level)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())

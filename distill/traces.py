@@ -9,9 +9,11 @@ appends, so the record it held is simply generated again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,34 @@ _TRACE_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "completion_tokens": ((int, type(None)), "an integer"),
 }
 TRACE_REQUIRED = ("id", "prompt_id", "sample", "messages", "reference", "completion", "finish_reason")
+MAX_LINE_BYTES = 64 << 20
+"""Longest JSONL line read (a 32k-token trace is ~130 kB; stdio code tests can reach MBs): a longer one is an
+error, so a wrong or corrupt file costs at most this much memory."""
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; raise InputError naming the line."""
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _read_line(handle: Any, limit: int | None) -> bytes | bytearray:
+    """The next line, read in pieces: never more than about MAX_LINE_BYTES + 1 bytes (nor `limit`) are held."""
+    budget = MAX_LINE_BYTES + 1 if limit is None else min(MAX_LINE_BYTES + 1, limit)
+    line = handle.readline(min(budget, 1 << 20))
+    if not line or line.endswith(b"\n") or len(line) == budget:
+        return line
+    grown = bytearray(line)  # a long line: grown in place, never joined from a copy of its pieces
+    while len(grown) < budget:
+        part = handle.readline(min(budget - len(grown), 1 << 20))
+        if not part:
+            break
+        grown += part
+        if part.endswith(b"\n"):
+            break
+    return grown
+
+
+def iter_jsonl(path: str | Path, *, end: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line (of the first `end` bytes, which must end a
+    line); raise InputError naming the line."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=str(path))
@@ -48,7 +74,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        number, offset = 0, 0
+        while raw := _read_line(handle, None if end is None else end - offset):
+            number, offset = number + 1, offset + len(raw)
+            if len(raw) > MAX_LINE_BYTES:  # checked before decoding: memory stays at the cap
+                raise InputError(f"line longer than {MAX_LINE_BYTES >> 20} MiB: not a record of this format "
+                                 "(a binary file, or a JSON array saved as one line?); give a .jsonl file with one "
+                                 "JSON object per line", path=str(path), line=number)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -64,6 +96,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                                  path=str(path), line=number) from None
             if not isinstance(obj, dict):
                 raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=str(path), line=number)
+            if _SURROGATE_ESCAPE.search(raw):  # valid JSON, but no UTF-8 text (output file, tokenizer) can hold it
+                try:
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InputError("holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff without its "
+                                     "pair), which is not text; remove or repair that escape",
+                                     path=str(path), line=number) from None
             yield number, obj
 
 
@@ -89,11 +128,12 @@ def check_trace(record: dict[str, Any], path: str, line: int,
                              path=path, line=line, field="messages")
 
 
-def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line, record) from a trace file, checking fields and that ids are unique."""
+def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED, *,
+                end: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line, record) from a trace file (its first `end` bytes), checking fields and that ids are unique."""
     required = tuple(required)
     seen: dict[str, int] = {}
-    for line, record in iter_jsonl(path):
+    for line, record in iter_jsonl(path, end=end):
         check_trace(record, str(path), line, required)
         if "id" in required:
             first = seen.setdefault(record["id"], line)
@@ -103,18 +143,18 @@ def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED) -> I
         yield line, record
 
 
-def repair_torn_tail(path: str | Path) -> int:
-    """Cut an incomplete or unparsable last line off `path`; return the bytes removed.
+def intact_length(path: str | Path) -> int:
+    """The size of `path` without an incomplete or unparsable last line (the file is not changed).
 
     A process killed in the middle of a write leaves a last line without its
-    newline. Only the last line is ever touched: damage anywhere else is an
+    newline. Only the last line is ever considered: damage anywhere else is an
     error for the reader to report, not something to paper over.
     """
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
         return 0
-    with path.open("rb+") as handle:
+    with path.open("rb") as handle:
         handle.seek(size - 1)
         search_end = size - 1 if handle.read(1) == b"\n" else size
         line_start, position, chunk = 0, search_end, 1 << 16
@@ -128,30 +168,35 @@ def repair_torn_tail(path: str | Path) -> int:
             position = start
         handle.seek(line_start)
         last = handle.read()
-        complete = last.endswith(b"\n")
-        if complete:
-            try:
-                json.loads(last)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                complete = False
-        keep = size if complete else line_start
-        if keep != size:
-            handle.truncate(keep)
-    removed = size - keep
-    if removed:
-        log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
-                    "its record will be produced again", path, removed)
-    return removed
+    complete = last.endswith(b"\n")
+    if complete:
+        try:
+            json.loads(last)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            complete = False
+    return size if complete else line_start
 
 
-def truncate_last_lines(path: str | Path, count: int) -> int:
-    """Remove the last `count` lines of a file that ends with a newline; return the bytes removed."""
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut an incomplete or unparsable last line off `path` (see `intact_length`); return the bytes removed."""
     path = Path(path)
     size = path.stat().st_size
+    keep = intact_length(path)
+    if keep != size:
+        os.truncate(path, keep)
+        log.warning("%s: removed a torn last line (%d bytes) left by an interrupted run; "
+                    "its record will be produced again", path, size - keep)
+    return size - keep
+
+
+def last_lines_start(path: str | Path, count: int, end: int | None = None) -> int:
+    """Byte offset where the last `count` lines of the first `end` bytes (whole lines) of `path` begin."""
+    path = Path(path)
+    size = path.stat().st_size if end is None else end
     if count <= 0 or size == 0:
-        return 0
-    with path.open("rb+") as handle:
-        position, chunk, seen = size - 1, 1 << 16, 0  # skip the file's final newline
+        return size
+    with path.open("rb") as handle:
+        position, chunk, seen = size - 1, 1 << 16, 0  # skip the final newline
         cut = 0
         while position > 0 and seen < count:
             start = max(0, position - chunk)
@@ -165,15 +210,14 @@ def truncate_last_lines(path: str | Path, count: int) -> int:
                 seen += 1
                 cut = start + index + 1
             position = start
-        keep = cut if seen == count else 0
-        handle.truncate(keep)
-    return size - keep
+    return cut if seen == count else 0
 
 
 class JsonlWriter:
     """Append-only JSONL output, flushed after every `write` so a killed run loses at most one batch.
 
-    Each `write` issues one write() of whole lines; records never interleave.
+    Each `write` issues one write() of whole lines; records never interleave. A write that fails
+    (a full disk) is undone: the file is cut back to where it was, so it never ends in half a line.
     """
 
     def __init__(self, path: str | Path, *, fsync: bool = False):
@@ -183,7 +227,8 @@ class JsonlWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
                 repair_torn_tail(self.path)
-            self._handle = self.path.open("a", encoding="utf-8")
+            # unbuffered: nothing is left in memory to be flushed (and fail again) at close
+            self._handle = self.path.open("ab", buffering=0)
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}; "
                               "choose a writable --out location") from None
@@ -192,22 +237,25 @@ class JsonlWriter:
         lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
         if not lines:
             return 0
+        data = memoryview("".join(lines).encode("utf-8"))
+        start = os.fstat(self._handle.fileno()).st_size
         try:
-            self._handle.write("".join(lines))
-            self._handle.flush()
+            while data:
+                written = self._handle.write(data)
+                data = data[written:]
             if self.fsync:
                 os.fsync(self._handle.fileno())
         except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), start)
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}; free some space or choose another "
+                              "location, then rerun the same command to resume") from None
         return len(lines)
 
     def close(self) -> None:
         if not self._handle.closed:
-            try:
-                self._handle.flush()
+            with contextlib.suppress(OSError):
                 os.fsync(self._handle.fileno())
-            except OSError:
-                pass
             self._handle.close()
 
     def __enter__(self) -> JsonlWriter:
@@ -222,6 +270,8 @@ def check_writable(path: str | Path, what: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{what} {path} is a directory; give a file path such as {path / 'out.jsonl'}")
+    if path.exists() and not path.is_file():  # /dev/full, a FIFO: cannot be read back to resume
+        raise OutputError(f"{what} {path} is not a regular file; give a file path such as out.jsonl")
     parent = path.parent
     probe = parent
     while not probe.exists() and probe != probe.parent:
@@ -242,7 +292,10 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror}; free some space or choose another location, "
+                          "then rerun the same command") from None
 
 
 def sidecar(path: str | Path, suffix: str) -> Path:

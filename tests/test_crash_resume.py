@@ -1,15 +1,28 @@
 """SIGKILL at random moments, rerun, and the output equals an uninterrupted run (slow: 20 trials a stage).
 
-    python -m pytest -q -m slow tests/test_crash_resume.py -s
+    python -m pytest -q -m slow tests/test_crash_resume.py -s      # prints where the kills landed
+
+Each trial starts the real `distill` command, kills it with SIGKILL (at a random moment, or at a
+chosen kind of moment: while a checkpoint is being written), reruns the same command to the end,
+and compares the result with an uninterrupted run of the same command: every record exactly once,
+the same bytes, the same weights.
 """
 
 from __future__ import annotations
 
-import pytest
+import json
+import time
 
-from distill.traces import read_traces
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill.traces import intact_length, read_traces
+from distill.train.checkpoints import last_checkpoint
 from tests.conftest import write_jsonl
 from tests.crash import crash_trials, time_run
+from tests.test_filter import many_traces
+from tests.train_data import write_kept
 
 pytestmark = pytest.mark.slow
 TRIALS = 20
@@ -35,12 +48,215 @@ def test_generate_survives_sigkill_at_random_moments(tmp_path, tiny_models):
     expected = records_by_id(reference)
     assert len(expected) == 96
 
+    def output(trial):
+        return tmp_path / f"trial{trial}.jsonl"
+
+    def kill_condition(trial, rng):
+        """Odd trials: as soon as a random number of records is written (the output half written)."""
+        if trial % 2 == 0:
+            return None  # a random moment
+        records = rng.randint(1, len(expected) - 2)
+        return lambda: output(trial).exists() and output(trial).read_bytes().count(b"\n") >= records
+
+    def classify(trial):
+        return "mid-output" if output(trial).exists() and output(trial).stat().st_size else "before any output"
+
+    torn = []
+
+    def damage(trial, rng):
+        """What a kill in the middle of a write() leaves: half a record at the end of the output."""
+        if trial % 4 in (0, 1) and output(trial).exists():
+            torn.append(trial)
+            with output(trial).open("ab") as handle:
+                handle.write(b'{"id": "c7:1", "prompt_id": "c7", "sample": 1, "messages": [{"role": "us')
+
     def check(trial):
-        got = records_by_id(tmp_path / f"trial{trial}.jsonl")
+        got = records_by_id(output(trial))
         assert got == expected, f"trial {trial}: output differs from the uninterrupted run"
 
-    stats = crash_trials(lambda t: args(tmp_path / f"trial{t}.jsonl"), lambda t: tmp_path / f"trial{t}.jsonl",
-                         check, trials=TRIALS, full_seconds=full_seconds, seed=11)
-    print(f"generate: {stats}")
+    stats = crash_trials(lambda t: args(output(t)), output, check, trials=TRIALS, full_seconds=full_seconds,
+                         seed=11, kill_condition=kill_condition, classify=classify, damage=damage)
+    print(f"generate: {stats}; torn lines added after the kill: {len(torn)}")
     assert stats.trials == TRIALS
     assert stats.killed_mid_output >= TRIALS // 2, stats  # enough kills landed while records were being written
+    assert len(torn) >= 3, torn
+
+
+# ---------------------------------------------------------------- filter
+
+# what a report says about the run rather than the data (paths, timing, this run's grading cache)
+RUN_FIELDS = ("input", "outputs", "throughput", "config", "plots")
+
+
+def report_of(path) -> dict:
+    report = json.loads(path.read_text())
+    report = {k: v for k, v in report.items() if k not in RUN_FIELDS}
+    report.get("correctness", {}).pop("this_run", None)
+    return report
+
+
+def test_filter_survives_sigkill_at_random_moments_and_torn_lines(tmp_path):
+    traces = many_traces(tmp_path / "traces.jsonl", prompts=2000)  # 8,000 records: ~32 committed chunks
+
+    def paths(trial):
+        kept = tmp_path / f"trial{trial}" / "kept.jsonl"
+        return (kept, kept.with_name("kept.rejects.jsonl"), kept.with_name("kept.report.json"),
+                kept.with_name("kept.filter-progress.jsonl"))
+
+    def args(kept):
+        kept.parent.mkdir(exist_ok=True)
+        return ["filter", str(traces), "--out", str(kept), "--workers", "2"]
+
+    reference = tmp_path / "reference" / "kept.jsonl"
+    full_seconds = time_run(args(reference))
+    ref_kept, ref_rejects = reference.read_bytes(), reference.with_name("kept.rejects.jsonl").read_bytes()
+    ref_report = report_of(reference.with_name("kept.report.json"))
+    assert ref_report["records"] == {"input": 8000, "kept": 4000, "rejected": 4000,
+                                     "kept_plus_rejected_equals_input": True}
+
+    def classify(trial):
+        kept, rejects, report, progress = paths(trial)
+        if report.exists():
+            return "after the report"
+        lines = progress.read_bytes()[:intact_length(progress)].splitlines() if progress.exists() else []
+        if len(lines) < 2:
+            return "before the first commit"
+        commit = json.loads(lines[-1])["commit"]
+        written = (kept.stat().st_size if kept.exists() else 0, rejects.stat().st_size if rejects.exists() else 0)
+        if written != (commit["kept_bytes"], commit["rejects_bytes"]) or intact_length(progress) != \
+                progress.stat().st_size:
+            return "mid-output (a chunk written, not committed)"
+        return "between commits"
+
+    def kill_condition(trial, rng):
+        """Odd trials: as soon as a random number of chunks is committed (the output half written)."""
+        if trial % 2 == 0:
+            return None  # a random moment
+        chunks = rng.randint(1, 28)
+        progress = paths(trial)[3]
+        return lambda: progress.exists() and progress.read_bytes().count(b"\n") > chunks
+
+    torn = {"kept": 0, "rejects": 0, "progress": 0}
+
+    def damage(trial, rng):
+        """What a kill in the middle of a write() leaves: half a line at the end of one of the files."""
+        kept, rejects, _, progress = paths(trial)
+        if not progress.exists() or trial % 4 not in (0, 1):
+            return
+        target = rng.choice(["kept", "rejects", "progress"])
+        torn[target] += 1
+        path = {"kept": kept, "rejects": rejects, "progress": progress}[target]
+        with path.open("ab") as handle:
+            handle.write(b'{"id": "q0007:2", "prompt_id": "q0007", "completion": "<think>\\nFive pl' if target != "progress"
+                         else b'{"commit": {"done": 4')
+
+    def check(trial):
+        kept, rejects, report, progress = paths(trial)
+        ids = [r["id"] for _, r in read_traces(kept, required=("id",))] + \
+              [r["id"] for _, r in read_traces(rejects, required=("id",))]  # raises on a duplicate within a file
+        assert len(ids) == len(set(ids)) == 8000, f"trial {trial}: {len(ids)} records, {len(set(ids))} distinct"
+        assert kept.read_bytes() == ref_kept, f"trial {trial}: kept differs from the uninterrupted run"
+        assert rejects.read_bytes() == ref_rejects, f"trial {trial}: rejects differ from the uninterrupted run"
+        assert report_of(report) == ref_report, f"trial {trial}: the report's counts differ"
+        assert not progress.exists()
+
+    stats = crash_trials(lambda t: args(paths(t)[0]), lambda t: paths(t)[0], check, trials=TRIALS,
+                         full_seconds=full_seconds, seed=5, kill_condition=kill_condition, classify=classify,
+                         damage=damage)
+    print(f"filter: {stats}; torn lines added after the kill: {torn}")
+    assert stats.trials == TRIALS
+    assert stats.killed_mid_output >= TRIALS // 2, stats
+    assert sum(torn.values()) >= 3, torn
+
+
+# ---------------------------------------------------------------- train
+
+SAVE_STEPS = 3
+
+
+def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_models):
+    """A quarter of the kills at a random moment of the command, a quarter at a random moment of the
+    training itself, half while a checkpoint is being written (its .staging-N directory exists). Each
+    killed run is rerun with --resume: it must continue from the last complete checkpoint the kill left
+    and end with the uninterrupted run's weights and loss log, bit for bit."""
+    kept = write_kept(tmp_path / "kept.jsonl", 12)  # 5 packed micro-batches per epoch: 100 steps
+
+    def args(out):
+        return ["train", str(kept), "--student", str(tiny_models["qwen"]), "--out", str(out), "--max-seq-len",
+                "512", "--batch-tokens", "600", "--lr", "1e-3", "--epochs", "20", "--save-steps", str(SAVE_STEPS),
+                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+
+    reference = tmp_path / "reference"
+    full_seconds = time_run(args(reference))
+    ref_summary = json.loads((reference / "train_summary.json").read_text())
+    steps = ref_summary["steps"]
+    assert steps == 100
+    ref_weights = load_file(reference / "model.safetensors")
+    ref_losses = [(e["step"], e["loss"]) for e in ref_summary["log_history"] if "loss" in e]
+
+    def out(trial):
+        return tmp_path / f"trial{trial}"
+
+    def kill_condition(trial, rng):
+        if trial % 4 == 0:
+            return None  # a random moment of the whole command (half of it is starting Python and torch)
+        if trial % 4 == 2:  # a random moment once training has started: steps, saves, rotation, the final save
+            delay, run_file, since = rng.uniform(0, ref_summary["elapsed_s"] + 1.0), out(trial) / "run.json", []
+
+            def after_delay():
+                if not since and run_file.exists():
+                    since.append(time.monotonic())
+                return bool(since) and time.monotonic() - since[0] >= delay
+            return after_delay
+        step = rng.choice(range(SAVE_STEPS, steps, SAVE_STEPS))
+        staging = out(trial) / "checkpoints" / f".staging-{step}"
+        return staging.exists
+
+    resume_from: dict[int, str | None] = {}
+    started: dict[int, bool | None] = {}  # the killed run had written run.json: the rerun resumes it
+
+    def classify(trial):
+        run_dir = out(trial) / "checkpoints"
+        last = last_checkpoint(run_dir)
+        resume_from[trial] = str(last) if last else None
+        started[trial] = (out(trial) / "run.json").exists()
+        if (out(trial) / "train_summary.json").exists():
+            started[trial] = None  # finished: the rerun says so and exits 1 (crash_trials checks that)
+            return "after the summary"
+        if run_dir.is_dir() and any(p.name.startswith(".staging-") for p in run_dir.iterdir()):
+            return "mid-save (.staging-N present)"
+        if run_dir.is_dir() and any(p.name.startswith(".deleting-") for p in run_dir.iterdir()):
+            return "mid-rotation"
+        if (out(trial) / "model.safetensors").exists():
+            return "during the final save"
+        if last is not None:
+            return "between checkpoints"
+        return "before the first checkpoint"
+
+    def after_rerun(trial, result):
+        expected = resume_from[trial]
+        if started[trial] is None:
+            return
+        if expected is not None:
+            assert f"(resumed from {expected})" in result.stdout, (expected, result.stdout, result.stderr[-1500:])
+        else:
+            assert result.returncode == 0 and "resumed from" not in result.stdout, result.stderr[-1500:]
+            assert ("no complete checkpoint" in result.stderr) == started[trial], result.stderr[-1500:]
+
+    def check(trial):
+        summary = json.loads((out(trial) / "train_summary.json").read_text())
+        assert summary["steps"] == steps
+        weights = load_file(out(trial) / "model.safetensors")
+        assert weights.keys() == ref_weights.keys()
+        assert all(torch.equal(weights[k], ref_weights[k]) for k in weights), f"trial {trial}: weights differ"
+        losses = [(e["step"], e["loss"]) for e in summary["log_history"] if "loss" in e]
+        assert losses == ref_losses, f"trial {trial}: the loss curve differs"
+        assert not (out(trial) / "checkpoints").exists()
+
+    stats = crash_trials(lambda t: args(out(t)), out, check, trials=TRIALS, full_seconds=full_seconds,
+                         seed=3, kill_condition=kill_condition, classify=classify, after_rerun=after_rerun)
+    print(f"train: {stats}")
+    assert stats.trials == TRIALS
+    assert stats.landed["mid-save (.staging-N present)"] >= TRIALS // 4, stats
+    assert sum(1 for t in resume_from.values() if t) >= TRIALS // 2, resume_from  # most resumed from a checkpoint
+

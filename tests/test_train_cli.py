@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
-import torch
-from safetensors.torch import load_file
 from transformers import AutoTokenizer, GenerationConfig
 
 from distill.tiny import QWEN_TEMPLATE
@@ -112,33 +108,3 @@ def test_qlora_where_bitsandbytes_cannot_run_is_refused(tmp_path, tiny_models):
                      env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"})
     assert_user_error(result, "bitsandbytes 0.42.0 cannot run 4-bit NF4 on cpu", "use --method lora")
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.slow
-def test_repeated_random_sigkills_resume_to_the_uninterrupted_weights(tmp_path, tiny_models):
-    """Killed at random moments (during steps, checkpoint saves, rotation or the final save), rerun
-    with --resume until it finishes: the student equals an uninterrupted run's, bit for bit."""
-    kept = write_kept(tmp_path / "kept.jsonl", 12)
-    common = ["--epochs", "60", "--save-steps", "3"]
-    reference = run_cli(*train_args(kept, tiny_models["qwen"], tmp_path / "reference", *common))
-    assert reference.returncode == 0, reference.stderr
-    out = tmp_path / "killed"
-    args = [*train_args(kept, tiny_models["qwen"], out, *common), "--resume"]
-    rng = random.Random(0)
-    kills = 0
-    for _ in range(12):
-        if (out / "train_summary.json").exists():
-            break
-        process = start(args)
-        time.sleep(rng.uniform(1.5, 5.0))  # the interpreter and torch take ~2 s to start
-        if process.poll() is not None:
-            assert process.returncode == 0, process.communicate()
-            break
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        kills += 1
-    final = run_cli(*args) if not (out / "train_summary.json").exists() else None
-    assert final is None or final.returncode == 0, final.stderr
-    assert kills >= 2
-    first, second = load_file(tmp_path / "reference" / "model.safetensors"), load_file(out / "model.safetensors")
-    assert all(torch.equal(first[k], second[k]) for k in first)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from distill.chat import looks_local
 from distill.config import flag, require
-from distill.errors import ConfigError, OutputError
+from distill.errors import ConfigError, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
@@ -140,6 +141,13 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     """Sample cfg.n completions per problem from every model, grade them and write the results."""
     out = check_writable(cfg.out)
     problems_path = sidecar(out, "problems.jsonl")
+    # a mistyped path of a later model must not surface after the earlier ones were sampled
+    # (a server, with --backend openai, names its models as it likes)
+    missing = [path for _, path in cfg.models if cfg.backend != "openai" and looks_local(path)
+               and not Path(path).expanduser().exists()]
+    if missing:
+        raise ModelError(f"--model {missing[0]}: no such directory; check the path (or give a Hub id such as "
+                         "Qwen/Qwen2.5-1.5B)")
     result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
     per_problem: list[dict[str, Any]] = []
     for label, path in cfg.models:

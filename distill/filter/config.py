@@ -6,7 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from distill.config import Options, one_of, require
+from distill.config import Options, flag, one_of, require
 from distill.errors import ConfigError
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
@@ -139,6 +139,14 @@ class FilterConfig(Options):
         require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
                 f"must be at least 1 (got {self.keep_per_prompt})")
         one_of(self.select_by, "select_by", SELECT_POLICIES)
+        # an option of a check that does not run would be silently ignored
+        for name, check, given in (("keep_per_prompt", "selection", self.keep_per_prompt is not None),
+                                   ("max_tokens", "length", self.max_tokens is not None),
+                                   ("tokenizer", "length", self.tokenizer is not None),
+                                   ("drop_unverified", "correctness", self.drop_unverified)):
+            require(not given or check in self.checks, name,
+                    f"needs the '{check}' check, which --checks leaves out; add {check} to --checks or drop "
+                    f"{flag(name)}")
 
     @property
     def n_workers(self) -> int:

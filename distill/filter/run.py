@@ -37,6 +37,7 @@ from distill.progress import Progress
 from distill.traces import (
     JsonlWriter,
     check_writable,
+    intact_length,
     iter_jsonl,
     read_traces,
     repair_torn_tail,
@@ -158,8 +159,8 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
                                                    if finished else " and is not from an interrupted filter run")
                 + "; pass --overwrite to replace it or choose another --out")
         return Resume()
-    repair_torn_tail(paths.progress)
-    lines = [record for _, record in iter_jsonl(paths.progress)]
+    progress_keep = intact_length(paths.progress)  # without a torn last line
+    lines = [record for _, record in iter_jsonl(paths.progress, end=progress_keep)]
     if not lines or "config" not in lines[0]:
         raise OutputError(f"{paths.progress} is not a filter progress file; delete it or pass --overwrite")
     if lines[0]["config"] != _fingerprint(cfg):
@@ -173,6 +174,12 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
         if actual < size:
             raise OutputError(f"{path} is shorter ({actual} bytes) than the interrupted run left it ({size}); "
                               "pass --overwrite to start over")
+    _check_skipped_prefix(paths.input, resume)
+    # every check passed: only now are the files touched
+    if progress_keep < paths.progress.stat().st_size:
+        repair_torn_tail(paths.progress)
+    for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
+        actual = path.stat().st_size if path.exists() else 0
         if path.exists() and actual > size:
             with path.open("rb+") as handle:  # the chunk in flight when the run stopped: done again
                 handle.truncate(size)
@@ -389,7 +396,6 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
         load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
         length_source = f"tokenizer {cfg.tokenizer}"
     resume = _prepare_outputs(cfg, paths)
-    _check_skipped_prefix(paths.input, resume)
     stats = FilterStats([c for c in CHECKS if c in cfg.checks])
     _restore_stats(stats, paths)
 

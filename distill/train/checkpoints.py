@@ -47,7 +47,15 @@ def run_state(out: Path) -> str:
     """'new' (absent or empty), 'finished', 'unfinished' (a started distill run) or 'foreign'."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file; give a directory for the trained student")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists():
+        ancestor = out.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise OutputError(f"cannot create --out {out}: {ancestor} is a file, not a directory; choose "
+                              "another --out")
+    # a run killed while writing its first file left only run.json.tmp: nothing was started
+    if not out.exists() or all(p.name == RUN_FILE + ".tmp" for p in out.iterdir()):
         return "new"
     if (out / SUMMARY_FILE).is_file():
         return "finished"
@@ -88,8 +96,11 @@ def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite:
                 raise OutputError(f"--resume: {out} was started with other settings ({'; '.join(changes[:4])}); "
                                   "rerun with the original ones, or --overwrite to start over")
         return True
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / RUN_FILE, {"settings": settings})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / RUN_FILE, {"settings": settings})
+    except OSError as exc:
+        raise OutputError(f"cannot write --out {out}: {exc.strerror}; choose a writable location") from None
     return False
 
 

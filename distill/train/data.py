@@ -94,6 +94,21 @@ def iter_kept(path: str | Path, limit: int | None) -> Iterator[tuple[int, dict[s
                          "file and not an empty one", path=str(path))
 
 
+def validate_kept(path: str | Path, limit: int | None) -> None:
+    """Read the whole kept file once (fields, duplicate ids, a reasoning and an answer in every completion);
+    raise InputError naming the line, before anything is written to --out."""
+    from distill.train.render import split_target
+
+    for line, record in iter_kept(path, limit):
+        try:
+            split_target(record["completion"])
+        except ValueError as exc:
+            raise InputError(str(exc), path=str(path), line=line, field="completion") from None
+        if not record["messages"]:
+            raise InputError("is empty: the prompt must have at least one user message", path=str(path),
+                             line=line, field="messages")
+
+
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:

@@ -112,6 +112,26 @@ def check_liger(hw: Hardware) -> None:
         raise ConfigError("--liger needs the liger-kernel package: pip install 'distill[liger]'")
 
 
+def check_student(student: str) -> None:
+    """Fail in one line, before --out is touched, when `student` cannot be loaded as a model: no such
+    directory, no config.json, no weights."""
+    from transformers import AutoConfig
+
+    path = Path(student).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelError(f"the student {student!r} holds no config.json, so it is not a saved model; give the "
+                         "directory a model was saved to (save_pretrained) or a Hub id")
+    try:
+        AutoConfig.from_pretrained(student)
+    except Exception as exc:
+        raise ModelError(f"cannot load the student {student!r}: {first_line(exc)}; give a local model directory "
+                         "or a reachable Hub id of a causal LM") from None
+    weights = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "model*.bin")
+    if path.is_dir() and not any(any(path.glob(pattern)) for pattern in weights):
+        raise ModelError(f"the student {student!r} holds no weights (*.safetensors or pytorch_model*.bin); copy "
+                         "them in or give the directory the model was saved to")
+
+
 def load_student(cfg: TrainConfig, hw: Hardware) -> Any:
     """The student ready for Trainer: full weights, or a PEFT model with LoRA adapters on a
     frozen (optionally 4-bit) base. `use_cache` is off: with a KV cache transformers would not

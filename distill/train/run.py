@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.chat import ensure_chat_template, load_tokenizer
+from distill.chat import ensure_chat_template, load_tokenizer, render_prompt
 from distill.config import config_dict
-from distill.errors import ConfigError, InputError, ModelError
+from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
 from distill.progress import is_main_process
 from distill.train import checkpoints as ckpt
 from distill.train.config import DataStats, TrainConfig, TrainResult
@@ -31,6 +31,7 @@ from distill.train.data import (
     select_by_length,
     split_to_multiple,
     tokenize_kept,
+    validate_kept,
 )
 from distill.train.render import (
     ChatFormat,
@@ -68,6 +69,10 @@ def load_student_tokenizer(cfg: TrainConfig) -> tuple[Any, str]:
         if not path.is_file():
             raise ConfigError(f"--chat-template {path}: file not found (give a Jinja template file)")
         tokenizer.chat_template = path.read_text(encoding="utf-8")
+        try:
+            render_prompt(tokenizer, [{"role": "user", "content": "2 + 2?"}])
+        except ModelError as exc:
+            raise ModelError(f"--chat-template {path}: {exc}; fix the template") from None
         return tokenizer, f"`{path.name}` (given with --chat-template)"
     if not getattr(tokenizer, "chat_template", None):
         ensure_chat_template(tokenizer, source)
@@ -167,18 +172,36 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             report = preflight_report(cfg, tokenizer, fmt, template_source, record, example, stats)
         return TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, preflight=report,
                            config=config_dict(cfg))
-    return _train(cfg, hw, tokenizer, fmt, template_source, callbacks)
+    try:
+        return _train(cfg, hw, tokenizer, fmt, template_source, callbacks)
+    except DistillError:
+        raise
+    except Exception as exc:  # a checkpoint or the model saved onto a full disk: say so in one line
+        full = out_of_space(exc, out, "free some space there or choose another --out, then rerun with --resume "
+                                      "(the last complete checkpoint is kept)")
+        if full is None:
+            raise
+        raise full from exc
 
 
 def _train(cfg: TrainConfig, hw: Any, tokenizer: Any, fmt: ChatFormat, template_source: str,
            callbacks: Sequence[Any]) -> TrainResult:
     from distill.train.loss import disable_chunked_loss, enable_chunked_loss, full_logits_bytes
-    from distill.train.modeling import attention_kernel, count_parameters, load_student, weights_dtype
+    from distill.train.modeling import (
+        attention_kernel,
+        check_student,
+        count_parameters,
+        load_student,
+        weights_dtype,
+    )
     from distill.train.trainer import DistillTrainer, StepLogger, training_arguments
 
     out = Path(cfg.out)
     run_dir = out / ckpt.CHECKPOINTS
     main = is_main_process()
+    # everything a user can get wrong is checked before --out is touched: a failed start leaves it as it was
+    validate_kept(cfg.kept, cfg.limit)
+    check_student(cfg.student)
     gradient_checkpointing = cfg.use_gradient_checkpointing
     args = training_arguments(cfg, hw, run_dir, gradient_checkpointing=gradient_checkpointing, out=out)
     kept_digest = file_digest(cfg.kept)

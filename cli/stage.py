@@ -12,6 +12,7 @@ import dataclasses
 import inspect
 import logging
 import os
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -64,6 +65,17 @@ def run_stage(action: Callable[[], Any]) -> Any:
         raise fail(str(exc).replace("\n", " ")) from None
     except KeyboardInterrupt:
         raise fail("interrupted; rerun the same command to resume where it stopped", 130) from None
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Tear down torch.distributed (a run under `accelerate launch`) before the interpreter exits: gloo's
+    threads, left to the exit, can abort a worker that finished ("terminate called without an active
+    exception")."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _panel_of(cfg_cls: type) -> dict[str, str]:

@@ -223,7 +223,7 @@ class OpenAIBackend(Backend):
             except Exception:
                 self._tokenizer = False
         if self._tokenizer:
-            return [len(self._tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+            return [len(ids) for ids in self._tokenizer(texts, add_special_tokens=False)["input_ids"]]
         if total is None:
             return [None] * len(texts)
         if not self._warned_apportioned:

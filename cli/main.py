@@ -10,6 +10,7 @@ import typer
 
 from cli.stage import add_stage_command
 from distill import __version__
+from distill.demo import DemoConfig, run_demo
 from distill.eval import EvalConfig, evaluate
 from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
@@ -58,6 +59,11 @@ add_stage_command(
 add_stage_command(
     app, "eval", EvalConfig, evaluate, positional=None,
     help="Sample benchmark problems from one or more models; pass@1, pass@k, cons@n side by side.",
+    present=lambda result: typer.echo(result.format()))
+add_stage_command(
+    app, "demo", DemoConfig, run_demo, positional=None,
+    help="The whole pipeline offline on a CPU in a few minutes: train a tiny faulty teacher, then generate → "
+         "filter → train two students (kept / all traces) → eval, with one table.",
     present=lambda result: typer.echo(result.format()))
 
 

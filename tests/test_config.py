@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from distill.config import build_config, field_docs
+from distill.demo import DemoConfig
 from distill.errors import ConfigError
 from distill.eval import EvalConfig
 from distill.filter import FilterConfig
@@ -14,7 +15,7 @@ from distill.generate import GenerateConfig
 from distill.train import TrainConfig
 from tests.conftest import assert_user_error, run_cli
 
-CONFIGS = [GenerateConfig, FilterConfig, TrainConfig, EvalConfig]
+CONFIGS = [GenerateConfig, FilterConfig, TrainConfig, EvalConfig, DemoConfig]
 
 
 def test_precedence_defaults_then_yaml_then_flags(tmp_path):

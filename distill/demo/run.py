@@ -1,0 +1,560 @@
+"""`distill demo`: the whole pipeline, offline, on a CPU, in a few minutes.
+
+No real teacher can be downloaded here, so the demo first trains a tiny one on a synthetic,
+verifiable task (`distill.demo.task`: add four digits in three written steps) whose training
+traces carry the failure modes the filter exists for, at stated rates. Then the real stages run
+on it, through the same library functions as the commands:
+
+    generate (n samples per prompt) → filter (every check) → train a smaller student on the kept
+    traces, and a second one on all traces → eval the teacher and both students on held-out problems
+
+Everything is seeded and written under --out; the figures are whatever the run measures.
+
+A finished or interrupted demo in --out is never resumed or replaced silently: the run stops with
+one error line unless --overwrite is given, which deletes the earlier run first (only a directory
+the demo itself created, recognised by its `.distill-demo` marker, is ever deleted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import Options, config_dict, require
+from distill.demo import task
+from distill.demo.models import CHATML_TEMPLATE, Shape, build_tokenizer, save_initial_model, train_teacher
+from distill.errors import DistillError, OutputError
+from distill.filter.config import default_workers
+from distill.report import markdown_table, save_curves
+from distill.traces import JsonlWriter, write_json
+
+log = logging.getLogger("distill.demo")
+
+MARKER = ".distill-demo"
+"""Written first into --out: the only kind of directory --overwrite deletes."""
+TEMPLATE = "{problem}"
+"""The prompt is the problem alone ('Compute 6 + 7 + 4 + 4.'): every model here learns the task from
+its traces, and an instruction line would only add tokens to train on."""
+# Sampling from the models' own distribution: at the R1 settings (temperature 0.6, top-p 0.95) a
+# habit a tiny model learned at 10 % falls out of the nucleus and disappears, which would hide both
+# the teacher's faults and what a student picked up from them.
+TEMPERATURE = 1.0
+TOP_P = 1.0
+MAX_TOKENS = 160
+"""Sampling limit: a clean trace takes about 50 tokens, each loop line 17, so loops of 7 lines or more
+run into it."""
+# The loop line has 11 words; the filter's default (a 20-word span 4 times) is sized for R1's
+# paragraph-long loops, so the demo looks for a 10-word span 3 times.
+REPETITION_NGRAM = 10
+REPETITION_MAX_COUNT = 3
+LEARNING_RATE = 3e-3
+"""Tiny models from random weights learn fast at a rate a hundred times the 1e-5 of real students."""
+VOCAB_SIZE = 600
+GENERATE_BATCH = 64
+"""hf backend: prompts per generate() call (× n rows)."""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big everything is: the full demo, or the quick one CI runs."""
+    teacher_problems: int
+    teacher_steps: int
+    teacher_batch: int
+    teacher: Shape
+    student: Shape
+    student_tokens: int
+    """Training budget of each student in tokens (prompt + target): both get the same, so what differs
+    between them is the data they learn from, not how long they learn."""
+    student_batch_tokens: int
+    prompts: int
+    heldout: int
+
+
+FULL = Scale(teacher_problems=3000, teacher_steps=600, teacher_batch=16,
+             teacher=Shape(hidden=128, layers=3, intermediate=384),
+             student=Shape(hidden=96, layers=3, intermediate=384),
+             student_tokens=700_000, student_batch_tokens=768, prompts=800, heldout=200)
+QUICK = Scale(teacher_problems=800, teacher_steps=300, teacher_batch=16,
+              teacher=Shape(hidden=96, layers=2, intermediate=384),
+              student=Shape(hidden=64, layers=2, intermediate=256),
+              student_tokens=40_000, student_batch_tokens=768, prompts=64, heldout=32)
+
+
+@dataclass(kw_only=True)
+class DemoConfig(Options):
+    out: str = "demo"
+    """Directory for everything the demo writes: data, models, traces, the stages' reports and plots, demo.json, demo.md."""
+    quick: bool = False
+    """Reduced sizes (about a minute; what CI runs): the pipeline runs end to end, but the models learn little."""
+    seed: int = 0
+    """Seed of the problems, the faults, every model's weights, the sampling and the data order."""
+    overwrite: bool = False
+    """Delete an earlier demo run in --out and start again (without it, an existing run is an error)."""
+    wrong_rate: float = 0.1
+    """Share of the teacher's training traces with an arithmetic slip carried on to a wrong answer."""
+    mixed_language_rate: float = 0.1
+    """Share of the teacher's training traces with a Chinese sentence inside the English reasoning."""
+    loop_rate: float = 0.1
+    """Share of the teacher's training traces that re-check one step 3 to 10 times ('Wait, let me check that again.')."""
+    prompts: int | None = None
+    """Problems the teacher is sampled on (default: 800; 64 with --quick)."""
+    heldout: int | None = None
+    """Held-out problems the teacher and both students are evaluated on (default: 200; 32 with --quick)."""
+    n: int = 4
+    """Samples per prompt from the teacher (distill generate --n)."""
+    eval_n: int = 2
+    """Samples per held-out problem and model (distill eval --n)."""
+    threads: int = 1
+    """torch threads: models this small gain little from more, and lose much when the cores are shared."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.out), "out", "must name a directory such as demo/")
+        for name in ("wrong_rate", "mixed_language_rate", "loop_rate"):
+            value = getattr(self, name)
+            require(0 <= value < 1, name, f"must be in [0, 1) (got {value})")
+        faulty = self.wrong_rate + self.mixed_language_rate + self.loop_rate
+        require(faulty < 1, "loop_rate", f"with --wrong-rate and --mixed-language-rate must add up to less than 1 "
+                                         f"(got {faulty:g}): some traces must be clean")
+        require(self.prompts is None or self.prompts >= 1, "prompts", f"must be at least 1 (got {self.prompts})")
+        require(self.heldout is None or self.heldout >= 1, "heldout", f"must be at least 1 (got {self.heldout})")
+        require(self.n >= 1, "n", f"must be at least 1 (got {self.n})")
+        require(self.eval_n >= 1, "eval_n", f"must be at least 1 (got {self.eval_n})")
+        require(self.threads >= 1, "threads", f"must be at least 1 (got {self.threads})")
+        problems = self.scale.teacher_problems + self.prompt_count + self.heldout_count
+        require(problems <= task.DISTINCT_PROBLEMS, "prompts",
+                f"and --heldout ask for more problems than exist: the teacher's {self.scale.teacher_problems:,} "
+                f"+ {self.prompt_count:,} prompts + {self.heldout_count:,} held out > {task.DISTINCT_PROBLEMS:,}")
+
+    @property
+    def scale(self) -> Scale:
+        return QUICK if self.quick else FULL
+
+    @property
+    def prompt_count(self) -> int:
+        return self.prompts if self.prompts is not None else self.scale.prompts
+
+    @property
+    def heldout_count(self) -> int:
+        return self.heldout if self.heldout is not None else self.scale.heldout
+
+    @property
+    def rates(self) -> dict[str, float]:
+        return {"wrong": self.wrong_rate, "mixed_language": self.mixed_language_rate, "loop": self.loop_rate}
+
+
+@dataclass
+class ModelRow:
+    """One model of the demo's table: what it was trained on and what eval measured."""
+    model: str
+    path: str
+    parameters: int
+    trained_on: str
+    train_examples: int
+    """Examples the model was trained on (the teacher: its synthetic traces)."""
+    accuracy: float
+    """pass@1 on the held-out problems (distill eval)."""
+    mixed_language: float
+    """Share of samples whose reasoning or answer is not in the prompt's language (distill eval)."""
+    loops: float
+    """Share of samples with at least one re-check line ('Wait, …'): a loop started, finished or not."""
+    truncated: float
+    """Share of samples cut by the sampling limit (distill eval)."""
+    mean_tokens: float
+    train_s: float
+    eval_s: float
+
+
+@dataclass
+class DemoResult:
+    """What `run_demo` returns and writes to demo.json: the table, the filter's counts, the time per phase."""
+    out: str
+    models: list[ModelRow]
+    stage_s: dict[str, float]
+    """Wall-clock seconds per phase: data, teacher, generate, filter, train, eval."""
+    total_s: float
+    traces: dict[str, Any]
+    """What generate produced and the filter kept: counts, finish reasons, reject reasons."""
+    sampling: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["models"] = {row.model: asdict(row) for row in self.models}
+        return data
+
+    def table(self) -> str:
+        headers = ["model", "trained on", "params", "accuracy", "mixed language", "loops", "truncated", "tokens",
+                   "train s", "eval s"]
+        rows = [[m.model, m.trained_on, f"{m.parameters / 1e6:.2f}M", f"{m.accuracy:.1%}", f"{m.mixed_language:.1%}",
+                 f"{m.loops:.1%}", f"{m.truncated:.1%}", round(m.mean_tokens, 1), round(m.train_s, 1),
+                 round(m.eval_s, 1)] for m in self.models]
+        return markdown_table(headers, rows)
+
+    def stage_line(self) -> str:
+        stages = " · ".join(f"{name} {seconds:.0f} s" for name, seconds in self.stage_s.items())
+        return f"time: {stages} · total {self.total_s:.0f} s"
+
+    def filter_line(self) -> str:
+        reasons = ", ".join(f"{check} {count:,}" for check, count in self.traces["rejected_by"].items()) or "none"
+        return (f"filter: kept {self.traces['kept']:,} of {self.traces['generated']:,} teacher traces "
+                f"({self.traces['prompts']:,} prompts × {self.traces['n']}); rejected by {reasons} "
+                "(a trace may fail several checks)")
+
+    def format(self) -> str:
+        heldout = self.traces["heldout"]
+        return "\n".join([
+            f"distill demo: {heldout:,} held-out problems × {self.sampling['eval_n']} samples per model, sampled at "
+            f"temperature {self.sampling['temperature']:g}, top-p {self.sampling['top_p']:g}, at most "
+            f"{self.sampling['max_tokens']} tokens",
+            self.table(), "", self.filter_line(), self.stage_line(),
+            f"reports and plots: {self.out} (summary: {self.files['summary']}, table: {self.files['markdown']})"])
+
+    def markdown(self) -> str:
+        return "\n".join([
+            "# distill demo", "",
+            f"Teacher trained on synthetic traces with {self.config['wrong_rate']:.0%} wrong answers, "
+            f"{self.config['mixed_language_rate']:.0%} mixed-language and {self.config['loop_rate']:.0%} looping; "
+            "students trained on the filter's kept traces and on all well-formed traces; every model evaluated "
+            f"on {self.traces['heldout']:,} held-out problems × {self.sampling['eval_n']} samples "
+            f"(temperature {self.sampling['temperature']:g}, top-p {self.sampling['top_p']:g}, "
+            f"at most {self.sampling['max_tokens']} tokens).", "",
+            self.table(), "", self.filter_line() + ".", "", self.stage_line() + ".", ""])
+
+
+# ---------------------------------------------------------------- the run
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> Path:
+    """Refuse an existing run (or a directory that is not the demo's) unless --overwrite; then start it empty."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give a directory such as demo/")
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / MARKER).exists()
+        if not ours:
+            raise OutputError(f"--out {out} exists and holds files the demo did not write; give a new or empty "
+                              "directory (--overwrite only ever deletes an earlier demo run)")
+        if not overwrite:
+            state = "a finished" if (out / "demo.json").exists() else "an unfinished"
+            raise OutputError(f"--out {out} already holds {state} demo run; pass --overwrite to delete it and "
+                              "run again, or choose another --out")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("written by distill demo; --overwrite deletes this directory\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write --out {out}: {exc.strerror}; choose a writable directory") from None
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> DemoResult:
+    """Train a tiny faulty teacher, run generate → filter → train (kept and all) → eval, and report."""
+    out = prepare_out(Path(cfg.out), overwrite=cfg.overwrite)
+    with torch_threads(cfg.threads):
+        return _run(cfg, out)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch threads, then restore the previous number (a notebook goes on)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _Clock:
+    """Wall-clock seconds per phase, and the numbered progress line that opens each."""
+
+    PHASES = ("data", "teacher", "generate", "filter", "train", "eval")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self._phase: str | None = None
+        self._since = self.started
+
+    def start(self, phase: str, message: str) -> None:
+        self.stop()
+        self._phase, self._since = phase, time.perf_counter()
+        log.info("[%d/%d] %s: %s", self.PHASES.index(phase) + 1, len(self.PHASES), phase, message)
+
+    def stop(self) -> None:
+        if self._phase is not None:
+            self.seconds[self._phase] = round(time.perf_counter() - self._since, 2)
+            self._phase = None
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 2)
+
+
+@dataclass
+class DemoModels:
+    """The demo's data and models before the pipeline runs: what `build_offline_models` returns."""
+    teacher: Path
+    """The trained teacher (R1-style chat template)."""
+    student: Path
+    """Random initial weights of the student (Qwen2.5-style chat template), to fine-tune with distill train."""
+    teacher_data: Path
+    prompts: Path
+    """Problems to sample the teacher on (id, problem, answer)."""
+    heldout: Path
+    """Held-out problems to evaluate on (id, problem, answer)."""
+    teacher_examples: int
+    teacher_params: int
+    student_params: int
+    teacher_train_s: float
+
+
+def _make_data(cfg: DemoConfig, out: Path) -> tuple[list[dict[str, Any]], DemoModels]:
+    """Problem files, the teacher's training traces, both tokenizers and the initial weights."""
+    scale = cfg.scale
+    problems = task.split_problems(cfg.seed, {"teacher": scale.teacher_problems, "prompts": cfg.prompt_count,
+                                              "heldout": cfg.heldout_count})
+    records = list(task.teacher_records(problems["teacher"], cfg.rates, template=TEMPLATE, seed=cfg.seed))
+    models = DemoModels(teacher=out / "teacher", student=out / "students" / "init",
+                        teacher_data=out / "data" / "teacher-train.jsonl", prompts=out / "data" / "prompts.jsonl",
+                        heldout=out / "data" / "heldout.jsonl", teacher_examples=len(records), teacher_params=0,
+                        student_params=0, teacher_train_s=0.0)
+    _write_jsonl(models.teacher_data, records)
+    _write_jsonl(models.prompts, task.problem_rows(problems["prompts"]))
+    _write_jsonl(models.heldout, task.problem_rows(problems["heldout"]))
+    # the tokenizers learn the task's text: the prompts, the reasoning and the foreign sentences of the faults
+    corpus = [r["completion"] for r in records] + [r["messages"][0]["content"] for r in records]
+    models.teacher_params = save_initial_model(models.teacher, build_tokenizer(corpus, "r1", VOCAB_SIZE), "r1",
+                                               scale.teacher, seed=cfg.seed)
+    # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe
+    student_tokenizer = build_tokenizer(corpus, "qwen", VOCAB_SIZE, template=CHATML_TEMPLATE)
+    models.student_params = save_initial_model(models.student, student_tokenizer, "qwen", scale.student,
+                                               seed=cfg.seed + 1)
+    return records, models
+
+
+def _train_teacher(cfg: DemoConfig, models: DemoModels, records: list[dict[str, Any]]) -> None:
+    scale = cfg.scale
+    started = time.perf_counter()
+    losses = train_teacher(models.teacher, records, steps=scale.teacher_steps, batch_size=scale.teacher_batch,
+                           lr=LEARNING_RATE, seed=cfg.seed, log_every=max(1, scale.teacher_steps // 8))
+    models.teacher_train_s = round(time.perf_counter() - started, 2)
+    save_curves(models.teacher / "loss.png", {"train loss": ([s for s, _ in losses], [v for _, v in losses])},
+                title="demo teacher", xlabel="step", ylabel="loss (per trained token)")
+    write_json(models.teacher / "train.json", {"examples": len(records), "steps": scale.teacher_steps,
+                                               "batch_size": scale.teacher_batch, "lr": LEARNING_RATE,
+                                               "final_loss": losses[-1][1], "elapsed_s": models.teacher_train_s,
+                                               "fault_rates": cfg.rates, "losses": losses})
+
+
+def build_offline_models(directory: str | Path, *, quick: bool = True, seed: int = 0, threads: int = 1) -> DemoModels:
+    """The demo's teacher trained on its synthetic task (about 15 s with `quick`), a random student,
+    and prompt and benchmark files of the task, in `directory`: everything the pipeline needs
+    offline (the notebook's tiny mode runs on it). Prompts are rendered with the template '{problem}'."""
+    cfg = DemoConfig(out=str(directory), quick=quick, seed=seed, threads=threads)
+    out = Path(directory)
+    with torch_threads(cfg.threads):
+        records, models = _make_data(cfg, out)
+        _train_teacher(cfg, models, records)
+    return models
+
+
+def _run(cfg: DemoConfig, out: Path) -> DemoResult:
+    from distill.eval import EvalConfig, evaluate
+    from distill.filter import FilterConfig, filter_traces
+    from distill.generate import GenerateConfig, generate
+    from distill.train import TrainConfig
+
+    scale = cfg.scale
+    clock = _Clock()
+    paths = {name: out / rel for name, rel in (
+        ("traces", "traces.jsonl"), ("kept", "kept.jsonl"), ("all", "all.jsonl"),
+        ("student_kept", "students/kept"), ("student_all", "students/all"), ("eval", "eval/results.json"),
+        ("summary", "demo.json"), ("markdown", "demo.md"), ("plot", "demo.png"))}
+
+    rates = ", ".join(f"{name.replace('_', ' ')} {rate:.0%}" for name, rate in cfg.rates.items())
+    clock.start("data", f"{scale.teacher_problems:,} synthetic teacher traces ({rates}), {cfg.prompt_count:,} "
+                        f"prompts, {cfg.heldout_count:,} held-out problems → {out / 'data'}")
+    records, models = _make_data(cfg, out)
+    paths.update(teacher=models.teacher, prompts=models.prompts, heldout=models.heldout)
+    teacher_params, student_params = models.teacher_params, models.student_params
+
+    clock.start("teacher", f"training a {scale.teacher.describe(teacher_params)} on them: "
+                           f"{scale.teacher_steps} steps of {scale.teacher_batch} traces")
+    _train_teacher(cfg, models, records)
+    teacher_train_s = models.teacher_train_s
+
+    sampling = {"temperature": TEMPERATURE, "top_p": TOP_P, "max_tokens": MAX_TOKENS, "n": cfg.n,
+                "eval_n": cfg.eval_n, "seed": cfg.seed}
+    clock.start("generate", f"sampling the teacher {cfg.n} times on each of {cfg.prompt_count:,} prompts "
+                            f"(hf backend, temperature {TEMPERATURE:g}, top-p {TOP_P:g}, at most {MAX_TOKENS} tokens)")
+    generated = generate(GenerateConfig(
+        prompts=str(paths["prompts"]), teacher=str(paths["teacher"]), out=str(paths["traces"]), backend="hf",
+        template=TEMPLATE, n=cfg.n, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=cfg.seed,
+        batch_size=GENERATE_BATCH))
+    log.info("generate: %s records, finish reasons %s", f"{generated.records:,}", generated.finish_reasons)
+
+    clock.start("filter", "every check on the teacher's traces → kept.jsonl; the format check alone (what a "
+                          "trainer can read at all) → all.jsonl")
+    kept = filter_traces(FilterConfig(traces=str(paths["traces"]), out=str(paths["kept"]), seed=cfg.seed,
+                                      repetition_ngram=REPETITION_NGRAM, repetition_max_count=REPETITION_MAX_COUNT))
+    everything = filter_traces(FilterConfig(traces=str(paths["traces"]), out=str(paths["all"]), checks=["format"]))
+    log.info("filter: kept %s of %s traces; %s well-formed", f"{kept.kept:,}", f"{kept.input_records:,}",
+             f"{everything.kept:,}")
+    if not kept.kept:
+        raise DistillError(f"the filter kept none of the teacher's {kept.input_records:,} traces (see "
+                           f"{kept.report_path}), so there is nothing to train a student on; lower the fault rates "
+                           "or run the full demo instead of --quick")
+
+    sizes = {name: epoch_tokens(paths[data], models.student) for name, data in (("kept", "kept"), ("all", "all"))}
+    configs = {name: TrainConfig(
+        kept=str(paths[name]), student=str(models.student), out=str(paths[f"student_{name}"]), method="full",
+        max_seq_len=512, batch_tokens=scale.student_batch_tokens, epochs=round(scale.student_tokens / sizes[name], 2),
+        lr=LEARNING_RATE, warmup_ratio=0.05, seed=cfg.seed, save_steps=0, logging_steps=50) for name in sizes}
+    parallel = default_workers() >= 2
+    clock.start("train", f"two {scale.student.describe(student_params)} students, {scale.student_tokens:,} tokens "
+                         f"each: one on the {kept.kept:,} kept traces ({configs['kept'].epochs:g} epochs), one on all "
+                         f"{everything.kept:,} ({configs['all'].epochs:g} epochs)"
+                         + (", at the same time" if parallel else ""))
+    trained = train_students(configs, threads=cfg.threads, parallel=parallel)
+
+    labels = {"teacher": paths["teacher"], "student-kept": paths["student_kept"], "student-all": paths["student_all"]}
+    clock.start("eval", f"{', '.join(labels)} on {cfg.heldout_count:,} held-out problems × {cfg.eval_n} samples")
+    results = evaluate(EvalConfig(
+        model=[f"{label}={path}" for label, path in labels.items()], data=str(paths["heldout"]),
+        out=str(paths["eval"]), backend="hf", template=TEMPLATE, n=cfg.eval_n, temperature=TEMPERATURE,
+        top_p=TOP_P, max_tokens=MAX_TOKENS, seed=cfg.seed, batch_size=GENERATE_BATCH))
+    clock.stop()
+
+    scores = {s.model: s for s in results.scores}
+    training = {"teacher": (teacher_params, f"{len(records):,} synthetic", len(records), teacher_train_s),
+                "student-kept": (student_params, f"{kept.kept:,} kept", trained["kept"].data.examples,
+                                 trained["kept"].elapsed_s),
+                "student-all": (student_params, f"{everything.kept:,} all", trained["all"].data.examples,
+                                trained["all"].elapsed_s)}
+    rows = []
+    for label, path in labels.items():
+        params, trained_on, examples, train_s = training[label]
+        score = scores[label]
+        rows.append(ModelRow(model=label, path=str(path), parameters=params, trained_on=trained_on,
+                             train_examples=examples, accuracy=score.pass_at_1, mixed_language=score.mixed_language,
+                             loops=loop_share(score.traces), truncated=score.truncated, mean_tokens=score.mean_completion_tokens, train_s=train_s,
+                             eval_s=round(score.generate_s + score.grade_s, 2)))
+    result = DemoResult(
+        out=str(out), models=rows, stage_s=dict(clock.seconds), total_s=clock.total,
+        traces={"prompts": cfg.prompt_count, "n": cfg.n, "heldout": cfg.heldout_count,
+                "generated": generated.records, "finish_reasons": generated.finish_reasons,
+                "well_formed": everything.kept, "kept": kept.kept, "rejected": kept.rejected,
+                "rejected_by": {check: counts["rejected"] for check, counts in kept.data["checks"].items()
+                                if counts["rejected"]}},
+        sampling=sampling, config=config_dict(cfg),
+        files={"summary": str(paths["summary"]), "markdown": str(paths["markdown"]), "plot": str(paths["plot"]),
+               "teacher": str(paths["teacher"]), "traces": str(paths["traces"]), "kept": str(paths["kept"]),
+               "all": str(paths["all"]), "filter_report": kept.report_path, "all_report": everything.report_path,
+               "student_kept": str(paths["student_kept"]), "student_all": str(paths["student_all"]),
+               "eval": results.output})
+    save_comparison(paths["plot"], rows)
+    write_json(paths["summary"], result.to_dict())
+    paths["markdown"].write_text(result.markdown(), encoding="utf-8")
+    return result
+
+
+def epoch_tokens(kept: Path, student: Path) -> int:
+    """Tokens in one epoch over `kept` as distill train renders it for `student` (prompt + target)."""
+    from transformers import AutoTokenizer
+
+    from distill.traces import iter_jsonl
+    from distill.train import probe_chat_format, render_example
+
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    fmt = probe_chat_format(tokenizer)
+    return sum(len(render_example(record, tokenizer, chat_format=fmt)["input_ids"]) for _, record in iter_jsonl(kept))
+
+
+def _start_worker(label: str, threads: int, level: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=level, stream=sys.stderr, datefmt="%H:%M:%S",
+                        format=f"%(asctime)s [{label}] %(name)s: %(message)s")
+
+
+def train_students(configs: dict[str, Any], *, threads: int, parallel: bool) -> dict[str, Any]:
+    """distill train for every config; with `parallel`, each in a process of its own at the same time
+    (two students on two cores take the time of one). A failure in one is raised here as it was raised there."""
+    from distill.train import train
+
+    if not parallel or len(configs) < 2:
+        return {name: train(cfg) for name, cfg in configs.items()}
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state forked mid-run
+    level = logging.getLogger().getEffectiveLevel()
+    pools = {name: ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                       initargs=(f"student-{name}", threads, level)) for name in configs}
+    try:
+        futures = {name: pools[name].submit(train, cfg) for name, cfg in configs.items()}
+        return {name: future.result() for name, future in futures.items()}
+    finally:
+        for pool in pools.values():
+            pool.shutdown(cancel_futures=True)
+
+
+def loop_share(traces: str | Path) -> float:
+    """Share of the records in `traces` whose completion starts a loop (`task.has_loop_line`)."""
+    from distill.traces import iter_jsonl
+
+    loops = [task.has_loop_line(record["completion"]) for _, record in iter_jsonl(traces)]
+    return sum(loops) / len(loops) if loops else 0.0
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write `rows` as a fresh file (a notebook cell run twice must not append them again)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    with JsonlWriter(path) as writer:
+        writer.write(rows)
+
+
+def save_comparison(path: Path, rows: list[ModelRow]) -> Path:
+    """Grouped bars: accuracy and the shares of mixed-language, looping and truncated samples of every model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("accuracy", "accuracy"), ("mixed_language", "mixed language"), ("loops", "loops"),
+               ("truncated", "truncated"))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(rows)
+    for index, row in enumerate(rows):
+        xs = [m + (index - (len(rows) - 1) / 2) * width for m in range(len(metrics))]
+        values = [getattr(row, key) for key, _ in metrics]
+        bars = ax.bar(xs, values, width, label=row.model)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], padding=2, fontsize=8)
+    ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of held-out samples")
+    ax.set_title("distill demo: teacher vs students (kept traces / all traces)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def read_summary(out: str | Path) -> dict[str, Any]:
+    """The demo.json of a finished run in `out`."""
+    return json.loads((Path(out) / "demo.json").read_text(encoding="utf-8"))

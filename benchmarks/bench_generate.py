@@ -81,29 +81,43 @@ def main() -> None:
     prompts_path.write_text("".join(json.dumps({"problem": p}) + "\n" for p in problems))
 
     raw_rates, distill_rates, raw_e2e, distill_e2e = [], [], [], []
-    for round_ in range(args.rounds):
+
+    def run_raw() -> int:
         start = time.perf_counter()
         tokens, seconds = raw_loop(model_dir, problems, args.batch_size, args.n, args.max_new_tokens)
         raw_e2e.append(tokens / (time.perf_counter() - start))
         raw_rates.append(tokens / seconds)
+        return tokens
+
+    def run_distill() -> int:
         start = time.perf_counter()
-        tokens_d, seconds_d = distill_run(model_dir, prompts_path, work / "traces.jsonl", args.batch_size, args.n,
-                                          args.max_new_tokens)
-        distill_e2e.append(tokens_d / (time.perf_counter() - start))
-        distill_rates.append(tokens_d / seconds_d)
-        print(f"round {round_}: raw {raw_rates[-1]:.1f} tok/s ({tokens} tok), "
-              f"distill {distill_rates[-1]:.1f} tok/s ({tokens_d} tok)", flush=True)
+        tokens, seconds = distill_run(model_dir, prompts_path, work / "traces.jsonl", args.batch_size, args.n,
+                                      args.max_new_tokens)
+        distill_e2e.append(tokens / (time.perf_counter() - start))
+        distill_rates.append(tokens / seconds)
+        return tokens
+
+    for round_ in range(args.rounds):
+        # A B, then B A: neither side always runs first (warm caches, a neighbour's burst)
+        if round_ % 2 == 0:
+            tokens, tokens_d = run_raw(), run_distill()
+        else:
+            tokens_d, tokens = run_distill(), run_raw()
+        print(f"round {round_}: raw {raw_rates[-1]:.1f} tok/s ({tokens} tok), distill {distill_rates[-1]:.1f} "
+              f"tok/s ({tokens_d} tok), ratio {distill_rates[-1] / raw_rates[-1]:.3f}", flush=True)
         if tokens != tokens_d:
             print(f"  note: the two sides generated different token counts ({tokens} vs {tokens_d})")
 
-    raw, dist = statistics.median(raw_rates), statistics.median(distill_rates)
-    raw_all, dist_all = statistics.median(raw_e2e), statistics.median(distill_e2e)
+    def summary(raw: list[float], dist: list[float]) -> dict[str, object]:
+        ratios = [d / r for r, d in zip(raw, dist)]
+        return {"raw": round(statistics.median(raw), 1), "distill": round(statistics.median(dist), 1),
+                "ratio_per_round": [round(x, 3) for x in ratios], "ratio": round(statistics.median(ratios), 3)}
+
     print(json.dumps({
         "torch_threads": torch.get_num_threads(), "prompts": args.prompts, "batch_size": args.batch_size,
         "n": args.n, "max_new_tokens": args.max_new_tokens, "model": f"qwen2 h{args.hidden} l{args.layers}",
-        "generation_tok_s": {"raw": round(raw, 1), "distill": round(dist, 1), "ratio": round(dist / raw, 4)},
-        "end_to_end_tok_s": {"raw": round(raw_all, 1), "distill": round(dist_all, 1),
-                             "ratio": round(dist_all / raw_all, 4)},
+        "generation_tok_s": summary(raw_rates, distill_rates),
+        "end_to_end_tok_s": summary(raw_e2e, distill_e2e),
     }, indent=2))
 
 

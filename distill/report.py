@@ -1,7 +1,8 @@
 """What users look at rather than read: markdown tables for the terminal and PNG
 plots (bar charts, histograms, curves) written next to the JSON reports.
 
-matplotlib runs headless (Agg); every plot function writes one PNG and returns its path.
+Plots are drawn on standalone figures (no pyplot state, any backend); every plot
+function writes one PNG and returns its path.
 """
 
 from __future__ import annotations
@@ -34,20 +35,19 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join([line(headers), rule, *(line(r) for r in table)])
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes, without pyplot: no backend is switched and no global state is touched,
+    so a notebook's own `plt.show()` keeps working after a distill plot."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def save_bar(path: str | Path, values: Mapping[str, float], *, title: str, xlabel: str = "") -> Path:
     """Horizontal bars, largest first (e.g. reject reasons)."""
-    plt = _pyplot()
     items = sorted(values.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(7, max(2.0, 0.45 * len(items) + 1)))
+    fig, ax = new_figure((7, max(2.0, 0.45 * len(items) + 1)))
     bars = ax.barh([k for k, _ in items], [v for _, v in items], color="#4C72B0")
     ax.bar_label(bars, labels=[f"{v:,.0f}" if float(v).is_integer() else f"{v:.3g}" for _, v in items], padding=3)
     ax.set_title(title)
@@ -59,8 +59,7 @@ def save_bar(path: str | Path, values: Mapping[str, float], *, title: str, xlabe
 def save_histogram(path: str | Path, series: Mapping[str, Sequence[float]], *, title: str, xlabel: str,
                    bins: int = 40, vline: float | None = None, vline_label: str | None = None) -> Path:
     """Overlaid histograms on shared bins (e.g. lengths of kept vs rejected traces)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure((7, 4))
     everything = [v for values in series.values() for v in values]
     if everything:
         low, high = min(everything), max(everything)
@@ -81,8 +80,7 @@ def save_histogram(path: str | Path, series: Mapping[str, Sequence[float]], *, t
 def save_curves(path: str | Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                 title: str, xlabel: str, ylabel: str, logy: bool = False) -> Path:
     """Line plots sharing axes (e.g. training loss per step)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = new_figure((7, 4))
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, label=label, linewidth=1.5)
     if logy:
@@ -97,8 +95,6 @@ def save_curves(path: str | Path, series: Mapping[str, tuple[Sequence[float], Se
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +103,4 @@ def _save(fig: Any, path: str | Path) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}; free some space or choose another location, "
                           "then rerun the same command") from None
-    finally:
-        plt.close(fig)
     return path

@@ -34,7 +34,7 @@ from distill.demo import task
 from distill.demo.models import CHATML_TEMPLATE, Shape, build_tokenizer, save_initial_model, train_teacher
 from distill.errors import DistillError, OutputError
 from distill.filter.config import default_workers
-from distill.report import markdown_table, save_curves
+from distill.report import markdown_table, new_figure, save_curves
 from distill.traces import JsonlWriter, write_json
 
 log = logging.getLogger("distill.demo")
@@ -530,14 +530,9 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def save_comparison(path: Path, rows: list[ModelRow]) -> Path:
     """Grouped bars: accuracy and the shares of mixed-language, looping and truncated samples of every model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     metrics = (("accuracy", "accuracy"), ("mixed_language", "mixed language"), ("loops", "loops"),
                ("truncated", "truncated"))
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = new_figure((8, 4))
     width = 0.8 / len(rows)
     for index, row in enumerate(rows):
         xs = [m + (index - (len(rows) - 1) / 2) * width for m in range(len(metrics))]
@@ -551,7 +546,6 @@ def save_comparison(path: Path, rows: list[ModelRow]) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

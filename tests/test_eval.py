@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -87,3 +89,21 @@ def test_bad_eval_options_are_one_line():
     assert_user_error(run_cli("eval", "--data", "d.jsonl"), "missing required option --model")
     assert_user_error(run_cli("eval", "--model", "x", "--data", "/nonexistent/bench.jsonl", "--backend", "hf"),
                       "bench.jsonl: file not found")
+
+
+def test_samples_of_a_model_changed_since_are_not_reused(tmp_path, tiny_models):
+    model = tmp_path / "student"
+    shutil.copytree(tiny_models["qwen"], model)
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"problem": "What is 1 + 1?", "answer": "2"}])
+    args = ["eval", "--model", f"s={model}", "--data", data, "--out", tmp_path / "results.json", "--n", "1",
+            "--max-tokens", "4", "--backend", "hf"]
+    assert run_cli(*args).returncode == 0
+    traces = tmp_path / "results.s.traces.jsonl"
+    before = traces.read_bytes()
+    later = traces.stat().st_mtime + 10  # retrained in place after the samples were drawn
+    os.utime(model / "model.safetensors", (later, later))
+    assert_user_error(run_cli(*args), "drawn before", "model.safetensors", "--overwrite")
+    assert traces.read_bytes() == before
+    rerun = run_cli(*args, "--overwrite")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "reusing" not in rerun.stderr

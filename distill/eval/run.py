@@ -175,6 +175,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
 def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
     """Generate (or resume, or reuse) the model's traces with the eval's prompt and sampling options."""
     summary_path = sidecar(traces, "summary.json")
+    changed = None if cfg.overwrite else _changed_since(model, traces)
+    if changed is not None:
+        raise OutputError(f"{traces} holds samples of {model} drawn before {changed} last changed (a retrained "
+                          "model?); pass --overwrite to sample it again")
     if not cfg.overwrite and summary_path.exists():
         try:
             summary = json.loads(summary_path.read_text())
@@ -193,6 +197,16 @@ def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
     except OutputError as exc:
         raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
                           "sample again)") from None
+
+
+def _changed_since(model: str, traces: Path) -> Path | None:
+    """A file of the local model directory modified after `traces` was last written, if any: samples
+    of an older version of the model must not be reused or resumed."""
+    root = Path(model).expanduser()
+    if not traces.exists() or not root.is_dir():
+        return None
+    written = traces.stat().st_mtime_ns
+    return next((p for p in sorted(root.iterdir()) if p.is_file() and p.stat().st_mtime_ns > written), None)
 
 
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:

@@ -86,6 +86,15 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
     return cases
 
 
+def finish_run(run: dict[str, Any], label: str, prompts: int, n: int, max_tokens: int) -> dict[str, Any]:
+    """Add the equal-work verdict and tok/s to one side's run and print its line."""
+    run["equal_work"] = check_work(run["tokens"], run["finishes"], prompts, n, max_tokens)
+    run["tokens_per_s"] = round(run["tokens"] / run["seconds"], 1)
+    print(f"{label} {run['tokens_per_s']:>10,.0f} tok/s  {run['seconds']:7.1f} s  "
+          f"{'equal work' if run['equal_work'] else 'WORK DIFFERS: ' + json.dumps(run['finishes'])}", flush=True)
+    return run
+
+
 def check_work(tokens: int, finishes: dict[str, int], prompts: int, n: int, max_tokens: int) -> bool:
     return tokens == prompts * n * max_tokens and set(finishes) == {"length"}
 
@@ -170,13 +179,8 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
             for side in sides if round_ % 2 == 0 else list(reversed(sides)):
                 run = bench.distill(rows, max_tokens) if side == "distill" else \
                     bench.raw(rows, max_tokens, seeded=side == "raw-seeded")
-                run["equal_work"] = check_work(run["tokens"], run["finishes"], count, args.n, max_tokens)
-                run["tokens_per_s"] = round(run["tokens"] / run["seconds"], 1)
-                runs[side].append(run)
-                print(f"{max_tokens:>6} new tokens x {count:>3} prompts x n={args.n}  round {round_}  {side:10s} "
-                      f"{run['tokens_per_s']:>10,.0f} tok/s  {run['seconds']:7.1f} s  "
-                      f"{'equal work' if run['equal_work'] else 'WORK DIFFERS: ' + json.dumps(run['finishes'])}",
-                      flush=True)
+                runs[side].append(finish_run(run, f"{max_tokens:>6} new tokens x {count:>3} prompts x n={args.n}  "
+                                             f"round {round_}  {side:10s}", count, args.n, max_tokens))
         case = {"prompts": count, "max_tokens": max_tokens, "runs": runs,
                 "median_tokens_per_s": {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in runs.items()}}
         median = case["median_tokens_per_s"]
@@ -319,13 +323,8 @@ def run_server(args: argparse.Namespace) -> dict[str, Any]:
                     # total for n choices), and random token ids do not survive decode + encode: the
                     # server's own counter is the work done
                     run["distill_counted_tokens"], run["tokens"] = run["tokens"], run["server_tokens"]
-                run["equal_work"] = check_work(run["tokens"], run["finishes"], count, args.n, max_tokens)
-                run["tokens_per_s"] = round(run["tokens"] / run["seconds"], 1)
-                runs[side].append(run)
-                print(f"openai {max_tokens} x {count} x n={args.n}  round {round_}  {side:10s} "
-                      f"{run['tokens_per_s']:>10,.0f} tok/s  {run['seconds']:7.1f} s  "
-                      f"{'equal work' if run['equal_work'] else 'WORK DIFFERS: ' + json.dumps(run['finishes'])}",
-                      flush=True)
+                runs[side].append(finish_run(run, f"openai {max_tokens} x {count} x n={args.n}  round {round_}  "
+                                             f"{side:10s}", count, args.n, max_tokens))
         results["runs"] = runs
         median = {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in runs.items()}
         results["median_tokens_per_s"] = median

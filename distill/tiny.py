@@ -76,21 +76,21 @@ DEFAULT_CORPUS = [
 
 
 def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, vocab_size: int = 600, *,
-                    split_digits: bool = False):
-    """A byte-level BPE tokenizer with `family`'s special tokens and chat template.
+                    digits: bool = False, template: str | None = None):
+    """A byte-level BPE tokenizer with `family`'s special tokens and chat template (or `template`).
 
-    `split_digits` makes every digit its own token, as Qwen2 and Llama-3 do (Qwen2 one digit,
-    Llama-3 up to three): a tiny model then adds numbers digit by digit instead of memorising
-    a token for every number it saw.
+    `digits` makes every digit a token of its own (with the space before it: ' 7' is one token),
+    as Qwen2 splits digits: a tiny model then adds numbers digit by digit instead of memorising a
+    token for every number it saw.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     spec = FAMILIES[family]
     tokenizer = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-                               if split_digits else byte_level)
+    tokenizer.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"),
+                                                        byte_level]) if digits else byte_level)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -98,7 +98,7 @@ def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, v
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=spec["bos"], eos_token=spec["eos"],
                                    pad_token=spec["pad"], clean_up_tokenization_spaces=False)
     fast.add_tokens(THINK_TOKENS)
-    fast.chat_template = spec["template"]
+    fast.chat_template = template or spec["template"]
     return fast
 
 

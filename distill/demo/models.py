@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.tiny import FAMILIES, THINK_TOKENS, build_model
+from distill.tiny import build_model
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,6 @@ CHATML_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-
-
-def build_tokenizer(corpus: Iterable[str], family: str, vocab_size: int, *, template: str | None = None) -> Any:
-    """A byte-level BPE tokenizer of `family` (special tokens, chat template unless `template`) trained on `corpus`.
-
-    Digits are single tokens, as in Qwen2, but keep the space before them (' 7' is one token):
-    the model adds digit by digit, and the sums cost a third fewer tokens than with the space
-    split off (what `distill.tiny.build_tokenizer(split_digits=True)` does).
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    spec = FAMILIES[family]
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(list(corpus), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=spec["bos"], eos_token=spec["eos"],
-                                   pad_token=spec["pad"], clean_up_tokenization_spaces=False)
-    fast.add_tokens(THINK_TOKENS)
-    fast.chat_template = template or spec["template"]
-    return fast
 
 
 def save_initial_model(path: Path, tokenizer: Any, family: str, shape: Shape, *, seed: int,

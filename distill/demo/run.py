@@ -31,10 +31,11 @@ from typing import Any
 
 from distill.config import Options, config_dict, require
 from distill.demo import task
-from distill.demo.models import CHATML_TEMPLATE, Shape, build_tokenizer, save_initial_model, train_teacher
+from distill.demo.models import CHATML_TEMPLATE, Shape, save_initial_model, train_teacher
 from distill.errors import DistillError, OutputError
 from distill.filter.config import default_workers
 from distill.report import markdown_table, new_figure, save_curves
+from distill.tiny import build_tokenizer
 from distill.traces import JsonlWriter, write_json
 
 log = logging.getLogger("distill.demo")
@@ -336,10 +337,10 @@ def _make_data(cfg: DemoConfig, out: Path) -> tuple[list[dict[str, Any]], DemoMo
     _write_jsonl(models.heldout, task.problem_rows(problems["heldout"]))
     # the tokenizers learn the task's text: the prompts, the reasoning and the foreign sentences of the faults
     corpus = [r["completion"] for r in records] + [r["messages"][0]["content"] for r in records]
-    models.teacher_params = save_initial_model(models.teacher, build_tokenizer(corpus, "r1", VOCAB_SIZE), "r1",
-                                               scale.teacher, seed=cfg.seed)
+    teacher_tokenizer = build_tokenizer("r1", corpus, VOCAB_SIZE, digits=True)
+    models.teacher_params = save_initial_model(models.teacher, teacher_tokenizer, "r1", scale.teacher, seed=cfg.seed)
     # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe
-    student_tokenizer = build_tokenizer(corpus, "qwen", VOCAB_SIZE, template=CHATML_TEMPLATE)
+    student_tokenizer = build_tokenizer("qwen", corpus, VOCAB_SIZE, digits=True, template=CHATML_TEMPLATE)
     models.student_params = save_initial_model(models.student, student_tokenizer, "qwen", scale.student,
                                                seed=cfg.seed + 1)
     return records, models

@@ -8,7 +8,6 @@ import sys
 
 import typer
 
-from cli.stage import add_stage_command
 from distill import __version__
 from distill.demo import DemoConfig, run_demo
 from distill.eval import EvalConfig, evaluate
@@ -16,6 +15,8 @@ from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
 from distill.progress import is_main_process
 from distill.train import TrainConfig, train
+
+from .stage import add_stage_command
 
 app = typer.Typer(
     name="distill", add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
@@ -35,12 +36,15 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-@app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+@app.callback(invoke_without_command=True)
+def _main(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
           version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
         typer.echo(f"distill {__version__}")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
     _setup_logging(verbose)
 
 

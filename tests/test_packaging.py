@@ -25,6 +25,7 @@ def test_wheel_installs_the_cli_as_distill_cli_not_cli(tmp_path):
     top_level = {name.split("/")[0] for name in names if "/" in name and ".dist-info" not in name}
     assert top_level == {"distill", "distill_cli"}, top_level
     assert "distill_cli/main.py" in names and "distill/filter/run.py" in names
+    assert "distill/judge_prompts/reference-v1.txt" in names and "distill/judge_prompts/rubric-v1.txt" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "distill = distill_cli.main:main" in entry_points
 

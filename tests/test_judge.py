@@ -1,0 +1,151 @@
+"""The judge's verdict semantics through the real openai backend, against a scripted server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.backends.openai_compat import OpenAIBackend
+from distill.errors import ConfigError, InputError
+from distill.judge import (
+    DEFAULT_REFERENCE_PROMPT,
+    DEFAULT_RUBRIC_PROMPT,
+    Judge,
+    JudgeItem,
+    load_prompt,
+    needs_judge,
+    parse_verdict,
+    plain_number,
+)
+from tests.scripted_server import ScriptedChatServer
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("REASON: same function, other variable\nVERDICT: CORRECT", (True, "same function, other variable")),
+    ("REASON: off by one\nVERDICT: INCORRECT", (False, "off by one")),
+    ("**REASON:** fine\n**VERDICT:** **CORRECT**", (True, "fine")),
+    ("verdict: incorrect", (False, "")),
+    ("<think>VERDICT: CORRECT, surely</think>\nREASON: 4 is not 5\nVERDICT: INCORRECT", (False, "4 is not 5")),
+    ("VERDICT: CORRECT\n...on second thought\nVERDICT: INCORRECT", (False, "")),
+    ("The answer looks correct to me.", None),
+    ("VERDICT: CORRECT or INCORRECT", None),
+    ("VERDICT: maybe", None),
+    ("", None),
+])
+def test_parse_verdict(reply, expected):
+    assert parse_verdict(reply) == expected
+
+
+def test_parse_verdict_is_linear_on_a_huge_reply():
+    assert parse_verdict("VERDICT:" + " " * 200_000) is None
+    assert parse_verdict("x" * 1_000_000 + "\nVERDICT: CORRECT") == (True, "")
+
+
+@pytest.mark.parametrize(("reference", "plain"), [("42", True), ("-3.5", True), ("1/2", True),
+                                                  ("\\frac{1}{2}", False), ("C(n) = 542n + 500", False),
+                                                  ("(2, 2), (6, 2)", False), (None, False)])
+def test_plain_number(reference, plain):
+    assert plain_number(reference) is plain
+
+
+def test_needs_judge():
+    assert needs_judge(None, "x^2") and needs_judge(None, None)
+    assert needs_judge(False, "C(n) = 542n + 500")
+    assert not needs_judge(False, "C(n) = 542n + 500", overrule_false=False)
+    assert not needs_judge(False, "42") and not needs_judge(True, "x")
+    assert not needs_judge(None, {"tests": "assert f() == 1", "entry_point": "f"})
+
+
+def test_shipped_prompts_load_and_custom_prompts_are_checked(tmp_path):
+    assert load_prompt(DEFAULT_REFERENCE_PROMPT, needs_reference=True).name == "reference-v1"
+    assert "{reference}" not in load_prompt(DEFAULT_RUBRIC_PROMPT, needs_reference=False).text
+    bad = tmp_path / "mine.txt"
+    bad.write_text("Grade {answer}.")
+    with pytest.raises(InputError, match=r"mine.txt: .*missing \{problem\}, \{reference\}"):
+        load_prompt(str(bad), needs_reference=True)
+    with pytest.raises(ConfigError, match="--judge-prompt nope: no such prompt file.*reference-v1"):
+        load_prompt("nope", needs_reference=True)
+
+
+def make_judge(server: ScriptedChatServer, cache=None, **kwargs) -> Judge:
+    backend = OpenAIBackend("judge", base_url=server.base_url, concurrency=4, max_retries=0, tokenizer="none",
+                            backoff_base=0.0)
+    return Judge(backend, "judge", load_prompt(DEFAULT_REFERENCE_PROMPT, needs_reference=True),
+                 load_prompt(DEFAULT_RUBRIC_PROMPT, needs_reference=False), cache_path=cache, **kwargs)
+
+
+def scripted(prompt: str, call: int) -> str | None:
+    """Right where it matters: C(x) = 542x + 500 equals C(n) = 542n + 500; garbage once, twice, always."""
+    answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0] if "Final answer" in prompt \
+        else prompt.split("Response to grade:\n")[-1].split("\n\nReply")[0]
+    if answer == "garbage-once":
+        return "hmm" if call == 1 else "REASON: fine on retry\nVERDICT: CORRECT"
+    if answer == "garbage-always":
+        return "I cannot decide."
+    if answer == "server-error":
+        return None
+    if "Request:" in prompt:
+        return "REASON: answers the request\nVERDICT: CORRECT"
+    same = answer.replace("x", "n") == "C(n) = 542n + 500" or answer == "\\text{DNE}"
+    return f"REASON: scripted\nVERDICT: {'CORRECT' if same else 'INCORRECT'}"
+
+
+def test_verdicts_retries_and_none_never_a_guess(tmp_path):
+    items = [JudgeItem("Cost function?", "C(n) = 542n + 500", "C(x) = 542x + 500"),
+             JudgeItem("Cost function?", "C(n) = 542n + 500", "C(x) = 541x + 500"),
+             JudgeItem("Limit?", "does not exist", "\\text{DNE}"),
+             JudgeItem("P", "r", "garbage-once"),
+             JudgeItem("P", "r", "garbage-always"),
+             JudgeItem("P", "r", "server-error"),
+             JudgeItem("Write a haiku about rain.", None, "Rain taps the window"),
+             JudgeItem("Cost function?", "C(n) = 542n + 500", "C(x) = 542x + 500")]  # a duplicate
+    with ScriptedChatServer(scripted) as server:
+        judge = make_judge(server, tmp_path / "cache.jsonl")
+        verdicts = judge.judge(items)
+        got = [verdicts[judge.key(item)] for item in items]
+        assert [v.verdict for v in got] == [True, False, True, True, None, None, True, True]
+        assert got[3].attempts == 2 and got[3].reason == "fine on retry"
+        assert got[4].attempts == 3 and "no parsable verdict in 3 replies" in got[4].reason
+        assert got[5].reason.startswith("judge failed")
+        assert judge.stats.judged == 7 and judge.stats.unparsed == 1 and judge.stats.failed == 1
+        # the duplicate was asked once; garbage-always three times; the rubric prompt for no reference
+        assert sum("C(x) = 542x + 500" in call for call in server.calls) == 1
+        assert sum("garbage-always" in call for call in server.calls) == 3
+        assert any("Request:\nWrite a haiku" in call and "Reference answer" not in call for call in server.calls)
+        assert judge.stats.tokens > 0
+
+        calls = len(server.calls)
+        again = make_judge(server, tmp_path / "cache.jsonl")
+        verdicts = again.judge(items)
+        # a rerun asks only what failed (the server error); cached verdicts, final Nones included, are reused
+        assert len(server.calls) == calls + 1 and again.stats.cached == 6
+        assert [verdicts[again.key(i)].verdict for i in items] == [True, False, True, True, None, None, True, True]
+
+
+def test_a_changed_prompt_or_model_judges_again(tmp_path):
+    item = JudgeItem("Cost function?", "C(n) = 542n + 500", "C(x) = 542x + 500")
+    custom = tmp_path / "strict.txt"
+    custom.write_text(load_prompt(DEFAULT_REFERENCE_PROMPT, needs_reference=True).text + "\nBe strict.")
+    with ScriptedChatServer(scripted) as server:
+        first = make_judge(server, tmp_path / "cache.jsonl")
+        first.judge([item])
+        second = make_judge(server, tmp_path / "cache.jsonl")
+        second.reference_prompt = load_prompt(str(custom), needs_reference=True)
+        assert second.key(item) != first.key(item)
+        second.judge([item])
+        third = make_judge(server, tmp_path / "cache.jsonl")
+        third.model = "another-judge"
+        third.judge([item])
+        assert len(server.calls) == 3
+
+
+def test_a_torn_cache_line_is_repaired_and_judged_again(tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    items = [JudgeItem("Cost function?", "C(n) = 542n + 500", f"C(x) = {k}x + 500") for k in (541, 542)]
+    with ScriptedChatServer(scripted) as server:
+        make_judge(server, cache).judge(items)
+        text = cache.read_text()
+        cache.write_text(text[: len(text) - 20])  # the last line cut, as a kill mid-write leaves it
+        judge = make_judge(server, cache)
+        verdicts = judge.judge(items)
+        assert judge.stats.cached == 1 and judge.stats.judged == 1
+        assert [verdicts[judge.key(i)].verdict for i in items] == [False, True]

@@ -1,4 +1,4 @@
-"""Answer extraction and grading (distill.grading), including a real math-verify hang in the pool."""
+"""Answer extraction and grading (distill.grading, distill.grading_pool), including a real math-verify hang in the pool."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from distill.grading import (
     Grade,
-    GradingPool,
     as_number,
     extract_answer,
     extract_choice,
@@ -18,6 +17,7 @@ from distill.grading import (
     last_boxed,
     normalize_answer,
 )
+from distill.grading_pool import GradingPool
 
 
 @pytest.mark.parametrize("text, answer", [

@@ -212,7 +212,8 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
     from distill.filter.checks import answer_text, check_language
     from distill.filter.config import default_workers
-    from distill.grading import GradingPool, extract_answer
+    from distill.grading import extract_answer
+    from distill.grading_pool import GradingPool
 
     records = [record for _, record in read_traces(traces)]
     with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout) as pool:

@@ -32,7 +32,8 @@ from distill.filter.config import CHEAP_CHECKS, CHECKS, FilterConfig
 from distill.filter.language import latin_identifier
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
 from distill.filter.selection import select_samples
-from distill.grading import NO_SANDBOX, GradingBatch, GradingPool
+from distill.grading import NO_SANDBOX
+from distill.grading_pool import GradingBatch, GradingPool
 from distill.progress import Progress
 from distill.traces import (
     JsonlWriter,

@@ -132,7 +132,7 @@ def test_humaneval_body_or_whole_function():
     assert humaneval_source("return x\n", ref).startswith(prompt + "    return x\n")
     whole = humaneval_source("def f(x):\n    return math.sqrt(x)\n", ref)
     assert whole.startswith(prompt) and "def f(x):\n    return math.sqrt(x)" in whole
-    assert whole.rstrip().endswith("check(f)")
+    assert "check" not in whole  # the test never enters the solution's program
 
 
 def test_output_comparison_and_error_summary():
@@ -215,7 +215,7 @@ def test_cannot_tell_without_code_or_with_a_bad_reference():
 def test_failures_of_the_program_are_false_verdicts():
     limits = SandboxLimits(wall_seconds=2, memory_mb=256)
     assert grade_code(fenced("while True:\n    pass\n"), STDIO, limits)[1] == \
-        "test 1 of 2: timeout: wall-clock limit of 2 s"
+        "test 1 of 2: timeout: the per-test limit of 2 s"
     verdict, reason = grade_code(fenced("x = b'x' * (1 << 30)\n"), ASSERTS, limits)
     assert verdict is False and reason.startswith("oom")
 

@@ -241,6 +241,8 @@ class TestRun:
             return env[node.id]
         if node.id in SAFE_BUILTINS:
             return SAFE_BUILTINS[node.id]
+        if node.id in MODULES:  # imported by the prompt or the setup, not by the test itself
+            return _Module(MODULES[node.id])
         return SolutionFunction(node.id)  # defined by the solution (or the task's setup)
 
     def elements(self, nodes: list[ast.expr], env: dict) -> list:
@@ -252,11 +254,14 @@ class TestRun:
                 values.append(self.eval(node, env))
         return values
 
+    # a container holding an unknown value is unknown as a whole (first pass)
     def eval_List(self, node: ast.List, env: dict) -> Any:
-        return self.elements(node.elts, env)
+        values = self.elements(node.elts, env)
+        return UNKNOWN if UNKNOWN in values else values
 
     def eval_Tuple(self, node: ast.Tuple, env: dict) -> Any:
-        return tuple(self.elements(node.elts, env))
+        values = self.elements(node.elts, env)
+        return UNKNOWN if UNKNOWN in values else tuple(values)
 
     def eval_Set(self, node: ast.Set, env: dict) -> Any:
         values = self.elements(node.elts, env)

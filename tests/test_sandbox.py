@@ -703,6 +703,7 @@ def test_the_tests_never_enter_the_solutions_process(monkeypatch):
     ("assert candidate(1) != 2", False),
     ("assert [candidate(x) for x in (1, 2)] == [2, 5]", False),
     ("assert True\n    assert candidate(-1) == -2, 'message'", True),
+    ("print(candidate(2))\n    assert candidate(2) == 4", True),
 ])
 def test_humaneval_checks_run_on_the_trusted_side(test, verdict):
     reference = {"prompt": "import math\n\ndef double(x):\n", "test": f"def check(candidate):\n    {test}\n",
@@ -716,6 +717,7 @@ def test_humaneval_checks_run_on_the_trusted_side(test, verdict):
     ("assert (lambda r: r == 2)(candidate(1))", "Lambda"),
     ("if candidate(1) == 2:\n        assert True", "a branch on a solution's result"),
     ("assert candidate(1) == HELPER", "other than by calling it"),
+    ("assert hasattr(candidate(1), 'x')", "the builtin `hasattr`"),
 ])
 def test_tests_that_cannot_be_checked_outside_are_none_with_the_reason(test, why):
     reference = {"prompt": "def double(x):\n", "test": f"def check(candidate):\n    {test}\n", "entry_point": "double"}

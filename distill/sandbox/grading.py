@@ -8,8 +8,10 @@ Three reference formats (`format` may be left out; it is then inferred from the 
     stdio      {"tests": [{"input": "1 2\\n", "output": "3\\n"}, ...]}           (competitive programming)
 
 A verdict is (True, "") when every test passes, (False, why) when the code fails a test, errors,
-or hits a limit, and (None, why) when it cannot be told: no code in the answer, a reference that is
-not a code task, or a sandbox that cannot run code here.
+or hits a limit (a timeout included), and (None, why) when it cannot be told: no code in the answer,
+a reference that is not a code task, tests the trusted side cannot run by itself (`testplan`), or a
+sandbox that cannot run code here. The tests never enter the sandboxed process (README, "Code
+sandbox", threat model).
 """
 
 from __future__ import annotations

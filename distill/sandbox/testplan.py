@@ -18,6 +18,7 @@ the solution's process.
 from __future__ import annotations
 
 import ast
+import builtins
 import math
 import operator
 from collections.abc import Callable
@@ -100,6 +101,7 @@ SAFE_BUILTINS: dict[str, Callable] = {
     "isinstance": isinstance, "len": len, "list": list, "max": max, "min": min, "ord": ord,
     "range": _range, "repr": repr, "reversed": reversed, "round": round, "set": set, "sorted": sorted,
     "str": str, "sum": sum, "tuple": tuple, "type": type, "zip": zip,
+    "print": lambda *args, **kwargs: None,  # a test's debugging output is not part of the check
 }
 SAFE_METHODS = {"lower", "upper", "strip", "lstrip", "rstrip", "split", "splitlines", "join", "startswith",
                 "endswith", "replace", "count", "index", "find", "keys", "values", "items", "get",
@@ -243,6 +245,8 @@ class TestRun:
             return SAFE_BUILTINS[node.id]
         if node.id in MODULES:  # imported by the prompt or the setup, not by the test itself
             return _Module(MODULES[node.id])
+        if hasattr(builtins, node.id):
+            raise Undecomposable(f"the builtin `{node.id}` is not supported")
         return SolutionFunction(node.id)  # defined by the solution (or the task's setup)
 
     def elements(self, nodes: list[ast.expr], env: dict) -> list:

@@ -311,12 +311,13 @@ def _quick_code_grade(answer_text: str) -> tuple[Grade | None, str | None]:
     return None, answer_text  # the sandbox reads the final block itself
 
 
-def slow_grade(answer: str | None, reference: Any, timeout: float | None = None) -> Grade:
+def slow_grade(answer: str | None, reference: Any, timeout: float | None = None,
+               sandbox_limits: Any = None) -> Grade:
     """math-verify (or the code sandbox) on an extracted answer, in this process.
 
     With `timeout`, an interval timer bounds a math-verify call (main thread only;
     otherwise it runs unbounded): a timeout is Grade(None, 'timeout'). Code runs
-    under the sandbox's own limits (SandboxLimits: wall clock, CPU, memory).
+    under `sandbox_limits` (a SandboxLimits; default: its defaults).
     """
     kind = reference_kind(reference)
     if kind == "code":
@@ -325,7 +326,7 @@ def slow_grade(answer: str | None, reference: Any, timeout: float | None = None)
             return Grade(None, NO_SANDBOX)
         if answer is None:
             return Grade(False, "no code block")
-        passed, detail = grade_code(answer, reference)
+        passed, detail = grade_code(answer, reference, sandbox_limits)
         return Grade(passed, f"sandbox: {detail}" if detail else "sandbox: passed")
     if answer is None:
         return Grade(False, "no answer")

@@ -32,10 +32,11 @@ from distill.grading import (
 )
 
 
-def _worker_grade(items: list[tuple[str | None, Any]], timer: float | None) -> list[Grade]:
+def _worker_grade(items: list[tuple[str | None, Any]], timer: float | None, sandbox_limits: Any = None
+                  ) -> list[Grade]:
     """Grade several answers in one task: per-task overhead of a process pool (~1 ms) is as much as
     math-verify on a short answer, so answers travel in batches; each keeps its own timer."""
-    return [slow_grade(answer, reference, None if reference_kind(reference) == "code" else timer)
+    return [slow_grade(answer, reference, None if reference_kind(reference) == "code" else timer, sandbox_limits)
             for answer, reference in items]
 
 
@@ -119,7 +120,7 @@ class GradingPool:
 
     def __init__(self, workers: int, *, timeout: float = 5.0, kill_grace: float = 2.0,
                  in_worker_timer: bool = hasattr(signal, "setitimer"), cache_size: int = 65536,
-                 batch_size: int = 16):
+                 batch_size: int = 16, sandbox_limits: Any = None):
         import math_verify  # noqa: F401 - imported once here; forked workers inherit it instead of importing sympy each
         from pebble import ProcessPool
 
@@ -128,10 +129,11 @@ class GradingPool:
         self.kill_grace = kill_grace
         self.in_worker_timer = in_worker_timer
         self.batch_size = batch_size
-        # code runs under the sandbox's own wall-clock limit (and kills what it started); the
-        # parent's deadline only backs that up
+        # code runs under the sandbox's own limits, its total cap included (it kills what it
+        # started); the parent's deadline only backs that up
         sandbox = sandbox_module()
-        self.code_seconds = sandbox.SandboxLimits().wall_seconds if sandbox is not None else 0.0
+        self.sandbox_limits = sandbox_limits
+        self.code_seconds = (sandbox_limits or sandbox.SandboxLimits()).grading_seconds if sandbox is not None else 0.0
         self.stats = GradingStats()
         self._cache: OrderedDict[tuple[str, str], Grade] = OrderedDict()
         self._cache_size = cache_size
@@ -171,8 +173,8 @@ class GradingPool:
         deadline = sum(self._seconds(reference) for _, reference in items)
         if not self.in_worker_timer:
             deadline += self.kill_grace
-        return self._pool.schedule(_worker_grade, args=(items, self.timeout if self.in_worker_timer else None),
-                                   timeout=deadline)
+        return self._pool.schedule(_worker_grade, args=(items, self.timeout if self.in_worker_timer else None,
+                                                        self.sandbox_limits), timeout=deadline)
 
     def _submit(self, keys: list[tuple[str, str]], entries: dict[tuple[str, str], _Entry]
                 ) -> list[tuple[list[tuple[str, str]], concurrent.futures.Future]]:

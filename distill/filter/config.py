@@ -6,10 +6,11 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from distill.config import Options, flag, one_of, require
+from distill.config import flag, one_of, require
 from distill.errors import ConfigError
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
+from distill.sandbox.limits import SandboxLimits
 
 CHEAP_CHECKS = ("format", "finish", "length", "language", "repetition")
 """Run on every record, in this order."""
@@ -41,7 +42,7 @@ def default_workers() -> int:
 
 
 @dataclass(kw_only=True)
-class FilterConfig(Options):
+class FilterConfig(SandboxLimits):
     traces: str
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str

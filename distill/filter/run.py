@@ -35,6 +35,7 @@ from distill.filter.selection import select_samples
 from distill.grading import NO_SANDBOX
 from distill.grading_pool import GradingBatch, GradingPool
 from distill.progress import Progress
+from distill.sandbox.limits import SandboxLimits
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -285,8 +286,8 @@ class _Filter:
             # load py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
             latin_identifier(cfg.latin_candidates)
         self.check_pool = ProcessPool(max_workers=self.workers, initializer=_init_check_worker, initargs=(cfg,))
-        self.grading = GradingPool(self.workers, timeout=cfg.verify_timeout) if "correctness" in cfg.checks \
-            else None
+        self.grading = GradingPool(self.workers, timeout=cfg.verify_timeout, sandbox_limits=SandboxLimits.of(cfg)) \
+            if "correctness" in cfg.checks else None
 
     def close(self) -> None:
         self.check_pool.stop()

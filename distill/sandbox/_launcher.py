@@ -35,8 +35,14 @@ CLONE_NEWNET = 0x40000000
 NAMESPACES = (("network", CLONE_NEWNET), ("pid", CLONE_NEWPID), ("mount", CLONE_NEWNS),
               ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS))
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 0x400, 0x800, 0x200000
+# statvfs flag -> mount flag: a remount inside a user namespace must keep the flags it inherited
+STATVFS_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                 (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
+NR_MOUNT_SETATTR = 442  # the same on x86_64 and aarch64
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
 
 PR_SET_PDEATHSIG = 1
 PR_SET_SECCOMP = 22
@@ -70,12 +76,12 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def map_own_ids() -> None:
-    """Inside a new user namespace, map our uid/gid to themselves (for a caller that is not root).
+def map_own_ids(uid: int, gid: int) -> None:
+    """Inside a new user namespace, map our uid/gid (read before the unshare: inside an unmapped
+    namespace they read as 65534) to themselves, for a caller that is not root.
 
     The creator of a user namespace holds every capability inside it until it execs as a non-root
     uid, which is what lets an ordinary user create the other namespaces and mounts below."""
-    uid, gid = os.getuid(), os.getgid()
     with open("/proc/self/setgroups", "w") as f:
         f.write("deny")
     with open("/proc/self/uid_map", "w") as f:
@@ -89,8 +95,9 @@ def unshare_namespaces(enabled: set) -> dict:
     layers = {}
     if os.geteuid() != 0 and "user" in enabled:
         try:
+            uid, gid = os.getuid(), os.getgid()
             call("unshare", CLONE_NEWUSER)
-            map_own_ids()
+            map_own_ids(uid, gid)
             layers["user"] = True
         except OSError as exc:
             layers["user"], layers["user_error"] = False, exc.strerror
@@ -111,6 +118,47 @@ def unshare_namespaces(enabled: set) -> dict:
         except OSError as exc:
             layers["mount"], layers["mount_error"] = False, exc.strerror
     return layers
+
+
+def sized_workdir(workdir: str, size_bytes: int, uid: int) -> bool:
+    """Put a tmpfs of `size_bytes` on the work directory (the program copied into it): all the code
+    writes to /tmp and its cwd counts against one cap (ENOSPC past it), in memory, gone with the run."""
+    with open(os.path.join(workdir, "main.py"), "rb") as f:
+        program = f.read()
+    options = f"size={size_bytes},nr_inodes=16384,mode=0700,uid={uid},gid={uid}"
+    try:
+        call("mount", b"tmpfs", workdir.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+    except OSError:
+        return False
+    path = os.path.join(workdir, "main.py")
+    with open(path, "wb") as f:
+        f.write(program)
+    os.chmod(path, 0o644)
+    return True
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def read_only_host(protect: list) -> str:
+    """For a caller that is not root (the code keeps its uid, so its files): make every mount
+    read-only in this mount namespace ('all'), or where the kernel lacks mount_setattr (< 5.12) the
+    caller's home ('home'); '' when neither held. Mounts made after this (the sized /tmp) are writable."""
+    attr = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    if libc.syscall(NR_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)) == 0:
+        return "all"
+    try:
+        for path in protect:
+            inherited = 0
+            for st_flag, ms_flag in STATVFS_TO_MS:
+                inherited |= ms_flag if os.statvfs(path).f_flag & st_flag else 0
+            call("mount", path.encode(), path.encode(), None, MS_BIND | MS_REC, None)
+            call("mount", None, path.encode(), None, MS_REMOUNT | MS_BIND | MS_RDONLY | inherited, None)
+    except OSError:
+        return ""
+    return "home"
 
 
 def private_tmp(workdir: str) -> bool:
@@ -233,6 +281,9 @@ def install_seccomp() -> bool:
 
 def strict_problems(layers: dict) -> list:
     problems = []
+    if not (layers.get("uid") or layers.get("read_only")):
+        problems.append("code running as your own user could write your home directory (no user and "
+                        "mount namespace to make it read-only)")
     if not (layers.get("network") or layers.get("seccomp")):
         problems.append("the network is not cut (no network namespace, no seccomp)")
     if not (layers.get("uid") or layers.get("user")):
@@ -277,8 +328,16 @@ def exec_program(cfg: dict, layers: dict, home: str) -> None:
         call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary can hand privileges back
         layers["seccomp"] = "seccomp" in cfg["layers"] and install_seccomp()
         problems = strict_problems(layers)
+        if problems and not (layers.get("uid") or layers.get("read_only")):
+            # Never a fallback: with your uid and your home writable, the code could plant a line
+            # in ~/.bashrc that runs later, outside any sandbox.
+            refuse("refused to run the code as your own user: " + "; ".join(problems) + ". Run as root, "
+                   "in a container, or allow unprivileged user namespaces "
+                   "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)", layers)
         if cfg["strict"] and problems:
-            refuse("strict isolation refused to run the code: " + "; ".join(problems), layers)
+            refuse("strict isolation refused to run the code: " + "; ".join(problems) + ". Run it where the "
+                   "kernel allows these namespaces (as root, or with unprivileged user namespaces "
+                   "enabled), or turn --strict-isolation off to fall back with a warning", layers)
         report(layers=layers)
         os.execve(cfg["argv"][0], cfg["argv"], dict(cfg["env"], HOME=home, TMPDIR=home, PWD=home))
     except BaseException as exc:  # report why, whatever it was: the caller turns it into status 'error'
@@ -381,6 +440,10 @@ def run_init(cfg: dict, layers: dict) -> int:
     if not layers["pid"]:
         call("prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come to us, not to the host's init
     home = cfg["workdir"]
+    if cfg["uid"] is None:
+        layers["read_only"] = layers["mount"] and read_only_host(cfg["protect"])
+    layers["tmp_cap"] = layers["mount"] and sized_workdir(
+        cfg["workdir"], cfg["tmp_bytes"], os.getuid() if cfg["uid"] is None else cfg["uid"])
     layers["private_tmp"] = layers["mount"] and private_tmp(cfg["workdir"])
     if layers["private_tmp"]:
         home = "/tmp"

@@ -8,41 +8,100 @@ Three reference formats (`format` may be left out; it is then inferred from the 
     stdio      {"tests": [{"input": "1 2\\n", "output": "3\\n"}, ...]}           (competitive programming)
 
 A verdict is (True, "") when every test passes, (False, why) when the code fails a test, errors,
-or hits a limit, and (None, why) when it cannot be told: no code in the answer, a reference that is
-not a code task, or a sandbox that cannot run code here.
+or hits a limit (a timeout included), and (None, why) when it cannot be told: no code in the answer,
+a reference that is not a code task, tests the trusted side cannot run by itself (`testplan`), or a
+sandbox that cannot run code here. The tests never enter the sandboxed process (README, "Code
+sandbox", threat model).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import itertools
-import secrets
+import math
 import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
 
+from distill.sandbox import plain
 from distill.sandbox.extract import extract_code
 from distill.sandbox.limits import SandboxLimits
 from distill.sandbox.runner import SandboxResult, run_sandboxed
+from distill.sandbox.testplan import (
+    Answer,
+    MissingResult,
+    TestFailed,
+    TestRun,
+    Undecomposable,
+    check_answers,
+    humaneval_check,
+    parse_tests,
+    plan_calls,
+)
 
 FORMATS = ("humaneval", "assert", "stdio")
 Verdict = tuple[bool | None, str]
 
-# The code and its tests run in one namespace whose __name__ is not "__main__", as in HumanEval's
-# and MBPP's own harnesses: a solution's `if __name__ == "__main__":` demo (which may read stdin)
-# does not run. The marker printed after the tests tells "all tests ran" from "the solution called
-# exit(0) before the tests" — which would otherwise pass.
-# The traceback is printed by the traceback module, which (unlike the interpreter's own printer)
-# reads the solution's lines from linecache, so a failure names the failing assert.
-_HARNESS = """\
-import linecache, sys, traceback
-source = {source!r}
-linecache.cache["<solution>"] = (len(source), None, source.splitlines(True), "<solution>")
-try:
-    exec(compile(source, "<solution>", "exec"), {{"__name__": "solution", "__builtins__": __builtins__}})
-except Exception:
-    traceback.print_exc()
-    sys.exit(1)
-print({marker!r})
+# The program in the sandbox: the solution (never the tests), then each call the trusted side sent
+# on stdin, answered one line per call on stdout. It runs as a module whose __name__ is not
+# "__main__", as in HumanEval's and MBPP's own harnesses, so a solution's `if __name__ ==
+# "__main__":` demo does not run. Everything it writes is untrusted: a line is only a value the
+# solution chose to return, and what is compared with it never enters this process.
+_CALL_HARNESS = """\
+{plain}
+import signal, traceback
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout
+
+
+def _main():
+    answers = os.fdopen(os.dup(1), "w", encoding="ascii")
+    os.dup2(2, 1)  # the solution's own prints go to stderr, not between the answers
+    sys.stdout = sys.stderr
+    calls = [decode(line) for line in sys.stdin.read().splitlines()]
+    namespace = {{"__name__": "solution", "__builtins__": __builtins__}}
+    try:
+        exec(compile({source!r}, "<solution>", "exec"), namespace)
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(1)
+    signal.signal(signal.SIGALRM, _alarm)
+    for name, args, kwargs in calls:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, {per_test!r})
+            if name not in namespace:
+                raise NameError(f"name {{name!r}} is not defined")
+            value = namespace[name](*args, **kwargs)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            try:
+                line = encode(("value", value))
+            except NotPlain as exc:
+                line = encode(("not_plain", str(exc)))
+        except _Timeout:
+            line = encode(("timeout", None))
+        except BaseException as exc:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            line = encode(("raised", f"{{type(exc).__name__}}: {{exc}}"[:300]))
+        answers.write(line + "\\n")
+        answers.flush()
+        if line.startswith('{{"tuple":["timeout"'):
+            break  # that test failed: the rest need not run
+
+
+import os, sys
+_main()
 """
+_PLAIN_SOURCE = Path(plain.__file__).read_text(encoding="utf-8")
 
 
 class ReferenceProblem(ValueError):
@@ -58,12 +117,13 @@ def grade_code(answer: str, reference: dict, limits: SandboxLimits | None = None
     code = extract_code(answer)
     if code is None:
         return None, "no code block in the answer"
+    limits = limits or SandboxLimits()
     try:
         if task_format == "stdio":
             return grade_stdio(code, stdio_tests(reference), limits)
         if task_format == "humaneval":
-            return grade_with_harness(humaneval_source(code, reference), limits)
-        return grade_with_harness(assert_source(code, reference), limits)
+            return grade_calls(humaneval_source(code, reference), humaneval_tests(reference), limits)
+        return grade_calls(assert_source(code, reference), assert_tests(reference), limits)
     except ReferenceProblem as exc:
         return None, f"reference is not a code task: {exc}"
 
@@ -98,7 +158,7 @@ def _text(reference: dict, key: str, *, required: bool = True) -> str:
 
 
 def humaneval_source(code: str, reference: dict) -> str:
-    """The prompt, the completion and `check(entry_point)` as one program.
+    """The prompt and the completion as one program (the test is never part of it).
 
     A completion that defines the entry point is a whole function: it comes after the prompt (whose
     imports and helpers it may use) and replaces the prompt's stub. Anything else continues the
@@ -117,7 +177,23 @@ def humaneval_source(code: str, reference: dict) -> str:
         body = code if first_line[:1] in (" ", "\t") else textwrap.indent(code, "    ")
         solution = prompt if prompt.endswith("\n") or not prompt else prompt + "\n"
         solution += body
-    return f"{solution}\n\n{test}\n\ncheck({entry_point})\n"
+    return solution + "\n"
+
+
+def humaneval_tests(reference: dict) -> Callable[[TestRun], None]:
+    """HumanEval's `test` (module statements, then check's body with candidate = the entry point)."""
+    test = reference["test"] if "test" in reference else reference.get("tests")
+    try:
+        module, check, env = humaneval_check(test, reference["entry_point"])
+    except ValueError as exc:
+        raise ReferenceProblem(str(exc)) from None
+
+    def run(tests: TestRun) -> None:
+        scope: dict = {}
+        tests.run_statements(module, scope)
+        tests.run_statements(check, {**scope, **env})
+
+    return run
 
 
 def _as_preamble(prompt: str) -> str:
@@ -141,23 +217,81 @@ def defines_function(code: str, name: str) -> bool:
 
 
 def assert_source(code: str, reference: dict) -> str:
+    """The task's setup and the solution (the asserts are never part of it)."""
+    return "\n\n".join([_text(reference, "setup", required=False), code]) + "\n"
+
+
+def assert_tests(reference: dict) -> Callable[[TestRun], None]:
     tests = reference.get("tests")
     if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
         raise ReferenceProblem("'tests' must be a list of assert statements")
-    setup = _text(reference, "setup", required=False)
-    return "\n\n".join([setup, code, "\n".join(tests)]) + "\n"
+    try:
+        statements = parse_tests(tests)
+    except ValueError as exc:
+        raise ReferenceProblem(str(exc)) from None
+    return lambda run: run.run_statements(statements, {})
 
 
-def grade_with_harness(source: str, limits: SandboxLimits | None) -> Verdict:
-    marker = f"distill-tests-passed-{secrets.token_hex(8)}"
-    result = run_sandboxed(_HARNESS.format(source=source, marker=marker), limits=limits)
+def grade_calls(source: str, tests: Callable[[TestRun], None], limits: SandboxLimits) -> Verdict:
+    """Run the tests here; the sandbox only answers the calls of the solution's functions.
+
+    Each call has `wall_seconds` (an alarm in the sandboxed process: a solution that turns it off
+    only meets the run's own limit) and the run as a whole min(total_seconds, wall_seconds per call
+    plus one for start-up), enforced from outside."""
+    try:
+        calls = plan_calls(tests)
+    except Undecomposable as exc:
+        return None, f"the tests cannot be checked outside the solution's process: {exc}"
+    if not calls:
+        return None, "the tests call no function of the solution"
+    budget = limits.wall_seconds * (len(calls) + 1)
+    timeout = min(limits.total_seconds, budget)
+    program = _CALL_HARNESS.format(plain=_PLAIN_SOURCE, source=source, per_test=limits.wall_seconds)
+    stdin = "".join(plain.encode((call.name, call.args, call.kwargs)) + "\n" for call in calls)
+    # RLIMIT_CPU is per process: one process answers every call, so it gets the run's whole budget
+    run_limits = dataclasses.replace(limits, cpu_seconds=max(limits.cpu_seconds, math.ceil(timeout)))
+    result = run_sandboxed(program, stdin=stdin, limits=run_limits, timeout=timeout)
     if result.status == "error":
         return None, f"sandbox error: {result.detail}"
-    if result.status != "ok":
+    try:
+        check_answers(tests, read_answers(result.stdout))
+    except TestFailed as exc:
+        return False, f"failed: {exc}"
+    except MissingResult as exc:
+        where = f"test {exc.index + 1} of {len(calls)} (`{calls[exc.index].where}`)"
+        if result.status == "timeout" and result.detail.startswith("wall-clock"):
+            which = (f"the total cap of {timeout:g} s" if timeout < budget else
+                     f"the per-test limit of {limits.wall_seconds:g} s")
+            return False, f"timeout: {where} did not finish within {which}"
+        if result.ok:
+            return False, f"the program exited before all tests ran, at {where} (exit() in the solution?)"
         return False, describe_failure(result)
-    if result.stdout.rstrip().rsplit("\n", 1)[-1] != marker:
-        return False, "the program exited before all tests ran (exit() in the solution?)"
+    except Undecomposable as exc:
+        return None, f"the tests cannot be checked outside the solution's process: {exc}"
+    if not result.ok:
+        return False, describe_failure(result)
     return True, ""
+
+
+def read_answers(stdout: str) -> list[Answer]:
+    """The sandbox's answers, one line per call, decoded strictly; a line that is not one ends them."""
+    answers = []
+    for line in stdout.splitlines():
+        try:
+            kind, body = plain.decode(line)
+        except (plain.NotPlain, TypeError, ValueError):
+            break
+        if kind == "value":
+            answers.append(Answer(value=body))
+        elif kind == "timeout":
+            answers.append(Answer(timeout=True))
+        elif kind == "raised" and type(body) is str:
+            answers.append(Answer(raised=body))
+        elif kind == "not_plain" and type(body) is str:
+            answers.append(Answer(not_plain=_clip(body)))
+        else:
+            break
+    return answers
 
 
 def stdio_tests(reference: dict) -> list[tuple[str, str]]:
@@ -173,13 +307,23 @@ def stdio_tests(reference: dict) -> list[tuple[str, str]]:
     return pairs
 
 
-def grade_stdio(code: str, tests: list[tuple[str, str]], limits: SandboxLimits | None) -> Verdict:
-    """One sandboxed run per test (each gets the full limits); stops at the first failure."""
+def grade_stdio(code: str, tests: list[tuple[str, str]], limits: SandboxLimits) -> Verdict:
+    """One sandboxed run per test, each with `wall_seconds`, all within `total_seconds`; stops at the
+    first failure. This side reads the output and compares it."""
+    deadline = time.monotonic() + limits.total_seconds
     for i, (given, expected) in enumerate(tests, 1):
-        result = run_sandboxed(code, stdin=given, limits=limits)
         where = f"test {i} of {len(tests)}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False, f"{where}: timeout: the total cap of {limits.total_seconds:g} s ran out"
+        timeout = min(limits.wall_seconds, remaining)
+        result = run_sandboxed(code, stdin=given, limits=limits, timeout=timeout)
         if result.status == "error":
             return None, f"sandbox error: {result.detail}"
+        if result.status == "timeout" and result.detail.startswith("wall-clock"):
+            which = (f"the per-test limit of {limits.wall_seconds:g} s" if timeout == limits.wall_seconds
+                     else f"the total cap of {limits.total_seconds:g} s")
+            return False, f"{where}: timeout: {which}"
         if result.status != "ok":
             return False, f"{where}: {describe_failure(result)}"
         if not same_output(result.stdout, expected):

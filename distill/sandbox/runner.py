@@ -9,6 +9,7 @@ up, and says loudly — once per process — which isolation layer the kernel re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -62,6 +63,10 @@ class Isolation:
     pid_namespace: bool = False
     mount_namespace: bool = False
     private_tmp: bool = False
+    tmp_cap: bool = False
+    """The code's /tmp and cwd are a tmpfs of max_disk_mb (a cap on all it writes)."""
+    read_only: str = ""
+    """Not root: 'all' (every host mount read-only for the code) or 'home' (your home only); '' as root."""
     private_proc: bool = False
     seccomp: bool = False
     refused: dict[str, str] = field(default_factory=dict)
@@ -73,7 +78,8 @@ class Isolation:
         return cls(uid=uid if layers.get("uid") else None, uid_switch=bool(layers.get("uid")),
                    user_namespace=bool(layers.get("user")), network_namespace=bool(layers.get("network")),
                    pid_namespace=bool(layers.get("pid")), mount_namespace=bool(layers.get("mount")),
-                   private_tmp=bool(layers.get("private_tmp")), private_proc=bool(layers.get("private_proc")),
+                   private_tmp=bool(layers.get("private_tmp")), tmp_cap=bool(layers.get("tmp_cap")),
+                   read_only=layers.get("read_only") or "", private_proc=bool(layers.get("private_proc")),
                    seccomp=bool(layers.get("seccomp")), refused=refused)
 
     @property
@@ -96,15 +102,21 @@ class Isolation:
         if os.geteuid() == 0 and not self.uid_switch:
             problems.append("the switch to an unprivileged uid failed, so code is refused (run as root "
                             "it would escape the process limit and could write every file)")
-        elif os.geteuid() != 0 and not self.user_namespace:
-            problems.append(f"no user namespace{why('user')}: the code runs as your own user and can read "
-                            "your files (not your environment)")
+        elif os.geteuid() != 0 and self.read_only != "all":
+            problems.append("as a non-root user the code runs with your uid: it can read your files (not "
+                            "your environment); your home is read-only for it but other directories you "
+                            "can write are not (the kernel lacks mount_setattr)" if self.read_only else
+                            "as a non-root user the code runs with your uid: it can read your files (not "
+                            "your environment), but every mount is read-only for it")
         if not self.pid_namespace and not self.uid_switch:
             problems.append(f"no PID namespace{why('pid')}: processes are found by descent only, so one "
                             "that escapes its parent could outlive the run")
         if not self.private_proc:
             problems.append("no private /proc: the code can see the host's processes and their command "
                             "lines (never pass secrets as command-line arguments)")
+        if self.private_tmp and not self.tmp_cap:
+            problems.append("no size cap on /tmp (the kernel refused a tmpfs): the code can fill the "
+                            "disk, up to max_file_mb per file")
         if not self.private_tmp:
             problems.append(f"no private /tmp{why('mount')}: files the code leaves in world-writable "
                             "directories are removed after the run" if self.uid_switch else
@@ -139,8 +151,10 @@ class SandboxResult:
         return self.status == "ok"
 
 
-def run_sandboxed(program: str, *, stdin: str = "", limits: SandboxLimits | None = None) -> SandboxResult:
-    """Run the Python source `program` in the sandbox, feeding it `stdin`.
+def run_sandboxed(program: str, *, stdin: str = "", limits: SandboxLimits | None = None,
+                  timeout: float | None = None) -> SandboxResult:
+    """Run the Python source `program` in the sandbox, feeding it `stdin`, for `timeout` seconds of
+    wall clock (default: `limits.wall_seconds`).
 
     Never raises for what the code does: a failure, a limit hit or a sandbox that cannot work here
     all come back as a status. The first run in a process picks the interpreter and logs a warning
@@ -150,6 +164,8 @@ def run_sandboxed(program: str, *, stdin: str = "", limits: SandboxLimits | None
     interpreter, problem = choose_interpreter(limits)
     if interpreter is None:
         return error_result(problem)
+    if timeout is not None:
+        limits = dataclasses.replace(limits, wall_seconds=timeout)
     return run_program(program, stdin=stdin, limits=limits, interpreter=interpreter)
 
 
@@ -181,6 +197,8 @@ def _probe_interpreters(python: str | None, strict: bool, euid: int) -> tuple[st
             logger.debug("code sandbox: running code with %s", candidate)
             warn_about(result.isolation)
             return candidate, ""
+        if result.detail.startswith(("strict isolation refused", "refused to run the code")):
+            return None, result.detail  # the isolation, not the interpreter: no other one would do
         failures.append(f"{candidate}: {result.detail or result.stderr.strip()[-300:] or result.status}")
     return None, ("the code sandbox cannot start Python here: " + "; ".join(failures)
                   + ". Set sandbox_python to an interpreter every user can run (e.g. /usr/bin/python3)")
@@ -233,6 +251,22 @@ def run_uid() -> Iterator[int | None]:
 
 
 WORKDIR_PREFIX = "distill-sandbox-"
+
+
+def homes() -> list[str]:
+    """This user's home directories ($HOME and the password entry's), made read-only for code that
+    keeps our uid where the kernel cannot make every mount read-only."""
+    candidates = [os.path.expanduser("~")]
+    with contextlib.suppress(KeyError, ImportError):
+        import pwd
+
+        candidates.append(pwd.getpwuid(os.getuid()).pw_dir)
+    found: list[str] = []
+    for path in candidates:
+        real = os.path.realpath(path)
+        if real != "/" and os.path.isdir(real) and real not in found:
+            found.append(real)
+    return found
 
 
 def _workdir_owner_tag() -> str:
@@ -347,6 +381,7 @@ def run_program(program: str, *, stdin: str = "", limits: SandboxLimits, interpr
             Path(workdir, "main.py").write_text(program, encoding="utf-8")
             Path(workdir, "main.py").chmod(0o644)
             cfg = {"parent_pid": os.getpid(), "uid": uid, "workdir": workdir, "layers": list(layers),
+                   "tmp_bytes": limits.max_disk_mb << 20, "protect": homes(),
                    "strict": limits.strict_isolation, "timeout": limits.wall_seconds,
                    "limits": limits.launcher_limits(), "env": PROGRAM_ENV,
                    "argv": [interpreter, "-I", "-B", "-X", "utf8", "main.py"]}

@@ -741,7 +741,7 @@ def test_timeouts_are_false_per_test_or_total_and_say_which():
 def test_many_stdio_tests_get_a_budget_that_grows_with_them():
     """The grading pool's deadline follows the sandbox's total cap, so a right answer to a task with
     many tests is True, not a None 'timeout' of the pool (the 300-test case of issue 17)."""
-    from distill.grading import GradingPool
+    from distill.grading_pool import GradingPool
 
     tests = [{"input": f"{i} {i}\n", "output": f"{2 * i}\n"} for i in range(30)]
     limits = SandboxLimits(wall_seconds=1, total_seconds=120)

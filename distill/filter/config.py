@@ -8,26 +8,16 @@ from dataclasses import dataclass, field
 
 from distill.config import Options, flag, one_of, require
 from distill.errors import ConfigError
+from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
+from distill.shape import TraceShape
 
-CHEAP_CHECKS = ("format", "finish", "length", "language", "repetition")
-"""Run on every record, in this order."""
-CHECKS = (*CHEAP_CHECKS, "correctness", "selection")
-"""Every check, in the order they run: correctness's math-verify / sandbox part runs only on
-records every cheap check passed; selection picks among the records that passed everything."""
-
-LEFTOVER_TOKENS = (
-    # ChatML (Qwen, Yi, …) and Qwen's document end
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>",
-    # Llama 3
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-    "<|eom_id|>", "<|python_tag|>",
-    # DeepSeek V3 / R1 (full-width bars, '▁' in the name)
-    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜▁pad▁｜>",
-    # Gemma, Phi-3, Mistral
-    "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|end|>", "[INST]", "[/INST]",
-)
+SELECTION = "selection"
+CHECK_NAMES = (*CHECKS, SELECTION)
+"""Every name --checks accepts, in the order they run: the checks of one record (the registry in
+distill.filter.checks; correctness's math-verify / sandbox part runs only on records every cheap
+check passed), then selection, which picks among the records of a prompt that passed everything."""
 SELECT_POLICIES = ("random", "shortest", "first")
 LANGUAGE_DETECTORS = ("script", "script+langid")
 
@@ -50,7 +40,7 @@ class FilterConfig(Options):
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
     report: str | None = None
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(CHECKS))
+    checks: list[str] = field(default_factory=lambda: list(CHECK_NAMES))
     """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
     workers: int | None = None
     """Worker processes for the checks and for math-verify (default: every core)."""
@@ -111,12 +101,12 @@ class FilterConfig(Options):
         super().__post_init__()
         require(bool(self.traces), "traces", "is required")
         require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
-        unknown = [name for name in self.checks if name not in CHECKS]
+        unknown = [name for name in self.checks if name not in CHECK_NAMES]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], CHECKS, n=1)
+            close = difflib.get_close_matches(unknown[0], CHECK_NAMES, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(CHECKS)}")
-        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(CHECKS)})")
+            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(CHECK_NAMES)}")
+        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(CHECK_NAMES)})")
         require(len(set(self.checks)) == len(self.checks), "checks", "names a check twice")
         require(self.workers is None or self.workers >= 1, "workers", f"must be at least 1 (got {self.workers})")
         require(bool(self.think_open) and bool(self.think_close), "think_open", "and --think-close must not be empty")
@@ -151,6 +141,11 @@ class FilterConfig(Options):
     @property
     def n_workers(self) -> int:
         return self.workers or default_workers()
+
+    @property
+    def shape(self) -> TraceShape:
+        """Where the traces keep their reasoning (--think-open, --think-close, --reasoning-field)."""
+        return TraceShape(self.think_open, self.think_close, self.reasoning_field)
 
     @property
     def latin_candidates(self) -> tuple[str, ...]:

@@ -3,13 +3,19 @@ check objects the filter builds from its FilterConfig and runs."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 
-from distill.filter.checks import CHECKS, longest_loop
+from distill.errors import ConfigError
+from distill.filter.checks import CHECKS, build_checks, longest_loop
 from distill.filter.config import FilterConfig
 from distill.filter.language import detect_language, measure_language
 from distill.filter.selection import select_samples
 from distill.options import R1_INSTRUCTION
+from distill.shape import CANONICAL, TraceShape
 
 
 def trace(completion: str, *, prompt: str = "What is 5 + 7?", finish: str = "stop", **extra) -> dict:
@@ -250,3 +256,65 @@ def test_selection_drops_duplicates_then_keeps_k():
     assert random_pick == select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=3)
     picks = {tuple(select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=s)) for s in range(20)}
     assert len(picks) > 1  # the seed matters
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class ShoutCheck:
+    """A check added the documented way (one class, registered): rejects an answer in capitals."""
+
+    name: ClassVar[str] = "shout"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ()
+    reject_unknown: ClassVar[bool] = False
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(shape=cfg.shape)
+
+    def run(self, record, details=None):
+        answer = self.shape.answer(record)
+        if details is not None:
+            details["capitals"] = sum(c.isupper() for c in answer)
+        return not answer.isupper()
+
+
+def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(tmp_path, monkeypatch):
+    from distill.filter import filter_traces
+    from distill.filter import run as filter_run
+
+    monkeypatch.setitem(CHECKS, "shout", ShoutCheck)
+    built = []
+    real_build = filter_run.build_checks
+    monkeypatch.setattr(filter_run, "build_checks", lambda cfg: built.append(real_build(cfg)) or built[-1])
+    records = [trace(GOOD), {**trace(GOOD.replace("The answer is $\\boxed{12}$.", "TWELVE!")), "id": "p:1", "sample": 1}]
+    traces = tmp_path / "t.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = FilterConfig(traces=str(traces), out=str(tmp_path / "k.jsonl"), workers=1, checks=["format", "shout"])
+    report = filter_traces(cfg)
+
+    shout = check("shout")  # what a test of the check runs ...
+    assert shout in built[-1] and type(built[-1][-1]) is ShoutCheck  # ... is what the filter ran
+    kept, rejected = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+                      for name in ("k.jsonl", "k.rejects.jsonl"))
+    assert [r["id"] for r in kept] == ["p:0"] and [r["id"] for r in rejected] == ["p:1"]
+    for out, record in ((kept[0], records[0]), (rejected[0], records[1])):
+        details = {}
+        assert out["verdicts"]["shout"] is shout.run(record, details)
+        assert out["filter_details"]["capitals"] == details["capitals"]
+    assert rejected[0]["rejected_by"] == ["shout"]
+    assert report.data["checks"]["shout"]["rejected"] == 1  # the report counts it like any other check
+    with pytest.raises(ConfigError, match="unknown check 'shuot'.*did you mean 'shout'"):
+        FilterConfig(traces="t.jsonl", out="k.jsonl", checks=["shuot"])
+
+
+def test_every_registered_check_is_built_from_the_filter_config_in_registry_order():
+    cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", reasoning_field="reasoning_content", max_tokens=9)
+    checks = build_checks(cfg)
+    assert [type(c) for c in checks] == list(CHECKS.values())
+    assert [c.name for c in checks] == list(CHECKS) == list(cfg.checks[:-1])  # selection picks among them last
+    assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
+    assert checks[2].max_tokens == 9

@@ -14,10 +14,15 @@ from distill.grading import DEFAULT_ANSWER_PATTERNS
 from distill.shape import TraceShape
 
 SELECTION = "selection"
-CHECK_NAMES = (*CHECKS, SELECTION)
-"""Every name --checks accepts, in the order they run: the checks of one record (the registry in
-distill.filter.checks; correctness's math-verify / sandbox part runs only on records every cheap
-check passed), then selection, which picks among the records of a prompt that passed everything."""
+
+
+def check_names() -> tuple[str, ...]:
+    """Every name --checks accepts, in the order they run: the checks of one record (the registry in
+    distill.filter.checks, read now, so a check registered there is selectable at once; correctness's
+    math-verify / sandbox part runs only on records every cheap check passed), then selection, which
+    picks among the records of a prompt that passed everything."""
+    return (*CHECKS, SELECTION)
+
 SELECT_POLICIES = ("random", "shortest", "first")
 LANGUAGE_DETECTORS = ("script", "script+langid")
 
@@ -40,7 +45,7 @@ class FilterConfig(Options):
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
     report: str | None = None
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(CHECK_NAMES))
+    checks: list[str] = field(default_factory=lambda: list(check_names()))
     """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
     workers: int | None = None
     """Worker processes for the checks and for math-verify (default: every core)."""
@@ -101,12 +106,13 @@ class FilterConfig(Options):
         super().__post_init__()
         require(bool(self.traces), "traces", "is required")
         require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
-        unknown = [name for name in self.checks if name not in CHECK_NAMES]
+        names = check_names()
+        unknown = [name for name in self.checks if name not in names]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], CHECK_NAMES, n=1)
+            close = difflib.get_close_matches(unknown[0], names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(CHECK_NAMES)}")
-        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(CHECK_NAMES)})")
+            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(names)}")
+        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(names)})")
         require(len(set(self.checks)) == len(self.checks), "checks", "names a check twice")
         require(self.workers is None or self.workers >= 1, "workers", f"must be at least 1 (got {self.workers})")
         require(bool(self.think_open) and bool(self.think_close), "think_open", "and --think-close must not be empty")

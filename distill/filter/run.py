@@ -28,7 +28,7 @@ from typing import Any
 from distill.config import config_dict
 from distill.errors import InputError, OutputError
 from distill.filter.checks import Check, CheckOutcome, build_checks, run_checks
-from distill.filter.config import CHECK_NAMES, SELECTION, FilterConfig
+from distill.filter.config import SELECTION, FilterConfig, check_names
 from distill.filter.language import latin_identifier
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
 from distill.filter.selection import select_samples
@@ -263,7 +263,7 @@ class _Filter:
         from pebble import ProcessPool
 
         self.cfg, self.paths, self.stats = cfg, paths, stats
-        self.checks = [c for c in CHECK_NAMES if c in cfg.checks]
+        self.checks = [c for c in check_names() if c in cfg.checks]
         self.record_checks = build_checks(cfg)
         self.slim_fields = _slim_fields(cfg, self.record_checks)
         self.cheap = [check.name for check in self.record_checks if not check.pooled]
@@ -382,7 +382,7 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
         load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
         length_source = f"tokenizer {cfg.tokenizer}"
     resume = _prepare_outputs(cfg, paths)
-    stats = FilterStats([c for c in CHECK_NAMES if c in cfg.checks])
+    stats = FilterStats([c for c in check_names() if c in cfg.checks])
     _restore_stats(stats, paths)
 
     progress_file = JsonlWriter(paths.progress)

@@ -40,7 +40,7 @@ class FilterConfig(Options):
     traces: str
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str
-    """Kept traces (.jsonl); every record gets `verdicts` and `filter_details`."""
+    """Kept traces (.jsonl), in the canonical shape train reads; every record gets `verdicts` and `filter_details`."""
     rejects: str | None = None
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
     report: str | None = None
@@ -58,7 +58,7 @@ class FilterConfig(Options):
     think_close: str = "</think>"
     """format: the marker that closes the reasoning."""
     reasoning_field: str | None = None
-    """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion."""
+    """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion; kept records get it folded into a <think> block."""
     leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS))
     """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
 

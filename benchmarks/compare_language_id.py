@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from filter_evalset import CASES, build_evalset
 
-from distill.filter.checks import check_language, full_text, prompt_text, target_language
+from distill.filter.checks import LanguageCheck, prompt_text
 from distill.filter.language import (
     LATIN_CANDIDATES,
     _mask_quoted_prompt_terms,
@@ -42,6 +42,7 @@ from distill.filter.language import (
     target_scripts,
 )
 from distill.report import markdown_table
+from distill.shape import CANONICAL
 
 LANGUAGES = ["en", "zh", "ja", "fr", "de", "es", "ru"]
 MIN_SCORE, MAX_RUN = 0.95, 4
@@ -66,14 +67,16 @@ def _verdict_from_segments(segments: list[tuple[bool, int]]) -> bool | None:
 
 
 def _prepared(record: dict) -> tuple[str, str, str]:
-    target = target_language(record, "auto", LATIN_CANDIDATES) or "en"
-    text = full_text(record).replace("<think>", " ").replace("</think>", " ")
+    target = LanguageCheck(latin_candidates=LATIN_CANDIDATES).target(record) or "en"
+    text = CANONICAL.full_text(record).replace("<think>", " ").replace("</think>", " ")
     return target, text, prompt_text(record)
 
 
 def distill_method(latin_candidates: tuple[str, ...]) -> Callable[[dict], bool | None]:
+    check = LanguageCheck(threshold=MIN_SCORE, max_foreign_run=MAX_RUN, latin_candidates=latin_candidates)
+
     def method(record: dict) -> bool | None:
-        return check_language(record, threshold=MIN_SCORE, max_foreign_run=MAX_RUN, latin_candidates=latin_candidates)
+        return check.run(record)
 
     return method
 

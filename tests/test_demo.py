@@ -156,7 +156,7 @@ def test_bad_option_on_the_command_line_exits_1_before_writing(tmp_path):
 def test_each_injected_fault_is_caught_by_its_check_and_clean_traces_pass_all():
     import random
 
-    from distill.filter.checks import evaluate_cheap
+    from distill.filter.checks import build_checks, run_checks
     from distill.filter.config import FilterConfig
 
     cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", repetition_ngram=REPETITION_NGRAM,
@@ -169,7 +169,7 @@ def test_each_injected_fault_is_caught_by_its_check_and_clean_traces_pass_all():
                           "messages": [{"role": "user", "content": problem.text}],
                           "completion": task.completion(problem, fault, rng=random.Random(index),
                                                         loop_repeats=repeats)}
-                verdicts = evaluate_cheap(record, cfg, None).verdicts
+                verdicts = run_checks(record, build_checks(cfg)).verdicts
                 assert {check for check, verdict in verdicts.items() if verdict is False} == failing, (fault, record)
 
 
@@ -182,7 +182,7 @@ def test_fault_rates_are_exact_and_the_records_are_what_distill_train_reads():
     counts = Counter(r["source"]["fault"] for r in records)
     assert counts == {"wrong": 100, "mixed_language": 50, "loop": 200, "none": 650}
     for record in records:
-        split_target(record["completion"])  # one think block, reasoning and an answer
+        split_target(record)  # one think block, reasoning and an answer
     assert records == list(task.teacher_records(problems, rates, template="{problem}", seed=3))  # seeded
 
 

@@ -1,27 +1,31 @@
-"""The filter's checks, one literal record at a time: record in, verdict out."""
+"""The filter's checks, one literal record at a time: record in, verdict out, through the very
+check objects the filter builds from its FilterConfig and runs."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 
-from distill.filter.checks import (
-    check_finish,
-    check_format,
-    check_language,
-    check_length,
-    check_repetition,
-    format_problem,
-    longest_loop,
-    measure_trace_language,
-)
+from distill.errors import ConfigError
+from distill.filter.checks import CHECKS, build_checks, longest_loop
+from distill.filter.config import FilterConfig
 from distill.filter.language import detect_language, measure_language
 from distill.filter.selection import select_samples
 from distill.options import R1_INSTRUCTION
+from distill.shape import CANONICAL, TraceShape
 
 
 def trace(completion: str, *, prompt: str = "What is 5 + 7?", finish: str = "stop", **extra) -> dict:
     return {"id": "p:0", "prompt_id": "p", "sample": 0, "messages": [{"role": "user", "content": prompt}],
             "reference": "12", "completion": completion, "finish_reason": finish, **extra}
+
+
+def check(name: str, **options):
+    """The check `name` exactly as the filter builds it from a FilterConfig with these options."""
+    return CHECKS[name].from_config(FilterConfig(traces="t.jsonl", out="k.jsonl", **options))
 
 
 GOOD = "<think>\nFive plus seven is twelve, since 5 + 7 = 12.\n</think>\n\nThe answer is $\\boxed{12}$."
@@ -43,20 +47,26 @@ GOOD = "<think>\nFive plus seven is twelve, since 5 + 7 = 12.\n</think>\n\nThe a
     ("<think>\nok<|eot_id|>\n</think>\n\n12", "leftover <|eot_id|>"),
 ])
 def test_format(completion, problem):
-    record = trace(completion)
-    assert check_format(record) is (problem == "")
-    assert format_problem(record) == problem
+    record, details = trace(completion), {}
+    assert check("format").run(record, details) is (problem == "")
+    assert details.get("format", "") == problem
 
 
 def test_format_with_other_markers_and_a_separate_reasoning_field():
     record = trace("<reasoning>Five plus seven.</reasoning>\nThe answer is 12.")
-    assert check_format(record) is False
-    assert check_format(record, think_open="<reasoning>", think_close="</reasoning>") is True
+    assert check("format").run(record) is False
+    tags = check("format", think_open="<reasoning>", think_close="</reasoning>")
+    assert tags.run(record) is True
+    # a <think> inside would break the <think> block the record is kept as
+    assert tags.problem(trace("<reasoning>Use <think> here.</reasoning>\n12")) == \
+        "<think> or </think> inside the reasoning or the answer"
+    field = check("format", reasoning_field="reasoning_content")
     api = trace("The answer is $\\boxed{12}$.", reasoning_content="Five plus seven is twelve.")
-    assert check_format(api, reasoning_field="reasoning_content") is True
-    assert check_format(trace("The answer is 12.", reasoning_content=""), reasoning_field="reasoning_content") is False
-    assert check_format(trace(GOOD, reasoning_content="x"), reasoning_field="reasoning_content") is False
-    assert format_problem(trace("12"), reasoning_field="reasoning_content") == "no string field 'reasoning_content'"
+    assert field.run(api) is True
+    assert field.run(trace("The answer is 12.", reasoning_content="")) is False
+    assert field.problem(trace(GOOD, reasoning_content="x")) == "think markers in the answer"
+    assert field.problem(trace("12", reasoning_content="a </think> b")) == "think markers in the reasoning"
+    assert field.problem(trace("12")) == "no string field 'reasoning_content'"
 
 
 # ---------------------------------------------------------------- finish, length
@@ -64,25 +74,45 @@ def test_format_with_other_markers_and_a_separate_reasoning_field():
 
 def test_finish_rejects_a_truncated_trace():
     truncated = trace("<think>\nFive plus seven is twel", finish="length")
-    assert check_finish(truncated) is False
-    assert check_format(truncated) is False  # and it is not repaired into something that passes
-    assert check_finish(trace(GOOD)) is True
+    assert check("finish").run(truncated) is False
+    assert check("format").run(truncated) is False  # and it is not repaired into something that passes
+    assert check("finish").run(trace(GOOD)) is True
+    assert check("finish").run({"completion": GOOD}) is None
 
 
-def test_length_uses_the_student_tokenizer_else_completion_tokens():
+def test_length_uses_the_student_tokenizer_else_completion_tokens(tmp_path):
     from distill.tiny import build_tokenizer
 
     tokenizer = build_tokenizer("qwen")
-    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    tokenizer.save_pretrained(tmp_path / "student")
     record = trace(GOOD, completion_tokens=5)
-    student_tokens = count(GOOD)
+    student_tokens = len(tokenizer(GOOD, add_special_tokens=False)["input_ids"])
     assert student_tokens > 5
-    assert check_length(record, max_tokens=student_tokens, count_tokens=count) is True
-    assert check_length(record, max_tokens=student_tokens - 1, count_tokens=count) is False
-    assert check_length(record, max_tokens=5) is True          # the teacher's count
-    assert check_length(record, max_tokens=4) is False
-    assert check_length(trace(GOOD), max_tokens=4) is None     # nothing to measure with
-    assert check_length(record, max_tokens=None) is True       # no limit: measured only
+    details = {}
+    assert check("length", tokenizer=str(tmp_path / "student"), max_tokens=student_tokens).run(record, details)
+    assert details == {"tokens": student_tokens}
+    assert check("length", tokenizer=str(tmp_path / "student"), max_tokens=student_tokens - 1).run(record) is False
+    assert check("length", max_tokens=5).run(record) is True          # the teacher's count
+    assert check("length", max_tokens=4).run(record) is False
+    assert check("length", max_tokens=4).run(trace(GOOD)) is None     # nothing to measure with
+    assert check("length").run(record) is True                        # no limit: measured only
+
+
+def test_length_repetition_and_language_read_the_same_full_text(tmp_path):
+    """The reasoning field is part of what the student learns, so every check measures it."""
+    from distill.tiny import build_tokenizer
+
+    build_tokenizer("qwen").save_pretrained(tmp_path / "student")
+    loop = " ".join(["Let me recompute the sum of the first ten squares to make sure the total is right."] * 6)
+    api = trace("The answer is $\\boxed{385}$.", reasoning_content=loop)
+    inline = trace(f"<think>\n{loop}\n</think>\n\nThe answer is $\\boxed{{385}}$.")
+    for name, options in (("length", {"tokenizer": str(tmp_path / "student")}), ("repetition", {}),
+                          ("language", {})):
+        field, think = check(name, reasoning_field="reasoning_content", **options), check(name, **options)
+        field_details, think_details = {}, {}
+        assert field.run(api, field_details) == think.run(inline, think_details), name
+        assert field_details == think_details and field_details, name
+    assert check("repetition", reasoning_field="reasoning_content").run(api) is False
 
 
 # ---------------------------------------------------------------- language
@@ -105,16 +135,16 @@ The integral equals $\boxed{\frac{1}{3}}$."""
 
 def test_latex_heavy_english_reasoning_passes():
     record = trace(LATEX_HEAVY_ENGLISH, prompt="Compute $\\int_0^1 x^2\\,dx$.")
-    assert check_language(record) is True
-    target, measure = measure_trace_language(record)
+    assert check("language").run(record) is True
+    target, measure = check("language").measure(record)
     assert target == "en" and measure.score == 1.0 and measure.foreign_run == 0
 
 
 def test_english_trace_with_a_chinese_sentence_fails():
     completion = GOOD.replace("12.\n</think>", "12. 所以答案是十二，我们再检查一遍。\n</think>")
     record = trace(completion)
-    assert check_language(record) is False
-    _, measure = measure_trace_language(record)
+    assert check("language").run(record) is False
+    _, measure = check("language").measure(record)
     assert measure.foreign_run >= 10
     assert "所以答案是十二" in measure.foreign_example
 
@@ -123,28 +153,28 @@ def test_a_long_english_trace_with_one_chinese_sentence_still_fails():
     # the share stays above 0.95: the run of foreign characters is what catches it
     long_english = " ".join(["We add the two numbers carefully and check each digit once more."] * 40)
     record = trace(f"<think>\n{long_english} 让我们再验证一下。\n</think>\n\n$\\boxed{{12}}$")
-    _, measure = measure_trace_language(record)
+    _, measure = check("language").measure(record)
     assert measure.score > 0.95
-    assert check_language(record) is False
+    assert check("language").run(record) is False
 
 
 def test_chinese_trace_with_an_english_sentence_fails_and_math_terms_do_not_count():
     chinese = ("<think>\n好的，我需要计算 $5+7$。设 $f(x) = x^2$，gcd(4, 6) = 2，x_1 和 x_2 是两个根，"
                "用 sin 和 cos 也可以。所以结果是 12。\n</think>\n\n答案是 $\\boxed{12}$。")
     prompt = "计算 5 加 7 等于多少？\n" + R1_INSTRUCTION
-    assert check_language(trace(chinese, prompt=prompt)) is True
+    assert check("language").run(trace(chinese, prompt=prompt)) is True
     mixed = chinese.replace("所以结果是", "Wait, let me double check this calculation again. 所以结果是")
-    assert check_language(trace(mixed, prompt=prompt)) is False
+    assert check("language").run(trace(mixed, prompt=prompt)) is False
 
 
 def test_a_term_quoted_from_the_prompt_is_not_a_switch():
     prompt = "Use the idea known as 勾股定理 to find the hypotenuse of a 3-4-5 triangle."
     completion = ("<think>\nThe problem mentions “勾股定理”, which is the Pythagorean theorem, so the "
                   "hypotenuse is $\\sqrt{9+16} = 5$.\n</think>\n\n$\\boxed{5}$")
-    assert check_language(trace(completion, prompt=prompt)) is True
+    assert check("language").run(trace(completion, prompt=prompt)) is True
     chinese_prompt = "利用 Fibonacci sequence 求第 10 项。"
     chinese = "<think>\n题目提到了 Fibonacci sequence，第 10 项是 55，我们逐项相加验证。\n</think>\n\n$\\boxed{55}$"
-    assert check_language(trace(chinese, prompt=chinese_prompt)) is True
+    assert check("language").run(trace(chinese, prompt=chinese_prompt)) is True
 
 
 def test_target_language_is_detected_from_the_prompt():
@@ -166,14 +196,14 @@ def test_english_inside_french_reasoning_needs_the_sentence_identifier():
     english = french.replace("D'après les relations de Viète, la somme vaut moins b sur a, donc elle est égale "
                              "à deux.", "By Vieta's formulas the sum of the roots is minus b over a, so it "
                                         "equals two.")
-    assert check_language(trace(french, prompt=prompt)) is True
-    assert check_language(trace(english, prompt=prompt)) is False
-    assert check_language(trace(english, prompt=prompt), latin_candidates=()) is True  # script only: blind
+    assert check("language").run(trace(french, prompt=prompt)) is True
+    assert check("language").run(trace(english, prompt=prompt)) is False
+    assert check("language", language_detector="script").run(trace(english, prompt=prompt)) is True  # script only: blind
 
 
 def test_all_math_cannot_be_judged():
     record = trace("<think>\n$5+7=12$\n</think>\n\n$\\boxed{12}$")
-    assert check_language(record) is None
+    assert check("language").run(record) is None
     assert measure_language("$x^2$ = 4", "zh").score is None
 
 
@@ -185,7 +215,7 @@ LOOP_SENTENCE = "Let me recompute the sum of the first ten squares to make sure 
 def test_a_looping_trace_fails():
     looping = trace("<think>\nWe need the sum of squares. " + " ".join([LOOP_SENTENCE] * 10)
                     + "\n</think>\n\n$\\boxed{385}$")
-    assert check_repetition(looping) is False
+    assert check("repetition").run(looping) is False
     assert longest_loop(looping["completion"], 20) >= 8
 
 
@@ -194,20 +224,20 @@ def test_the_same_paragraph_again_and_again_fails_but_twice_passes():
                  "sums stay small, and finally I compare the total with the closed form n(n+1)(2n+1)/6.")
     four_times = trace("<think>\n" + "\n\n".join([paragraph] * 4) + "\n</think>\n\n$\\boxed{385}$")
     twice = trace("<think>\n" + paragraph + "\n\nLet me redo that.\n\n" + paragraph + "\n</think>\n\n$\\boxed{385}$")
-    assert check_repetition(four_times) is False
-    assert check_repetition(twice) is True
+    assert check("repetition").run(four_times) is False
+    assert check("repetition").run(twice) is True
 
 
 def test_short_refrains_and_enumerations_are_not_loops():
     refrains = " ".join(f"Wait, let me check. {i} squared is {i * i}." for i in range(1, 30))
-    assert check_repetition(trace(f"<think>\n{refrains}\n</think>\n\n$\\boxed{{385}}$")) is True
+    assert check("repetition").run(trace(f"<think>\n{refrains}\n</think>\n\n$\\boxed{{385}}$")) is True
 
 
 def test_a_chinese_loop_fails():
     sentence = "让我们再重新计算一遍这个平方和，确保最后的总数是正确的。"
     looping = trace("<think>\n" + sentence * 8 + "\n</think>\n\n$\\boxed{385}$")
-    assert check_repetition(looping) is False
-    assert check_repetition(trace("<think>\n" + sentence + "\n</think>\n\n$\\boxed{385}$")) is True
+    assert check("repetition").run(looping) is False
+    assert check("repetition").run(trace("<think>\n" + sentence + "\n</think>\n\n$\\boxed{385}$")) is True
 
 
 # ---------------------------------------------------------------- selection
@@ -226,3 +256,65 @@ def test_selection_drops_duplicates_then_keeps_k():
     assert random_pick == select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=3)
     picks = {tuple(select_samples(texts, lengths, prompt_id="p", keep_per_prompt=2, seed=s)) for s in range(20)}
     assert len(picks) > 1  # the seed matters
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class ShoutCheck:
+    """A check added the documented way (one class, registered): rejects an answer in capitals."""
+
+    name: ClassVar[str] = "shout"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ()
+    reject_unknown: ClassVar[bool] = False
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(shape=cfg.shape)
+
+    def run(self, record, details=None):
+        answer = self.shape.answer(record)
+        if details is not None:
+            details["capitals"] = sum(c.isupper() for c in answer)
+        return not answer.isupper()
+
+
+def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(tmp_path, monkeypatch):
+    from distill.filter import filter_traces
+    from distill.filter import run as filter_run
+
+    monkeypatch.setitem(CHECKS, "shout", ShoutCheck)
+    built = []
+    real_build = filter_run.build_checks
+    monkeypatch.setattr(filter_run, "build_checks", lambda cfg: built.append(real_build(cfg)) or built[-1])
+    records = [trace(GOOD), {**trace(GOOD.replace("The answer is $\\boxed{12}$.", "TWELVE!")), "id": "p:1", "sample": 1}]
+    traces = tmp_path / "t.jsonl"
+    traces.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = FilterConfig(traces=str(traces), out=str(tmp_path / "k.jsonl"), workers=1, checks=["format", "shout"])
+    report = filter_traces(cfg)
+
+    shout = check("shout")  # what a test of the check runs ...
+    assert shout in built[-1] and type(built[-1][-1]) is ShoutCheck  # ... is what the filter ran
+    kept, rejected = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+                      for name in ("k.jsonl", "k.rejects.jsonl"))
+    assert [r["id"] for r in kept] == ["p:0"] and [r["id"] for r in rejected] == ["p:1"]
+    for out, record in ((kept[0], records[0]), (rejected[0], records[1])):
+        details = {}
+        assert out["verdicts"]["shout"] is shout.run(record, details)
+        assert out["filter_details"]["capitals"] == details["capitals"]
+    assert rejected[0]["rejected_by"] == ["shout"]
+    assert report.data["checks"]["shout"]["rejected"] == 1  # the report counts it like any other check
+    with pytest.raises(ConfigError, match="unknown check 'shuot'.*did you mean 'shout'"):
+        FilterConfig(traces="t.jsonl", out="k.jsonl", checks=["shuot"])
+
+
+def test_every_registered_check_is_built_from_the_filter_config_in_registry_order():
+    cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", reasoning_field="reasoning_content", max_tokens=9)
+    checks = build_checks(cfg)
+    assert [type(c) for c in checks] == list(CHECKS.values())
+    assert [c.name for c in checks] == list(CHECKS) == list(cfg.checks[:-1])  # selection picks among them last
+    assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
+    assert checks[2].max_tokens == 9

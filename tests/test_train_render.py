@@ -99,7 +99,7 @@ def test_target_text_literals():
     assert target_text("r", "a", prefill="<think>\n", end_of_turn="<E>") == "r\n</think>\n\na<E>"
     assert target_text("r", "a", prefill="<think>", end_of_turn="<E>") == "\nr\n</think>\n\na<E>"
     assert target_text("r", "a", prefill="<think>\n\n", end_of_turn="<E>") == "r\n</think>\n\na<E>"
-    assert split_target("  <think>\n a b \n</think>\n\n x ") == ("a b", "x")
+    assert split_target({"completion": "  <think>\n a b \n</think>\n\n x "}) == ("a b", "x")
 
 
 @pytest.mark.parametrize(("completion", "reason"), [

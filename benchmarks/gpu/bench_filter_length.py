@@ -71,13 +71,13 @@ def make_traces(path: Path, records: int) -> dict[str, Any]:
 
 
 def texts_of(path: Path, limit: int | None = None):
-    from distill.filter.checks import full_text
+    from distill.shape import CANONICAL
 
     with path.open(encoding="utf-8") as handle:
         for i, line in enumerate(handle):
             if limit is not None and i >= limit:
                 return
-            yield full_text(json.loads(line))
+            yield CANONICAL.full_text(json.loads(line))
 
 
 def side_main(args: argparse.Namespace) -> None:

@@ -515,9 +515,10 @@ def train_students(configs: dict[str, Any], *, threads: int, parallel: bool) -> 
 
 def loop_share(traces: str | Path) -> float:
     """Share of the records in `traces` whose completion starts a loop (`task.has_loop_line`)."""
+    from distill.shape import CANONICAL
     from distill.traces import iter_jsonl
 
-    loops = [task.has_loop_line(record["completion"]) for _, record in iter_jsonl(traces)]
+    loops = [task.has_loop_line(CANONICAL.full_text(record)) for _, record in iter_jsonl(traces)]
     return sum(loops) / len(loops) if loops else 0.0
 
 

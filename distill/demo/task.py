@@ -29,7 +29,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from distill.completion import join_reasoning
+from distill.shape import join_reasoning
 
 FAULTS = ("wrong", "mixed_language", "loop")
 STEP_WORDS = ("First", "Then", "Finally")

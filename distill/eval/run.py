@@ -211,15 +211,18 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 
 
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
-    from distill.filter.checks import answer_text, check_language
+    from distill.filter.checks import LanguageCheck
     from distill.filter.config import default_workers
     from distill.grading import extract_answer
     from distill.grading_pool import GradingPool
+    from distill.shape import CANONICAL
 
+    # the traces are generate's, so in the canonical shape; the language check is the filter's with its defaults
+    shape, language = CANONICAL, LanguageCheck(language=cfg.language)
     records = [record for _, record in read_traces(traces)]
     with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout,
                      sandbox_limits=SandboxLimits.of(cfg)) as pool:
-        grades = pool.grade_many((answer_text(r), r["reference"]) for r in records)
+        grades = pool.grade_many((shape.answer(r), r["reference"]) for r in records)
     by_prompt: dict[str, list[int]] = {}
     for index, record in enumerate(records):
         by_prompt.setdefault(record["prompt_id"], []).append(index)
@@ -228,7 +231,7 @@ def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[Model
     for prompt_id, indices in by_prompt.items():
         indices.sort(key=lambda i: records[i]["sample"])
         verdicts = [grades[i].verdict for i in indices]
-        answers = [extract_answer(answer_text(records[i])) for i in indices]
+        answers = [extract_answer(shape.answer(records[i])) for i in indices]
         keys = [vote_key(a) for a in answers]
         winner, votes = majority_vote(keys)
         voted = next((verdicts[j] for j, key in enumerate(keys) if winner is not None and key == winner), False)
@@ -245,7 +248,7 @@ def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[Model
         })
     samples = len(records)
     tokens = [r["completion_tokens"] for r in records if isinstance(r.get("completion_tokens"), int)]
-    mixed = sum(check_language(r, language=cfg.language) is False for r in records)
+    mixed = sum(language.run(r) is False for r in records)
     scores = ModelScores(
         model=label, path=model, problems=len(problems), samples=samples,
         pass_at_1=mean_pass_at_k(counts, 1),

@@ -1,9 +1,21 @@
-"""The filter's checks: each a small function, record in, verdict out.
+"""The filter's checks: one class each, record in, verdict out, registered in `CHECKS`.
 
 True = passes, False = fails (the record is rejected), None = cannot tell (kept,
-except that `--drop-unverified` rejects a None correctness verdict). The
-functions are pure; `evaluate_cheap` runs the cheap ones on one record inside a
-worker and returns their verdicts with what they measured.
+except that a check with `reject_unknown`, correctness under `--drop-unverified`,
+rejects it). `check.run(record, details)` returns the verdict and writes what it
+measured into `details` (the record's `filter_details`). The filter builds each
+selected check once from its FilterConfig (`from_config`) and runs exactly these
+objects; tests run the same classes.
+
+A cheap check runs in the check workers on every record. A pooled check
+(correctness: math-verify and the sandbox) runs its quick part there too
+(`start`); what that leaves undecided (`Pending`) goes to the check's own pool in
+the main process (`open_pool`), only for records every cheap check passed, and
+`finish` turns the pool's result into the verdict.
+
+Adding a check: one class below with `name`, `pooled`, `fields`, `from_config` and
+`run` (pooled: `start`, `open_pool`, `finish` too), registered in `CHECKS` at the
+place in the order it should run, and its test.
 """
 
 from __future__ import annotations
@@ -11,10 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from distill.completion import THINK_CLOSE, THINK_OPEN, join_reasoning, split_reasoning
-from distill.filter.config import LEFTOVER_TOKENS, FilterConfig
 from distill.filter.language import (
     LATIN_CANDIDATES,
     LATIN_LANGUAGES,
@@ -23,46 +34,72 @@ from distill.filter.language import (
     language_verdict,
     measure_language,
 )
-from distill.grading import DEFAULT_ANSWER_PATTERNS, Grade, quick_grade, reference_kind
+from distill.grading import DEFAULT_ANSWER_PATTERNS, quick_grade, reference_kind
+from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
 
+if TYPE_CHECKING:
+    from distill.filter.config import FilterConfig
+
+Verdict = bool | None
 TokenCounter = Callable[[str], int]
 
-# ---------------------------------------------------------------- the shape of a trace
+LEFTOVER_TOKENS = (
+    # ChatML (Qwen, Yi, …) and Qwen's document end
+    "<|im_start|>", "<|im_end|>", "<|endoftext|>",
+    # Llama 3
+    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+    "<|eom_id|>", "<|python_tag|>",
+    # DeepSeek V3 / R1 (full-width bars, '▁' in the name)
+    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜▁pad▁｜>",
+    # Gemma, Phi-3, Mistral
+    "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|end|>", "[INST]", "[/INST]",
+)
 
 
-def split_trace(record: dict[str, Any], *, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                reasoning_field: str | None = None) -> tuple[str, str] | None:
-    """(reasoning, answer) of a well-formed trace, else None.
+class Check(Protocol):
+    """One check of one record."""
 
-    With `reasoning_field` the reasoning comes from that field (APIs that return
-    `reasoning_content` apart) and the completion is the answer alone.
-    """
-    completion = record.get("completion") or ""
-    if reasoning_field:
-        reasoning = record.get(reasoning_field)
-        if not isinstance(reasoning, str) or think_open in completion or think_close in completion:
-            return None
-        return reasoning.strip(), completion.strip()
-    return split_reasoning(completion, open_tag=think_open, close_tag=think_close)
+    name: ClassVar[str]
+    """its --checks name and the key of its verdict"""
+    pooled: ClassVar[bool]
+    """False: runs whole in the check workers. True: only `start` runs there, the rest in its pool"""
+    reject_unknown: bool = False
+    """a None verdict rejects the record too"""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The record fields it needs besides id, prompt_id and completion (the input is validated for them)."""
+        ...
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> Check:
+        """The check with the options of this filter run."""
+        ...
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        """The verdict on `record`; what was measured goes into `details`."""
+        ...
 
 
-def full_text(record: dict[str, Any], *, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-              reasoning_field: str | None = None) -> str:
-    """The whole completion as the student will learn it (the reasoning field folded in)."""
-    completion = record.get("completion") or ""
-    reasoning = record.get(reasoning_field) if reasoning_field else None
-    if isinstance(reasoning, str) and reasoning.strip():
-        return join_reasoning(reasoning, completion, open_tag=think_open, close_tag=think_close)
-    return completion
+@dataclass(frozen=True)
+class Pending:
+    """What the quick part of a pooled check left for its pool: the arguments of one pool item."""
+
+    args: tuple[Any, ...]
 
 
-def answer_text(record: dict[str, Any], *, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                reasoning_field: str | None = None) -> str:
-    """The part of the completion after the reasoning (the whole completion when there is no close marker)."""
-    completion = record.get("completion") or ""
-    if reasoning_field:
-        return completion
-    return completion.rpartition(think_close)[2] if think_close in completion else completion
+class PooledCheck(Check, Protocol):
+    def start(self, record: dict[str, Any], details: dict[str, Any]) -> Verdict | Pending:
+        """The quick part, in a check worker: the verdict when it is decided here, else what the pool must do."""
+        ...
+
+    def open_pool(self, workers: int) -> Any:
+        """The pool of the slow part (`batch()` → add(*pending.args, index), submit(), results(); close(); stats)."""
+        ...
+
+    def finish(self, result: Any, details: dict[str, Any]) -> Verdict:
+        """The verdict from the pool's result for one record."""
+        ...
 
 
 def prompt_text(record: dict[str, Any]) -> str:
@@ -74,110 +111,162 @@ def prompt_text(record: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- format, finish
 
 
-def check_format(record: dict[str, Any], *, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                 reasoning_field: str | None = None, leftover_tokens: Sequence[str] = LEFTOVER_TOKENS) -> bool:
+@dataclass(frozen=True)
+class FormatCheck:
     """Exactly one well-formed reasoning block, non-empty reasoning, a non-empty answer after it,
     and no chat-template token left in the text."""
-    parts = split_trace(record, think_open=think_open, think_close=think_close, reasoning_field=reasoning_field)
-    if parts is None or not parts[0] or not parts[1]:
-        return False
-    text = full_text(record, think_open=think_open, think_close=think_close, reasoning_field=reasoning_field)
-    return not any(token in text for token in leftover_tokens)
+
+    name: ClassVar[str] = "format"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ()
+    reject_unknown: ClassVar[bool] = False
+    shape: TraceShape = CANONICAL
+    leftover_tokens: Sequence[str] = LEFTOVER_TOKENS
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> FormatCheck:
+        return cls(shape=cfg.shape, leftover_tokens=tuple(cfg.leftover_tokens))
+
+    def problem(self, record: dict[str, Any]) -> str:
+        """What is wrong with the format, in a few words ('' when nothing is)."""
+        parts = self.shape.split(record)
+        if parts is None:
+            return self.shape.malformed(record)
+        if not parts[0]:
+            return "empty reasoning"
+        if not parts[1]:
+            return "no answer after the reasoning"
+        text = self.shape.full_text(record)
+        leftover = next((token for token in self.leftover_tokens if token in text), None)
+        return f"leftover {leftover}" if leftover else ""
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        problem = self.problem(record)
+        if problem and details is not None:
+            details["format"] = problem
+        return not problem
 
 
-def format_problem(record: dict[str, Any], *, think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                   reasoning_field: str | None = None, leftover_tokens: Sequence[str] = LEFTOVER_TOKENS) -> str:
-    """What is wrong with the format, in a few words ('' when nothing is)."""
-    text = full_text(record, think_open=think_open, think_close=think_close, reasoning_field=reasoning_field)
-    leftover = next((token for token in leftover_tokens if token in text), None)
-    parts = split_trace(record, think_open=think_open, think_close=think_close, reasoning_field=reasoning_field)
-    if parts is None:
-        completion = record.get("completion") or ""
-        if reasoning_field:
-            return f"no string field '{reasoning_field}'" if not isinstance(record.get(reasoning_field), str) \
-                else "think markers in the answer"
-        opens, closes = completion.count(think_open), completion.count(think_close)
-        if opens == 1 and closes == 1:
-            return f"text before {think_open}"
-        return f"{opens}× {think_open}, {closes}× {think_close}"
-    if not parts[0]:
-        return "empty reasoning"
-    if not parts[1]:
-        return "no answer after the reasoning"
-    return f"leftover {leftover}" if leftover else ""
-
-
-def check_finish(record: dict[str, Any]) -> bool | None:
+@dataclass(frozen=True)
+class FinishCheck:
     """The teacher stopped by itself; a trace cut at the length limit is rejected, never repaired."""
-    reason = record.get("finish_reason")
-    if reason is None:
-        return None
-    return reason == "stop"
+
+    name: ClassVar[str] = "finish"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ("finish_reason",)
+    reject_unknown: ClassVar[bool] = False
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> FinishCheck:
+        return cls()
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        reason = record.get("finish_reason")
+        return None if reason is None else reason == "stop"
 
 
 # ---------------------------------------------------------------- length
 
 
-def measure_tokens(record: dict[str, Any], count_tokens: TokenCounter | None = None, *,
-                   think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                   reasoning_field: str | None = None) -> int | None:
-    """Completion length in the student's tokens, else the teacher's `completion_tokens`, else None."""
-    if count_tokens is not None:
-        return count_tokens(full_text(record, think_open=think_open, think_close=think_close,
-                                      reasoning_field=reasoning_field))
-    tokens = record.get("completion_tokens")
-    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+@dataclass(frozen=True)
+class LengthCheck:
+    """At most `max_tokens` tokens of the student's tokenizer (the full text as it is trained), else
+    of the teacher's `completion_tokens`; None when neither can measure it."""
 
+    name: ClassVar[str] = "length"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ()
+    reject_unknown: ClassVar[bool] = False
+    max_tokens: int | None = None
+    tokenizer: str | None = None
+    """the student's tokenizer (model directory or Hub id), loaded on first use in the process that runs the check"""
+    shape: TraceShape = CANONICAL
 
-def length_verdict(tokens: int | None, max_tokens: int | None) -> bool | None:
-    if tokens is None:
-        return None
-    return max_tokens is None or tokens <= max_tokens
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> LengthCheck:
+        return cls(max_tokens=cfg.max_tokens, tokenizer=cfg.tokenizer, shape=cfg.shape)
 
+    @cached_property
+    def count_tokens(self) -> TokenCounter | None:
+        if self.tokenizer is None:
+            return None
+        from distill.chat import load_tokenizer
 
-def check_length(record: dict[str, Any], *, max_tokens: int | None,
-                 count_tokens: TokenCounter | None = None) -> bool | None:
-    """At most `max_tokens` tokens (the student's when `count_tokens` is given); None when unmeasurable."""
-    return length_verdict(measure_tokens(record, count_tokens), max_tokens)
+        tokenizer = load_tokenizer(self.tokenizer)
+        return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def measure(self, record: dict[str, Any]) -> int | None:
+        if self.count_tokens is not None:
+            return self.count_tokens(self.shape.full_text(record))
+        tokens = record.get("completion_tokens")
+        return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        tokens = self.measure(record)
+        if details is not None:
+            details["tokens"] = tokens
+        if tokens is None:
+            return None
+        return self.max_tokens is None or tokens <= self.max_tokens
 
 
 # ---------------------------------------------------------------- language
 
 
-def target_language(record: dict[str, Any], language: str = "auto",
-                    latin_candidates: tuple[str, ...] = LATIN_CANDIDATES) -> str | None:
-    """The language the trace must be written in: `language`, or for 'auto' the prompt's."""
-    return detect_language(prompt_text(record), latin_candidates) if language == "auto" else language
-
-
-def measure_trace_language(record: dict[str, Any], language: str = "auto", *,
-                           latin_candidates: tuple[str, ...] = LATIN_CANDIDATES, think_open: str = THINK_OPEN,
-                           think_close: str = THINK_CLOSE,
-                           reasoning_field: str | None = None) -> tuple[str | None, LanguageMeasure | None]:
-    """(target language, measure of reasoning + answer); (None, None) when the target is unknown.
-
-    `latin_candidates=()` is the script-only detector (no py3langid)."""
-    target = target_language(record, language, latin_candidates)
-    if target is None:
-        return None, None
-    if latin_candidates and target in LATIN_LANGUAGES and target not in latin_candidates:
-        latin_candidates = (*latin_candidates, target)
-    text = full_text(record, think_open=think_open, think_close=think_close, reasoning_field=reasoning_field)
-    text = text.replace(think_open, " ").replace(think_close, " ")
-    return target, measure_language(text, target, prompt_text(record), latin_candidates)
-
-
-def check_language(record: dict[str, Any], *, language: str = "auto", threshold: float = 0.95,
-                   max_foreign_run: int = 4, latin_candidates: tuple[str, ...] = LATIN_CANDIDATES,
-                   think_open: str = THINK_OPEN, think_close: str = THINK_CLOSE,
-                   reasoning_field: str | None = None) -> bool | None:
+@dataclass(frozen=True)
+class LanguageCheck:
     """Reasoning and answer written in the target language (see distill.filter.language)."""
-    _, measure = measure_trace_language(record, language, latin_candidates=latin_candidates,
-                                        think_open=think_open, think_close=think_close,
-                                        reasoning_field=reasoning_field)
-    if measure is None:
-        return None
-    return language_verdict(measure, min_score=threshold, max_foreign_run=max_foreign_run)
+
+    name: ClassVar[str] = "language"
+    pooled: ClassVar[bool] = False
+    reject_unknown: ClassVar[bool] = False
+    language: str = "auto"
+    """the target language, or 'auto': the prompt's"""
+    threshold: float = 0.95
+    max_foreign_run: int = 4
+    latin_candidates: tuple[str, ...] = LATIN_CANDIDATES
+    """the Latin-script languages py3langid tells apart; () is the script-only detector"""
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> LanguageCheck:
+        return cls(language=cfg.language, threshold=cfg.language_threshold,
+                   max_foreign_run=cfg.language_max_foreign_run, latin_candidates=cfg.latin_candidates,
+                   shape=cfg.shape)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("messages",) if self.language == "auto" else ()
+
+    def target(self, record: dict[str, Any]) -> str | None:
+        """The language the trace must be written in: the configured one, or for 'auto' the prompt's."""
+        return detect_language(prompt_text(record), self.latin_candidates) if self.language == "auto" \
+            else self.language
+
+    def measure(self, record: dict[str, Any]) -> tuple[str | None, LanguageMeasure | None]:
+        """(target language, measure of reasoning + answer); (None, None) when the target is unknown."""
+        target = self.target(record)
+        if target is None:
+            return None, None
+        candidates = self.latin_candidates
+        if candidates and target in LATIN_LANGUAGES and target not in candidates:
+            candidates = (*candidates, target)
+        text = self.shape.full_text(record).replace(THINK_OPEN, " ").replace(THINK_CLOSE, " ")
+        return target, measure_language(text, target, prompt_text(record), candidates)
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        details = {} if details is None else details
+        target, measure = self.measure(record)
+        details["language"] = target
+        if measure is None:
+            return None
+        verdict = language_verdict(measure, min_score=self.threshold, max_foreign_run=self.max_foreign_run)
+        details["language_score"] = measure.score
+        if measure.foreign_run:
+            details["foreign_run"] = measure.foreign_run
+            if verdict is False:
+                details["foreign_text"] = measure.foreign_example
+        return verdict
 
 
 # ---------------------------------------------------------------- repetition
@@ -211,92 +300,125 @@ def longest_loop(text: str, ngram: int) -> int:
     return int(np.unique(hashes, return_counts=True)[1].max())
 
 
-def check_repetition(record: dict[str, Any], *, ngram: int = 20, max_count: int = 4) -> bool:
+@dataclass(frozen=True)
+class RepetitionCheck:
     """False for a degenerate loop: one span of `ngram` words occurring `max_count` times or more.
 
     A loop of any period shows up this way (the same sentence, the same paragraph,
     a phrase stuck on repeat), while the phrases R1 really repeats ("Wait, let me
     check") are far shorter than 20 words.
     """
-    return longest_loop(record.get("completion") or "", ngram) < max_count
+
+    name: ClassVar[str] = "repetition"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ()
+    reject_unknown: ClassVar[bool] = False
+    ngram: int = 20
+    max_count: int = 4
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> RepetitionCheck:
+        return cls(ngram=cfg.repetition_ngram, max_count=cfg.repetition_max_count, shape=cfg.shape)
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        repeats = longest_loop(self.shape.full_text(record), self.ngram)
+        if details is not None:
+            details["repeats"] = repeats
+        return repeats < self.max_count
 
 
-# ---------------------------------------------------------------- correctness (cheap part)
+# ---------------------------------------------------------------- correctness (pooled)
 
 
-def check_correctness(record: dict[str, Any], *, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS,
-                      timeout: float | None = 5.0, think_close: str = THINK_CLOSE) -> bool | None:
-    """The final answer matches `reference` (math-verify, letter or sandbox), in this process.
+@dataclass(frozen=True)
+class CorrectnessCheck:
+    """The final answer matches `reference` (math-verify, letter or sandbox).
 
-    The filter itself runs the slow part in a GradingPool; this is the same
-    verdict for one record.
+    The answer extraction and the plain cases (no reference, no answer, equal strings or
+    numbers, letters) run in the check workers; math-verify and the sandbox in a GradingPool.
     """
-    from distill.grading import grade
 
-    return grade(answer_text(record, think_close=think_close), record.get("reference"), patterns=patterns,
-                 timeout=timeout)
+    name: ClassVar[str] = "correctness"
+    pooled: ClassVar[bool] = True
+    fields: ClassVar[tuple[str, ...]] = ("reference",)
+    patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS
+    timeout: float = 5.0
+    """seconds math-verify may spend on one answer; a timeout is None"""
+    reject_unknown: bool = False
+    shape: TraceShape = CANONICAL
+    sandbox_limits: Any = None
+    """the SandboxLimits model-written code runs under (None: their defaults)"""
+
+    @classmethod
+    def from_config(cls, cfg: FilterConfig) -> CorrectnessCheck:
+        from distill.sandbox.limits import SandboxLimits
+
+        return cls(patterns=tuple(cfg.answer_patterns), timeout=cfg.verify_timeout,
+                   reject_unknown=cfg.drop_unverified, shape=cfg.shape, sandbox_limits=SandboxLimits.of(cfg))
+
+    def start(self, record: dict[str, Any], details: dict[str, Any]) -> Verdict | Pending:
+        decided, answer = quick_grade(self.shape.answer(record), record.get("reference"), self.patterns)
+        details["reference_kind"] = reference_kind(record.get("reference"))
+        if answer is not None and details["reference_kind"] != "code":
+            details["answer"] = answer[:200]
+        if decided is None:
+            return Pending((answer, record.get("reference")))
+        return self.finish(decided, details)
+
+    def open_pool(self, workers: int) -> Any:
+        from distill.grading_pool import GradingPool
+
+        return GradingPool(workers, timeout=self.timeout, sandbox_limits=self.sandbox_limits)
+
+    def finish(self, result: Any, details: dict[str, Any]) -> Verdict:
+        details["correctness"] = result.reason
+        return result.verdict
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        """The whole verdict in this process (the filter runs the slow part in its pool instead)."""
+        from distill.grading import slow_grade
+
+        details = {} if details is None else details
+        verdict = self.start(record, details)
+        if isinstance(verdict, Pending):
+            return self.finish(slow_grade(*verdict.args, timeout=self.timeout, sandbox_limits=self.sandbox_limits),
+                               details)
+        return verdict
 
 
-# ---------------------------------------------------------------- all cheap checks of one record
+# ---------------------------------------------------------------- the registry
+
+CHECKS: dict[str, type[Check]] = {check.name: check for check in (
+    FormatCheck, FinishCheck, LengthCheck, LanguageCheck, RepetitionCheck, CorrectnessCheck)}
+"""Every check of one record, in the order they run (the order of `verdicts`)."""
+
+
+def build_checks(cfg: FilterConfig) -> list[Check]:
+    """The checks `cfg` selects, with its options, in registry order."""
+    return [check.from_config(cfg) for name, check in CHECKS.items() if name in cfg.checks]
 
 
 @dataclass
-class CheapOutcome:
-    """What the cheap checks found for one record (sent back from a worker)."""
+class CheckOutcome:
+    """What the checks found for one record in a worker (sent back to the main process)."""
 
-    verdicts: dict[str, bool | None] = field(default_factory=dict)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
-    tokens: int | None = None
-    language_score: float | None = None
-    grade: Grade | None = None
-    """The correctness grade when no worker is needed (no reference, no answer, equal, letter)."""
-    pending_answer: str | None = None
-    """The extracted answer math-verify / the sandbox must grade (when `grade` is None)."""
+    pending: dict[str, Pending] = field(default_factory=dict)
+    """pooled check -> what its pool must do (its verdict is not known yet)"""
 
 
-def evaluate_cheap(record: dict[str, Any], cfg: FilterConfig, count_tokens: TokenCounter | None) -> CheapOutcome:
-    """Run every selected cheap check on `record`, plus the fast part of correctness."""
-    checks = set(cfg.checks)
-    shape = {"think_open": cfg.think_open, "think_close": cfg.think_close, "reasoning_field": cfg.reasoning_field}
-    outcome = CheapOutcome()
-    if "format" in checks:
-        outcome.verdicts["format"] = check_format(record, leftover_tokens=cfg.leftover_tokens, **shape)
-        if not outcome.verdicts["format"]:
-            outcome.details["format"] = format_problem(record, leftover_tokens=cfg.leftover_tokens, **shape)
-    if "finish" in checks:
-        outcome.verdicts["finish"] = check_finish(record)
-    if "length" in checks:
-        outcome.tokens = measure_tokens(record, count_tokens, **shape)
-        outcome.verdicts["length"] = length_verdict(outcome.tokens, cfg.max_tokens)
-        outcome.details["tokens"] = outcome.tokens
-    if "language" in checks:
-        target, measure = measure_trace_language(record, cfg.language, latin_candidates=cfg.latin_candidates,
-                                                 **shape)
-        outcome.details["language"] = target
-        if measure is None:
-            outcome.verdicts["language"] = None
+def run_checks(record: dict[str, Any], checks: Sequence[Check]) -> CheckOutcome:
+    """Run every check on `record`: the cheap ones whole, the pooled ones' quick part."""
+    outcome = CheckOutcome()
+    for check in checks:
+        if check.pooled:
+            verdict = check.start(record, outcome.details)  # type: ignore[attr-defined]
+            if isinstance(verdict, Pending):
+                outcome.pending[check.name] = verdict
+                continue
         else:
-            outcome.verdicts["language"] = language_verdict(measure, min_score=cfg.language_threshold,
-                                                            max_foreign_run=cfg.language_max_foreign_run)
-            outcome.language_score = measure.score
-            outcome.details["language_score"] = measure.score
-            if measure.foreign_run:
-                outcome.details["foreign_run"] = measure.foreign_run
-                if outcome.verdicts["language"] is False:
-                    outcome.details["foreign_text"] = measure.foreign_example
-    if "repetition" in checks:
-        repeats = longest_loop(full_text(record, **shape), cfg.repetition_ngram)
-        outcome.verdicts["repetition"] = repeats < cfg.repetition_max_count
-        outcome.details["repeats"] = repeats
-    if "correctness" in checks:
-        decided, answer = quick_grade(answer_text(record, **shape), record.get("reference"), cfg.answer_patterns)
-        outcome.details["reference_kind"] = reference_kind(record.get("reference"))
-        if answer is not None and outcome.details["reference_kind"] != "code":
-            outcome.details["answer"] = answer[:200]
-        if decided is not None:
-            outcome.grade = decided
-            outcome.verdicts["correctness"] = decided.verdict
-            outcome.details["correctness"] = decided.reason
-        else:
-            outcome.pending_answer = answer
+            verdict = check.run(record, outcome.details)
+        outcome.verdicts[check.name] = verdict
     return outcome

@@ -8,27 +8,22 @@ from dataclasses import dataclass, field
 
 from distill.config import flag, one_of, require
 from distill.errors import ConfigError
+from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
 from distill.sandbox.limits import SandboxLimits
+from distill.shape import TraceShape
 
-CHEAP_CHECKS = ("format", "finish", "length", "language", "repetition")
-"""Run on every record, in this order."""
-CHECKS = (*CHEAP_CHECKS, "correctness", "selection")
-"""Every check, in the order they run: correctness's math-verify / sandbox part runs only on
-records every cheap check passed; selection picks among the records that passed everything."""
+SELECTION = "selection"
 
-LEFTOVER_TOKENS = (
-    # ChatML (Qwen, Yi, …) and Qwen's document end
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>",
-    # Llama 3
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-    "<|eom_id|>", "<|python_tag|>",
-    # DeepSeek V3 / R1 (full-width bars, '▁' in the name)
-    "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>", "<｜▁pad▁｜>",
-    # Gemma, Phi-3, Mistral
-    "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|end|>", "[INST]", "[/INST]",
-)
+
+def check_names() -> tuple[str, ...]:
+    """Every name --checks accepts, in the order they run: the checks of one record (the registry in
+    distill.filter.checks, read now, so a check registered there is selectable at once; correctness's
+    math-verify / sandbox part runs only on records every cheap check passed), then selection, which
+    picks among the records of a prompt that passed everything."""
+    return (*CHECKS, SELECTION)
+
 SELECT_POLICIES = ("random", "shortest", "first")
 LANGUAGE_DETECTORS = ("script", "script+langid")
 
@@ -46,12 +41,12 @@ class FilterConfig(SandboxLimits):
     traces: str
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str
-    """Kept traces (.jsonl); every record gets `verdicts` and `filter_details`."""
+    """Kept traces (.jsonl), in the canonical shape train reads; every record gets `verdicts` and `filter_details`."""
     rejects: str | None = None
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
     report: str | None = None
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(CHECKS))
+    checks: list[str] = field(default_factory=lambda: list(check_names()))
     """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
     workers: int | None = None
     """Worker processes for the checks and for math-verify (default: every core)."""
@@ -64,7 +59,7 @@ class FilterConfig(SandboxLimits):
     think_close: str = "</think>"
     """format: the marker that closes the reasoning."""
     reasoning_field: str | None = None
-    """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion."""
+    """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion; kept records get it folded into a <think> block."""
     leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS))
     """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
 
@@ -112,12 +107,13 @@ class FilterConfig(SandboxLimits):
         super().__post_init__()
         require(bool(self.traces), "traces", "is required")
         require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
-        unknown = [name for name in self.checks if name not in CHECKS]
+        names = check_names()
+        unknown = [name for name in self.checks if name not in names]
         if unknown:
-            close = difflib.get_close_matches(unknown[0], CHECKS, n=1)
+            close = difflib.get_close_matches(unknown[0], names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(CHECKS)}")
-        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(CHECKS)})")
+            raise ConfigError(f"--checks: unknown check '{unknown[0]}'{hint}; valid checks: {', '.join(names)}")
+        require(bool(self.checks), "checks", f"must name at least one check ({', '.join(names)})")
         require(len(set(self.checks)) == len(self.checks), "checks", "names a check twice")
         require(self.workers is None or self.workers >= 1, "workers", f"must be at least 1 (got {self.workers})")
         require(bool(self.think_open) and bool(self.think_close), "think_open", "and --think-close must not be empty")
@@ -152,6 +148,11 @@ class FilterConfig(SandboxLimits):
     @property
     def n_workers(self) -> int:
         return self.workers or default_workers()
+
+    @property
+    def shape(self) -> TraceShape:
+        """Where the traces keep their reasoning (--think-open, --think-close, --reasoning-field)."""
+        return TraceShape(self.think_open, self.think_close, self.reasoning_field)
 
     @property
     def latin_candidates(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.filter.config import CHECKS
+from distill.filter.config import check_names
 
 POLICY = ("Cheap checks (format, finish, length, language, repetition and the fast part of correctness: "
           "answer extraction, equal strings or numbers, letters) run on every record. math-verify and the code "
@@ -237,7 +237,7 @@ def save_plots(stats: FilterStats, report_path: Path, *, max_tokens: int | None,
         return report_path.with_name(f"{base}.{suffix}")
 
     plots = []
-    reasons = {check: stats.rejected_by[check] for check in CHECKS if stats.rejected_by[check]}
+    reasons = {check: stats.rejected_by[check] for check in check_names() if stats.rejected_by[check]}
     plots.append(save_bar(beside("reject-reasons.png"), reasons or {"(none rejected)": 0},
                           title=f"Reject reasons ({stats.rejected:,} of {stats.total:,} rejected; "
                                 "a record may have several)", xlabel="records"))

@@ -27,15 +27,13 @@ from typing import Any
 
 from distill.config import config_dict
 from distill.errors import InputError, OutputError
-from distill.filter.checks import CheapOutcome, evaluate_cheap, full_text
-from distill.filter.config import CHEAP_CHECKS, CHECKS, FilterConfig
+from distill.filter.checks import Check, CheckOutcome, build_checks, run_checks
+from distill.filter.config import SELECTION, FilterConfig, check_names
 from distill.filter.language import latin_identifier
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
 from distill.filter.selection import select_samples
 from distill.grading import NO_SANDBOX
-from distill.grading_pool import GradingBatch, GradingPool
 from distill.progress import Progress
-from distill.sandbox.limits import SandboxLimits
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -86,14 +84,8 @@ class OutputPaths:
 
 def required_fields(cfg: FilterConfig) -> tuple[str, ...]:
     """The trace fields the selected checks read."""
-    required = ["id", "prompt_id", "completion"]
-    if "finish" in cfg.checks:
-        required.append("finish_reason")
-    if "correctness" in cfg.checks:
-        required.append("reference")
-    if "language" in cfg.checks and cfg.language == "auto":
-        required.append("messages")
-    return tuple(required)
+    return tuple(dict.fromkeys(["id", "prompt_id", "completion",
+                                *(name for check in build_checks(cfg) for name in check.fields)]))
 
 
 def validate_input(cfg: FilterConfig) -> int:
@@ -202,28 +194,19 @@ def _restore_stats(stats: FilterStats, paths: OutputPaths) -> None:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_check_worker(cfg: FilterConfig) -> None:
-    _WORKER["cfg"] = cfg
-    _WORKER["count_tokens"] = None
-    if cfg.tokenizer and "length" in cfg.checks:
-        from distill.chat import load_tokenizer
-
-        tokenizer = load_tokenizer(cfg.tokenizer)
-        _WORKER["count_tokens"] = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+def _init_check_worker(checks: list[Check]) -> None:
+    _WORKER["checks"] = checks
 
 
-def _check_batch(records: list[dict[str, Any]]) -> list[CheapOutcome]:
-    cfg = _WORKER["cfg"]
-    return [evaluate_cheap(record, cfg, _WORKER["count_tokens"]) for record in records]
+def _check_batch(records: list[dict[str, Any]]) -> list[CheckOutcome]:
+    checks = _WORKER["checks"]
+    return [run_checks(record, checks) for record in records]
 
 
-def _slim(record: dict[str, Any], cfg: FilterConfig) -> dict[str, Any]:
+def _slim_fields(cfg: FilterConfig, checks: list[Check]) -> tuple[str, ...]:
     """The fields the checks read (the rest of a record never leaves the main process)."""
-    keep = ("completion", "finish_reason", "completion_tokens", "reference", "messages")
-    slim = {key: record[key] for key in keep if key in record}
-    if cfg.reasoning_field and cfg.reasoning_field in record:
-        slim[cfg.reasoning_field] = record[cfg.reasoning_field]
-    return slim
+    optional = ("completion_tokens", *([cfg.reasoning_field] if cfg.reasoning_field else []))
+    return tuple(dict.fromkeys(["completion", *optional, *(name for check in checks for name in check.fields)]))
 
 
 @dataclass
@@ -233,10 +216,10 @@ class ChunkJob:
     records: list[dict[str, Any]]
     last_done: int
     futures: list[Any] = field(default_factory=list)
-    """The cheap checks' batches."""
-    outcomes: list[CheapOutcome] | None = None
-    grades: GradingBatch | None = None
-    """Answers sent to the grading pool."""
+    """The check workers' batches."""
+    outcomes: list[CheckOutcome] | None = None
+    batches: dict[str, Any] = field(default_factory=dict)
+    """pooled check -> its pool's batch of this chunk's pending records."""
 
 
 def _chunks(path: Path, skip: int, group_prompts: bool) -> Iterator[tuple[list[dict[str, Any]], int]]:
@@ -280,26 +263,30 @@ class _Filter:
         from pebble import ProcessPool
 
         self.cfg, self.paths, self.stats = cfg, paths, stats
-        self.checks = [c for c in CHECKS if c in cfg.checks]
+        self.checks = [c for c in check_names() if c in cfg.checks]
+        self.record_checks = build_checks(cfg)
+        self.slim_fields = _slim_fields(cfg, self.record_checks)
+        self.cheap = [check.name for check in self.record_checks if not check.pooled]
         self.workers = cfg.n_workers
         if "language" in cfg.checks and len(cfg.latin_candidates) > 1:
             # load py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
             latin_identifier(cfg.latin_candidates)
-        self.check_pool = ProcessPool(max_workers=self.workers, initializer=_init_check_worker, initargs=(cfg,))
-        self.grading = GradingPool(self.workers, timeout=cfg.verify_timeout, sandbox_limits=SandboxLimits.of(cfg)) \
-            if "correctness" in cfg.checks else None
+        self.check_pool = ProcessPool(max_workers=self.workers, initializer=_init_check_worker,
+                                      initargs=(self.record_checks,))
+        self.pools = {check.name: check.open_pool(self.workers)  # type: ignore[attr-defined]
+                      for check in self.record_checks if check.pooled}
 
     def close(self) -> None:
         self.check_pool.stop()
         self.check_pool.join()
-        if self.grading is not None:
-            self.grading.close()
+        for pool in self.pools.values():
+            pool.close()
 
     def start(self, records: list[dict[str, Any]], last_done: int) -> ChunkJob:
         job = ChunkJob(records, last_done)
         batch = max(1, math.ceil(len(records) / (2 * self.workers)))
         for start in range(0, len(records), batch):
-            slim = [_slim(r, self.cfg) for r in records[start:start + batch]]
+            slim = [{key: r[key] for key in self.slim_fields if key in r} for r in records[start:start + batch]]
             job.futures.append(self.check_pool.schedule(_check_batch, args=(slim,)))
         return job
 
@@ -311,15 +298,15 @@ class _Filter:
     def _collect_cheap(self, job: ChunkJob) -> None:
         if job.outcomes is None:
             job.outcomes = [outcome for future in job.futures for outcome in future.result()]
-            self._submit_grading(job)
+            self._submit_pooled(job)
 
     def finish(self, job: ChunkJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         """Wait for a chunk's checks and grades, select, and return (kept, rejected, tokens) in input order."""
         self._collect_cheap(job)
-        outcomes: list[CheapOutcome] = job.outcomes  # type: ignore[assignment]
-        self._gather_grades(job)
+        outcomes: list[CheckOutcome] = job.outcomes  # type: ignore[assignment]
+        self._gather_pooled(job)
         rejected_by = [self._failed(outcome) for outcome in outcomes]
-        if "selection" in self.checks:
+        if SELECTION in self.checks:
             self._select(job.records, outcomes, rejected_by)
         kept, rejected = [], []
         for record, outcome, reasons in zip(job.records, outcomes, rejected_by):
@@ -330,61 +317,58 @@ class _Filter:
                 out["rejected_by"] = reasons
                 rejected.append(out)
             else:
-                kept.append(out)
-        return kept, rejected, sum(o.tokens or 0 for o in outcomes)
+                kept.append(self.cfg.shape.canonical(out))
+        return kept, rejected, sum(o.details.get("tokens") or 0 for o in outcomes)
 
-    def _submit_grading(self, job: ChunkJob) -> None:
-        """math-verify / sandbox for the records every cheap check passed; not run on the others."""
-        if self.grading is None:
-            return
-        job.grades = self.grading.batch()
-        for index, (record, outcome) in enumerate(zip(job.records, job.outcomes or [])):
-            if outcome.grade is not None:
-                continue
-            if any(outcome.verdicts.get(check) is False for check in CHEAP_CHECKS):
-                outcome.verdicts["correctness"] = None
-                outcome.details.setdefault("not_run", []).append("correctness")
-                continue
-            job.grades.add(outcome.pending_answer, record["reference"], index)
-        job.grades.submit()
+    def _submit_pooled(self, job: ChunkJob) -> None:
+        """Each pooled check's slow part for the records every cheap check passed; not run on the others."""
+        for name, pool in self.pools.items():
+            batch = job.batches[name] = pool.batch()
+            for index, outcome in enumerate(job.outcomes or []):
+                pending = outcome.pending.pop(name, None)
+                if pending is None:
+                    continue
+                if any(outcome.verdicts.get(check) is False for check in self.cheap):
+                    outcome.verdicts[name] = None
+                    outcome.details.setdefault("not_run", []).append(name)
+                    continue
+                batch.add(*pending.args, index)
+            batch.submit()
 
-    def _gather_grades(self, job: ChunkJob) -> None:
-        if job.grades is None:
-            return
+    def _gather_pooled(self, job: ChunkJob) -> None:
         outcomes = job.outcomes or []
-        for indices, graded in job.grades.results():
-            for index in indices:
-                outcomes[index].grade = graded
-                outcomes[index].verdicts["correctness"] = graded.verdict
-                outcomes[index].details["correctness"] = graded.reason
+        for check in self.record_checks:
+            if check.name in job.batches:
+                for indices, result in job.batches.pop(check.name).results():
+                    for index in indices:
+                        outcomes[index].verdicts[check.name] = check.finish(  # type: ignore[attr-defined]
+                            result, outcomes[index].details)
 
-    def _failed(self, outcome: CheapOutcome) -> list[str]:
+    def _failed(self, outcome: CheckOutcome) -> list[str]:
         reasons = [check for check in self.checks if outcome.verdicts.get(check) is False]
-        if (self.cfg.drop_unverified and "correctness" in self.checks and outcome.verdicts.get("correctness") is None
-                and "correctness" not in outcome.details.get("not_run", ())):
-            reasons.append("correctness")
+        not_run = outcome.details.get("not_run", ())
+        reasons += [check.name for check in self.record_checks if check.reject_unknown
+                    and outcome.verdicts.get(check.name) is None and check.name not in not_run]
         return reasons
 
-    def _select(self, records: list[dict[str, Any]], outcomes: list[CheapOutcome],
+    def _select(self, records: list[dict[str, Any]], outcomes: list[CheckOutcome],
                 rejected_by: list[list[str]]) -> None:
         groups: dict[str, list[int]] = {}
         for index, record in enumerate(records):
             if rejected_by[index]:
-                outcomes[index].verdicts["selection"] = None
-                outcomes[index].details.setdefault("not_run", []).append("selection")
+                outcomes[index].verdicts[SELECTION] = None
+                outcomes[index].details.setdefault("not_run", []).append(SELECTION)
             else:
                 groups.setdefault(record["prompt_id"], []).append(index)
-        shape = {"think_open": self.cfg.think_open, "think_close": self.cfg.think_close,
-                 "reasoning_field": self.cfg.reasoning_field}
         for prompt_id, indices in groups.items():
-            keep = select_samples([full_text(records[i], **shape) for i in indices],
-                                  [outcomes[i].tokens for i in indices], prompt_id=prompt_id,
+            keep = select_samples([self.cfg.shape.full_text(records[i]) for i in indices],
+                                  [outcomes[i].details.get("tokens") for i in indices], prompt_id=prompt_id,
                                   keep_per_prompt=self.cfg.keep_per_prompt, select_by=self.cfg.select_by,
                                   seed=self.cfg.seed)
             for index, chosen in zip(indices, keep):
-                outcomes[index].verdicts["selection"] = chosen
+                outcomes[index].verdicts[SELECTION] = chosen
                 if not chosen:
-                    rejected_by[index].append("selection")
+                    rejected_by[index].append(SELECTION)
 
 
 def filter_traces(cfg: FilterConfig) -> FilterReport:
@@ -398,7 +382,7 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
         load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
         length_source = f"tokenizer {cfg.tokenizer}"
     resume = _prepare_outputs(cfg, paths)
-    stats = FilterStats([c for c in CHECKS if c in cfg.checks])
+    stats = FilterStats([c for c in check_names() if c in cfg.checks])
     _restore_stats(stats, paths)
 
     progress_file = JsonlWriter(paths.progress)
@@ -448,8 +432,8 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
         notes.append(f"{no_sandbox} code references need the sandbox (distill.sandbox is not installed): "
                      "their correctness is null")
     grading = None
-    if run.grading is not None:
-        g = run.grading.stats
+    if "correctness" in run.pools:
+        g = run.pools["correctness"].stats
         grading = {"graded_in_workers": g.graded, "cache_hits": g.cache_hits, "timeouts": g.timeouts,
                    "workers_killed": g.killed, "verify_timeout_s": cfg.verify_timeout,
                    "worker_reasons": dict(sorted(g.reasons.items()))}

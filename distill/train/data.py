@@ -101,7 +101,7 @@ def validate_kept(path: str | Path, limit: int | None) -> None:
 
     for line, record in iter_kept(path, limit):
         try:
-            split_target(record["completion"])
+            split_target(record)
         except ValueError as exc:
             raise InputError(str(exc), path=str(path), line=line, field="completion") from None
         if not record["messages"]:

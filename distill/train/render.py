@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill.chat import render_prompt
-from distill.completion import THINK_CLOSE, THINK_OPEN, generation_prefill, join_reasoning, split_reasoning
 from distill.errors import InputError, ModelError
+from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, generation_prefill, join_reasoning
 
 IGNORE_INDEX = -100
 # an assistant message that no template rewrites (no '</think>' in it)
@@ -106,14 +106,20 @@ def probe_chat_format(tokenizer: Any) -> ChatFormat:
     return ChatFormat(end_of_turn=token, end_of_turn_id=token_id, prefill=generation_prefill(prompt))
 
 
-def split_target(completion: Any) -> tuple[str, str]:
-    """(reasoning, answer) of a teacher completion; ValueError saying what is missing."""
-    if not isinstance(completion, str):
+def split_target(record: dict[str, Any]) -> tuple[str, str]:
+    """(reasoning, answer) of a kept record's completion; ValueError saying what is missing.
+
+    Kept records are in the canonical shape: whatever shape the teacher's traces had (a reasoning
+    field, other think tags), distill filter wrote the kept ones as one `<think>` block and the answer.
+    """
+    if not isinstance(record.get("completion"), str):
         raise ValueError("must be a string")
-    parts = split_reasoning(completion)
+    parts = CANONICAL.split(record)
     if parts is None:
         raise ValueError("has no single <think>…</think> block at its start, so there is no reasoning to "
-                         "train on; keep only well-formed traces (distill filter's format check)")
+                         "train on; keep only well-formed traces (distill filter's format check; for traces "
+                         "that keep their reasoning in a field or between other tags, filter them with "
+                         "--reasoning-field or --think-open/--think-close, which writes them with a <think> block)")
     reasoning, answer = parts
     if not reasoning:
         raise ValueError("has an empty <think></think> block (no reasoning to train on)")
@@ -134,7 +140,7 @@ def target_text(reasoning: str, answer: str, *, prefill: str, end_of_turn: str) 
 
 def render_texts(record: dict[str, Any], tokenizer: Any, fmt: ChatFormat) -> tuple[str, str]:
     """(prompt text, target text) of a record; ValueError naming what is wrong with its completion."""
-    reasoning, answer = split_target(record.get("completion"))
+    reasoning, answer = split_target(record)
     prompt = render_prompt(tokenizer, record["messages"])
     return prompt, target_text(reasoning, answer, prefill=generation_prefill(prompt), end_of_turn=fmt.end_of_turn)
 

@@ -104,7 +104,7 @@ def first_example(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat) -> tuple[di
     """The first kept record and its rendering, refused when it would not teach reasoning and stopping."""
     line, record = next(iter_kept(cfg.kept, cfg.limit))
     try:
-        reasoning, _ = split_target(record.get("completion"))
+        reasoning, _ = split_target(record)
     except ValueError as exc:
         raise InputError(str(exc), path=cfg.kept, line=line, field="completion") from None
     example = render_example(record, tokenizer, chat_format=fmt)

@@ -13,12 +13,12 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.chat import looks_local
-from distill.config import flag, require
+from distill.config import flag, project, require
 from distill.errors import ConfigError, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, generate
@@ -189,11 +189,9 @@ def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
                 "seed": cfg.seed, "n": cfg.n}:
             log.info("%s: reusing the complete samples in %s", model, traces)
             return
-    shared = (*fields(PromptOptions), *fields(SamplingOptions), *fields(BackendOptions))
-    options = {f.name: getattr(cfg, f.name) for f in shared}
     try:
-        generate(GenerateConfig(prompts=cfg.data, teacher=model, out=str(traces), overwrite=cfg.overwrite,
-                                **options))
+        generate(project(GenerateConfig, cfg, prompts=cfg.data, teacher=model, out=str(traces),
+                         overwrite=cfg.overwrite))
     except OutputError as exc:
         raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
                           "sample again)") from None

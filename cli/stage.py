@@ -56,13 +56,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def run_stage(action: Callable[[], Any]) -> Any:
-    """Run library code, turning a DistillError into one line on stderr and exit 1."""
+    """Run library code, turning a DistillError into one line on stderr and its exit status (1)."""
     try:
         return action()
     except DistillError as exc:
         if os.environ.get("DISTILL_DEBUG"):
             raise
-        raise fail(str(exc).replace("\n", " ")) from None
+        raise fail(str(exc).replace("\n", " "), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted; rerun the same command to resume where it stopped", 130) from None
     finally:
@@ -133,6 +133,10 @@ def add_stage_command(app: typer.Typer, name: str, cfg_cls: type, run: Callable[
                                     for part in value.split(",") if part.strip()]
         result = run_stage(lambda: run(build_config(cfg_cls, yaml_path=config_path, overrides=given)))
         present(result)
+        # a run that went on past failed prompts: its result first, then why it is not complete
+        failure = getattr(result, "failure", None)
+        if failure is not None:
+            raise fail(str(failure).replace("\n", " "), failure.exit_code)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__name__ = name

@@ -195,3 +195,15 @@ def build_config(cls: type[C], *, yaml_path: str | Path | None = None,
 def config_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config, for summaries and model cards."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def project(cls: type[C], source: Any, **values: Any) -> C:
+    """`cls` built from the option groups it shares with config `source`, plus `values`.
+
+    A field counts as shared only when both inherit it from the same group (dataclasses hand a
+    subclass its base's very field objects), so fields that merely share a name, like two stages'
+    `out`, are never carried over.
+    """
+    inherited = set(dataclasses.fields(source))
+    shared = {f.name: getattr(source, f.name) for f in dataclasses.fields(cls) if f in inherited and f.init}
+    return cls(**{**shared, **values})

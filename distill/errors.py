@@ -15,6 +15,9 @@ from pathlib import Path
 class DistillError(Exception):
     """A problem the user can fix: bad input, bad options, a missing model."""
 
+    exit_code = 1
+    """The CLI's exit status for it."""
+
 
 class ConfigError(DistillError):
     """An option or recipe key is missing, unknown or out of range."""
@@ -44,6 +47,24 @@ class ModelError(DistillError):
 
 class BackendError(DistillError):
     """A generation backend cannot run here or failed for good."""
+
+
+class IncompleteRun(DistillError):
+    """Prompts failed for good (after their retries) while the rest of the run went on.
+
+    A stage's result carries it as `failure` rather than raising it, so the result is still returned
+    and shown; the CLI prints the result, then this line, and exits with `exit_code`:
+    3 when the run produced something (rerun the same command to retry the failed prompts),
+    1 when it produced nothing at all (retrying alone will not help).
+    """
+
+    PARTIAL = 3
+
+    def __init__(self, failed: int, total: int, produced: int, first: str):
+        self.exit_code = self.PARTIAL if produced else 1
+        fix = ("rerun the same command to retry them" if produced else
+               "nothing was produced; fix the cause (see the first error) and rerun")
+        super().__init__(f"{failed} of {total} prompts failed after their retries (first: {first}); {fix}")
 
 
 def out_of_space(exc: BaseException, where: str | Path, fix: str) -> OutputError | None:

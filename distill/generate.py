@@ -16,7 +16,7 @@ from typing import Any
 
 from distill.backends import GenerationRequest, SamplingParams, make_backend, resolve_backend
 from distill.config import require
-from distill.errors import OutputError
+from distill.errors import IncompleteRun, OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
@@ -72,6 +72,15 @@ class GenerateSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def failure(self) -> IncompleteRun | None:
+        """Why the run is not complete: prompts that failed after their retries (None when none did)."""
+        if not self.failed_prompts:
+            return None
+        first = self.failed_prompts[0]
+        return IncompleteRun(len(self.failed_prompts), self.prompts, self.new_records,
+                             f"{first['prompt_id']}: {first['error']}")
 
     def format(self) -> str:
         finish = ", ".join(f"{k} {v}" for k, v in sorted(self.finish_reasons.items())) or "none"
@@ -238,8 +247,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
         failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n})
     write_json(summary_path, summary.to_dict())
     if failed:
-        log.warning("%d prompts failed (listed in %s); rerun the same command to retry them",
-                    len(failed), summary_path)
+        log.warning("%d prompts failed (listed in %s)", len(failed), summary_path)
     return summary
 
 

@@ -6,16 +6,18 @@ groups it needs, so a field is written (and documented) once.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from distill.config import Options, flag, one_of, require
+from distill.backends import AUTO, BACKENDS, owners, unused_options
+from distill.backends.hf import HFOptions
+from distill.backends.openai_compat import OpenAIOptions
+from distill.backends.vllm_engine import VLLMOptions
+from distill.config import Options, flag, one_of, project, require
+from distill.errors import ConfigError
 
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_TEMPLATE = "{problem}\n" + R1_INSTRUCTION
-BACKENDS = ("auto", "vllm", "openai", "hf")
 
 
 @dataclass(kw_only=True)
@@ -63,73 +65,22 @@ class SamplingOptions(Options):
 
 
 @dataclass(kw_only=True)
-class BackendOptions(Options):
-    panel: ClassVar[str] = "Engine"
-    backend: str = "auto"
+class BackendOptions(OpenAIOptions, HFOptions, VLLMOptions):
+    """The engine choice, with every backend's options as flat flags; each backend reads only its own."""
+
+    backend: str = field(default="auto", metadata={"resume": "free"})
     """Generation engine: auto (vllm with a CUDA GPU, else hf), vllm, openai or hf."""
-    base_url: str | None = None
-    """openai backend: the server's base URL, e.g. http://localhost:8000/v1."""
-    api_key_env: str | None = None
-    """openai backend: name of the environment variable holding the API key (the key is never written anywhere)."""
-    tokenizer: str | None = None
-    """Tokenizer for exact token counts when the openai server reports one usage for n samples (default: the model's, if loadable)."""
-    concurrency: int = 64
-    """openai backend: requests in flight at once."""
-    max_retries: int = 6
-    """openai backend: retries per request on 429, 5xx, timeouts, dropped connections and empty replies."""
-    request_timeout: float = 1800.0
-    """openai backend: seconds before a request counts as timed out."""
-    retry_backoff: float = 1.0
-    """openai backend: first retry delay in seconds, doubled per attempt (with jitter, at most 60 s)."""
-    batch_size: int = 16
-    """hf backend: prompts per generate() call (each yields n sequences)."""
-    dtype: str = "auto"
-    """hf and vllm backends: weights dtype (auto = bf16 on a GPU that has it, else float32)."""
-    tensor_parallel_size: int = 1
-    """vllm backend: GPUs to shard the model over."""
-    gpu_memory_utilization: float = 0.9
-    """vllm backend: share of GPU memory vLLM may take."""
-    max_model_len: int | None = None
-    """vllm backend: context length to reserve (default: the model's)."""
-    max_inflight: int = 4096
-    """vllm backend: prompts queued in the engine at once; finished ones are written while the rest run."""
-    vllm_args: str | None = None
-    """vllm backend: more vllm.LLM arguments as a JSON object, e.g. '{"enable_prefix_caching": true}'."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        one_of(self.backend, "backend", BACKENDS)
-        one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16", "float16"))
-        require(self.backend != "openai" or bool(self.base_url), "base_url",
-                "is required with --backend openai (e.g. http://localhost:8000/v1)")
-        # a server address or key with a local backend: the run would silently load a local model instead
-        for name in ("base_url", "api_key_env"):
-            require(getattr(self, name) is None or self.backend == "openai", name,
-                    f"only applies to --backend openai (got --backend {self.backend}); add --backend openai "
-                    f"or drop {flag(name)}")
-        # the NAME of a variable: a key pasted here by mistake must not be echoed into logs or errors
-        require(self.api_key_env is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env) is not None,
-                "api_key_env", "takes the name of an environment variable that holds the key (e.g. "
-                "OPENAI_API_KEY), not the key itself")
-        require(self.concurrency >= 1, "concurrency", f"must be at least 1 (got {self.concurrency})")
-        require(self.max_retries >= 0, "max_retries", f"must be ≥ 0 (got {self.max_retries})")
-        require(self.request_timeout > 0, "request_timeout", "must be positive")
-        require(self.retry_backoff >= 0, "retry_backoff", "must be ≥ 0")
-        require(self.batch_size >= 1, "batch_size", f"must be at least 1 (got {self.batch_size})")
-        require(self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be at least 1")
-        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
-        require(self.max_inflight >= 1, "max_inflight", "must be at least 1")
-        require(self.vllm_args is None or isinstance(parse_json_object(self.vllm_args), dict), "vllm_args",
-                "must be a JSON object")
-
-    @property
-    def vllm_kwargs(self) -> dict:
-        return parse_json_object(self.vllm_args) if self.vllm_args else {}
-
-
-def parse_json_object(text: str) -> dict | None:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+        one_of(self.backend, "backend", ("auto", *BACKENDS))
+        chosen = AUTO if self.backend == "auto" else (self.backend,)
+        # an option of another backend would be silently ignored: a server address with a local
+        # backend, say, and the run would load a local model instead
+        unused = unused_options(self, chosen)
+        if unused:
+            name, users = unused[0], owners(unused[0])
+            raise ConfigError(f"{flag(name)} only applies to --backend {' or '.join(users)} (got --backend "
+                              f"{self.backend}); add --backend {users[0]} or drop {flag(name)}")
+        if self.backend != "auto":
+            project(BACKENDS[self.backend][1], self).check_chosen()

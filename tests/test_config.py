@@ -6,12 +6,16 @@ import dataclasses
 
 import pytest
 
+from distill.backends import AUTO, BACKENDS, make_backend
+from distill.backends.hf import HFOptions
+from distill.backends.openai_compat import OpenAIOptions
 from distill.config import build_config, field_docs
 from distill.demo import DemoConfig
 from distill.errors import ConfigError
 from distill.eval import EvalConfig
 from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
+from distill.options import BackendOptions
 from distill.train import TrainConfig
 from tests.conftest import assert_user_error, run_cli
 
@@ -82,3 +86,50 @@ def test_cli_flags_override_the_recipe_and_unknown_keys_exit_1(tmp_path, tiny_mo
     recipe.write_text("teacher: t\nbakend: hf\n")
     assert_user_error(run_cli("generate", prompts_file, "--out", out, "--config", recipe),
                       "unknown key 'bakend'", "did you mean 'backend'")
+
+
+# a value off the default for every backend option (a type's sample, where the field takes any)
+OFF_DEFAULT = {int: 2, float: 0.5, str: "X", "dtype": "float16", "vllm_args": "{}"}
+BACKEND_FIELDS = [(name, f) for name, (_, options) in BACKENDS.items() for f in dataclasses.fields(options)]
+
+
+def off_default(f: dataclasses.Field):
+    if f.name in OFF_DEFAULT:
+        return OFF_DEFAULT[f.name]
+    kind = next(t for t in (int, float, str) if t.__name__ in str(f.type))
+    return OFF_DEFAULT[kind]
+
+
+def test_every_backends_options_are_flags_of_the_stages():
+    registered = {f for _, f in BACKEND_FIELDS}
+    for cfg_cls in (GenerateConfig, EvalConfig):
+        assert registered <= set(dataclasses.fields(cfg_cls))  # the same fields, inherited, not copies
+    assert all(options in BackendOptions.__mro__ for _, options in BACKENDS.values())
+
+
+@pytest.mark.parametrize("backend", ["hf", "openai", "vllm", "auto"])
+def test_an_option_of_another_backend_is_refused_naming_its_backend(backend):
+    chosen = AUTO if backend == "auto" else (backend,)
+    foreign = {f.name: f for name, f in BACKEND_FIELDS if name not in chosen and f.name not in
+               {g.name for other, g in BACKEND_FIELDS if other in chosen}}
+    assert foreign  # every backend has options the others do not read
+    base = {"base_url": "http://127.0.0.1:9/v1"} if backend == "openai" else {}
+    for name, f in foreign.items():
+        with pytest.raises(ConfigError) as info:
+            GenerateConfig(prompts="p", out="o", teacher="t", backend=backend, **base, **{name: off_default(f)})
+        assert str(info.value).startswith(f"--{name.replace('_', '-')} only applies to --backend ")
+        assert f"(got --backend {backend})" in str(info.value)
+    # and each of the chosen backend's own options is accepted
+    own = {f.name: off_default(f) for name, f in BACKEND_FIELDS if name in chosen}
+    GenerateConfig(prompts="p", out="o", teacher="t", backend=backend, **{**own, **base})
+
+
+def test_each_backend_is_built_from_its_own_options(tiny_models):
+    cfg = GenerateConfig(prompts="p", out="o", teacher="t", backend="openai", base_url="http://127.0.0.1:9/v1",
+                         concurrency=3, retry_backoff=0.25, n=2)
+    backend = make_backend("served-name", cfg)
+    assert type(backend.options) is OpenAIOptions
+    assert backend.options == OpenAIOptions(base_url="http://127.0.0.1:9/v1", concurrency=3, retry_backoff=0.25)
+    cfg = GenerateConfig(prompts="p", out="o", teacher="t", backend="hf", batch_size=3, dtype="float32")
+    with make_backend(str(tiny_models["qwen"]), cfg) as backend:
+        assert backend.options == HFOptions(batch_size=3, dtype="float32") and backend.name == "hf"

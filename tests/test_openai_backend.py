@@ -3,6 +3,8 @@ directly and through a proxy that injects 429s, 500s, timeouts, resets and empty
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from distill.generate import GenerateConfig, generate
@@ -113,7 +115,7 @@ def test_the_api_key_is_never_written_or_echoed(server, tiny_models, reference, 
         result = run_cli("-v", "generate", prompts, "--teacher", tiny_models["qwen"], "--out", out, "--backend",
                          "openai", "--base-url", proxy.base_url, "--max-tokens", "8", "--api-key-env",
                          "DISTILL_TEST_KEY", "--max-retries", "0", env={"DISTILL_TEST_KEY": SECRET})
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # the prompts that got the 400 failed: a partial run
     summary = (tmp_path / "run" / "t.summary.json").read_text()
     assert "bad request from Bearer ***" in summary  # the server echoed the key; we scrubbed it
     written = [path for path in (tmp_path / "run").rglob("*") if path.is_file()]
@@ -136,3 +138,54 @@ def test_rejected_credentials_and_missing_key_stop_with_one_line(server, tiny_mo
     assert_user_error(result, "--api-key-env DISTILL_UNSET_VARIABLE", "not set")
     assert_user_error(run_cli("generate", prompts, "--teacher", "m", "--out", out, "--backend", "openai"),
                       "--base-url is required")
+
+
+def generate_args(prompts, teacher, out, base_url):
+    return ["generate", prompts, "--teacher", teacher, "--out", out, "--backend", "openai", "--base-url", base_url,
+            "--n", "1", "--max-tokens", "8", "--concurrency", "1", "--max-retries", "1", "--retry-backoff", "0.01"]
+
+
+def assert_exit(result, status: int, *needles: str) -> str:
+    """The summary on stdout, then one `error:` line on stderr naming the failures, and `status`."""
+    assert result.returncode == status, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and all(needle in errors[0] for needle in needles), result.stderr
+    return errors[0]
+
+
+def test_a_run_whose_prompts_all_failed_exits_1_and_a_partial_one_3(server, tiny_models, reference, tmp_path):
+    prompts, _ = reference
+    teacher = tiny_models["qwen"]
+    out = tmp_path / "t.jsonl"
+    with FaultProxy(server, {"empty": 1.0}) as proxy:
+        result = run_cli(*generate_args(prompts, teacher, out, proxy.base_url))
+    assert "records           0 (0 new) for 8 prompts" in result.stdout and "FAILED prompts    8" in result.stdout
+    assert_exit(result, 1, "8 of 8 prompts failed after their retries", "empty reply", "nothing was produced")
+    assert proxy.counts == {"ok": 0, "empty": 16}  # each prompt tried twice (--max-retries 1)
+
+    with FaultProxy(server, {"empty": 0.6}, seed=4) as proxy:
+        result = run_cli(*generate_args(prompts, teacher, out, proxy.base_url))
+    failed = len(json.loads((tmp_path / "t.summary.json").read_text())["failed_prompts"])
+    assert 0 < failed < 8 and len(read_jsonl(out)) == 8 - failed
+    assert_exit(result, 3, f"{failed} of 8 prompts failed after their retries", "rerun the same command to retry")
+    # a rerun once the server answers retries exactly the failed prompts, and the run is then complete
+    result = run_cli(*generate_args(prompts, teacher, out, server))
+    assert result.returncode == 0 and not result.stderr.count("error:"), result.stderr
+    assert f"records           8 ({failed} new)" in result.stdout
+
+
+def test_eval_exits_3_when_some_problems_could_not_be_sampled(server, tiny_models, reference, tmp_path):
+    prompts, _ = reference
+    args = ["eval", "--model", f"qwen={tiny_models['qwen']}", "--data", prompts, "--backend", "openai", "--n", "1", "--max-tokens", "8", "--concurrency", "1", "--max-retries", "0",
+            "--workers", "1"]
+    with FaultProxy(server, {"empty": 0.5}, seed=4) as proxy:
+        result = run_cli(*args, "--out", tmp_path / "results.json", "--base-url", proxy.base_url)
+    assert "| qwen" in result.stdout  # the table first
+    scores = json.loads((tmp_path / "results.json").read_text())["models"]["qwen"]
+    failed = len(scores["failed_prompts"])
+    assert 0 < failed < 8 and scores["problems"] == 8 - failed
+    assert_exit(result, 3, f"{failed} of 8 prompts failed after their retries", "qwen: ", "rerun the same command")
+    with FaultProxy(server, {"empty": 1.0}) as proxy:
+        result = run_cli(*args, "--out", tmp_path / "none.json", "--base-url", proxy.base_url)
+    assert_exit(result, 1, "8 of 8 prompts failed", "nothing was produced")

@@ -104,15 +104,15 @@ def check_work(tokens: int, finishes: dict[str, int], prompts: int, n: int, max_
 
 class Offline:
     def __init__(self, args: argparse.Namespace):
-        from distill.backends.vllm_engine import VLLMBackend
+        from distill.backends.vllm_engine import VLLMBackend, VLLMOptions
 
         longest = max(tokens for tokens, _ in parse_cases(args.cases))
         self.args = args
         self.max_model_len = args.max_model_len or longest + 512
         started = time.perf_counter()
-        self.backend = VLLMBackend(str(args.model), gpu_memory_utilization=args.gpu_memory_utilization,
-                                   max_model_len=self.max_model_len, seed=SEED,
-                                   engine_args={"load_format": "dummy", "enable_prefix_caching": False})
+        options = VLLMOptions(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=self.max_model_len,
+                              vllm_args=json.dumps({"load_format": "dummy", "enable_prefix_caching": False}))
+        self.backend = VLLMBackend(str(args.model), options, seed=SEED)
         self.engine_seconds = time.perf_counter() - started
         self.backend.close = lambda: None  # shared: distill's generate() must not tear it down
         self.llm, self.tokenizer = self.backend.llm, self.backend.tokenizer

@@ -1,24 +1,43 @@
-"""Generation engines behind one interface: hf, openai, vllm (and auto)."""
+"""Generation engines behind one interface: hf, openai, vllm (and auto).
+
+`BACKENDS` pairs each engine with its options class; a stage config inherits every
+options class (so the flags stay flat) and each engine is built from its own.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from distill.backends.base import (
     Backend,
+    EngineOptions,
     GenerationRequest,
     GenerationResult,
     Sample,
     SamplingParams,
     derive_seed,
 )
-from distill.options import BackendOptions
+from distill.backends.hf import HFBackend, HFOptions
+from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
+from distill.backends.vllm_engine import VLLMBackend, VLLMOptions
+from distill.config import flag, project
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Backend", "GenerationRequest", "GenerationResult", "Sample", "SamplingParams", "derive_seed",
-           "make_backend", "resolve_backend"]
+__all__ = ["AUTO", "BACKENDS", "Backend", "GenerationRequest", "GenerationResult", "Sample", "SamplingParams",
+           "derive_seed", "make_backend", "owners", "resolve_backend", "unused_options"]
+
+BACKENDS: dict[str, tuple[type[Backend], type[EngineOptions]]] = {
+    "vllm": (VLLMBackend, VLLMOptions),
+    "openai": (OpenAIBackend, OpenAIOptions),
+    "hf": (HFBackend, HFOptions),
+}
+AUTO = ("vllm", "hf")
+"""The backends 'auto' chooses between."""
 
 
 def resolve_backend(name: str) -> str:
@@ -36,23 +55,25 @@ def resolve_backend(name: str) -> str:
     return chosen
 
 
-def make_backend(model: str, options: BackendOptions, *, seed: int = 0, name: str | None = None) -> Backend:
-    """Build the engine named by `name` (default: `options.backend`, resolved) for `model`."""
+def owners(field_name: str) -> list[str]:
+    """The backends whose options class has `field_name`."""
+    return [name for name, (_, options) in BACKENDS.items()
+            if field_name in {f.name for f in dataclasses.fields(options)}]
+
+
+def unused_options(options: Any, backends: Iterable[str]) -> list[str]:
+    """The backend options `options` sets away from their default that none of `backends` reads."""
+    read = {f.name for name in backends for f in dataclasses.fields(BACKENDS[name][1])}
+    every = {f.name: f for _, opts in BACKENDS.values() for f in dataclasses.fields(opts)}
+    return [name for name, f in every.items() if name not in read and getattr(options, name) != f.default]
+
+
+def make_backend(model: str, options: Any, *, seed: int = 0, name: str | None = None) -> Backend:
+    """Build the engine named by `name` (default: `options.backend`, resolved) for `model`, from the
+    fields of `options` (a config inheriting the backends' options classes) its options class has."""
     name = name or resolve_backend(options.backend)
-    if name == "hf":
-        from distill.backends.hf import HFBackend
-
-        return HFBackend(model, batch_size=options.batch_size, dtype=options.dtype)
-    if name == "openai":
-        from distill.backends.openai_compat import OpenAIBackend
-
-        return OpenAIBackend(model, base_url=options.base_url or "", api_key_env=options.api_key_env,
-                             concurrency=options.concurrency, max_retries=options.max_retries,
-                             timeout=options.request_timeout, tokenizer=options.tokenizer,
-                             backoff_base=options.retry_backoff)
-    from distill.backends.vllm_engine import VLLMBackend
-
-    return VLLMBackend(model, tensor_parallel_size=options.tensor_parallel_size,
-                       gpu_memory_utilization=options.gpu_memory_utilization,
-                       max_model_len=options.max_model_len, dtype=options.dtype,
-                       max_inflight=options.max_inflight, seed=seed, engine_args=options.vllm_kwargs)
+    for unused in unused_options(options, [name]):  # only 'auto' lets such a flag through
+        log.warning("%s applies to --backend %s only; auto chose %s, which does not read it",
+                    flag(unused), " or ".join(owners(unused)), name)
+    engine, options_class = BACKENDS[name]
+    return engine(model, project(options_class, options), seed=seed)

@@ -3,7 +3,8 @@
 A backend turns requests (a chat, n, a seed) into finished samples. It yields a
 result per prompt as soon as the prompt's n samples are done, in any order, so
 the caller can write each one to disk at once: a crash then loses only what was
-still in flight.
+still in flight. Each backend is built from an options class of its own; the
+registry in `distill.backends` pairs them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from distill.config import Options, one_of
 
 
 @dataclass
@@ -57,9 +61,35 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+@dataclass(kw_only=True)
+class EngineOptions(Options):
+    """Base of every backend's options class: the fields a backend reads, and their checks."""
+
+    panel: ClassVar[str] = "Engine"
+
+    def check_chosen(self) -> None:
+        """Checks that hold only when this backend is the one that runs (a server address, say)."""
+
+
+@dataclass(kw_only=True)
+class WeightsOptions(EngineOptions):
+    """Options of the backends that load the weights themselves (hf, vllm)."""
+
+    dtype: str = field(default="auto", metadata={"resume": "must-match"})
+    """hf and vllm backends: weights dtype (auto = bf16 on a GPU that has it, else float32)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of(self.dtype, "dtype", ("auto", "float32", "bfloat16", "float16"))
+
+
 class Backend(ABC):
     name: str = "?"
-    model: str = "?"
+
+    def __init__(self, model: str, options: Any, *, seed: int = 0):
+        """`options` is an instance of the backend's own options class; `seed` is the run's base seed
+        (requests carry their own seeds; an engine that wants one at start-up, like vLLM, takes this)."""
+        self.model, self.options, self.seed = model, options, seed
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from distill.backends.base import (
@@ -18,10 +19,12 @@ from distill.backends.base import (
     GenerationResult,
     Sample,
     SamplingParams,
+    WeightsOptions,
     derive_seed,
 )
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
 from distill.completion import generation_prefill, restore_prefill
+from distill.config import require
 from distill.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -63,17 +66,27 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return ids
 
 
+@dataclass(kw_only=True)
+class HFOptions(WeightsOptions):
+    batch_size: int = field(default=16, metadata={"resume": "free"})
+    """hf backend: prompts per generate() call (each yields n sequences)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.batch_size >= 1, "batch_size", f"must be at least 1 (got {self.batch_size})")
+
+
 class HFBackend(Backend):
     name = "hf"
+    options: HFOptions
 
-    def __init__(self, model: str, *, batch_size: int = 16, dtype: str = "auto", device: str | None = None):
+    def __init__(self, model: str, options: HFOptions, *, seed: int = 0):
         from transformers import GenerationConfig
 
-        self.model = model
-        self.batch_size = batch_size
+        super().__init__(model, options, seed=seed)
         self.tokenizer = load_tokenizer(model, padding_side="left")
         ensure_chat_template(self.tokenizer, model)
-        self.lm, self.device = load_causal_lm(model, dtype, device)
+        self.lm, self.device = load_causal_lm(model, options.dtype)
         self.eos_ids = eos_token_ids(self.lm, self.tokenizer)
         # Start from a clean generation config: a checkpoint's own defaults (Qwen ships
         # top_k=20 and repetition_penalty=1.05) would silently change the sampling asked for.
@@ -83,7 +96,7 @@ class HFBackend(Backend):
         log.info("hf backend: %s on %s (%s)", model, self.device, self.lm.dtype)
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
-        for number, batch in groupby(requests, key=lambda r: r.index // self.batch_size):
+        for number, batch in groupby(requests, key=lambda r: r.index // self.options.batch_size):
             batch = list(batch)
             if any(r.pending for r in batch):
                 yield from self._generate_batch(batch, params, derive_seed(params.seed, "batch", number))

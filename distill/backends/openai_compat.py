@@ -17,12 +17,15 @@ import logging
 import os
 import queue
 import random
+import re
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from distill.backends.base import (
     Backend,
+    EngineOptions,
     GenerationRequest,
     GenerationResult,
     Sample,
@@ -30,6 +33,7 @@ from distill.backends.base import (
     derive_seed,
 )
 from distill.completion import fold_reasoning_field
+from distill.config import require
 from distill.errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,28 +49,58 @@ class _Fatal(Exception):
     """An error no retry can fix (authentication, unknown model): stop the whole run."""
 
 
+@dataclass(kw_only=True)
+class OpenAIOptions(EngineOptions):
+    base_url: str | None = field(default=None, metadata={"resume": "free"})
+    """openai backend: the server's base URL, e.g. http://localhost:8000/v1."""
+    api_key_env: str | None = field(default=None, metadata={"resume": "free"})
+    """openai backend: name of the environment variable holding the API key (the key is never written anywhere)."""
+    tokenizer: str | None = field(default=None, metadata={"resume": "free"})
+    """Tokenizer for exact token counts when the openai server reports one usage for n samples (default: the model's, if loadable)."""
+    concurrency: int = field(default=64, metadata={"resume": "free"})
+    """openai backend: requests in flight at once."""
+    max_retries: int = field(default=6, metadata={"resume": "free"})
+    """openai backend: retries per request on 429, 5xx, timeouts, dropped connections and empty replies."""
+    request_timeout: float = field(default=1800.0, metadata={"resume": "free"})
+    """openai backend: seconds before a request counts as timed out."""
+    retry_backoff: float = field(default=1.0, metadata={"resume": "free"})
+    """openai backend: first retry delay in seconds, doubled per attempt (with jitter, at most 60 s)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # the NAME of a variable: a key pasted here by mistake must not be echoed into logs or errors
+        require(self.api_key_env is None or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env) is not None,
+                "api_key_env", "takes the name of an environment variable that holds the key (e.g. "
+                "OPENAI_API_KEY), not the key itself")
+        require(self.concurrency >= 1, "concurrency", f"must be at least 1 (got {self.concurrency})")
+        require(self.max_retries >= 0, "max_retries", f"must be ≥ 0 (got {self.max_retries})")
+        require(self.request_timeout > 0, "request_timeout", "must be positive")
+        require(self.retry_backoff >= 0, "retry_backoff", "must be ≥ 0")
+
+    def check_chosen(self) -> None:
+        require(bool(self.base_url), "base_url", "is required with --backend openai (e.g. http://localhost:8000/v1)")
+
+
 class OpenAIBackend(Backend):
     name = "openai"
+    options: OpenAIOptions
+    backoff_cap = 60.0
+    """Longest wait between two attempts, in seconds."""
 
-    def __init__(self, model: str, *, base_url: str, api_key_env: str | None = None,
-                 concurrency: int = 64, max_retries: int = 6, timeout: float = 1800.0,
-                 tokenizer: str | None = None, backoff_base: float = 1.0, backoff_cap: float = 60.0):
-        self.model = model
-        self.base_url = base_url
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.timeout = timeout
-        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self._tokenizer_name = tokenizer or model
+    def __init__(self, model: str, options: OpenAIOptions, *, seed: int = 0):
+        super().__init__(model, options, seed=seed)
+        self.base_url = options.base_url or ""
+        self._tokenizer_name = options.tokenizer or model
         self._tokenizer: Any = None
         self._warned_apportioned = False
         self.ignores_n = False
         self.retries = 0
         self._api_key = ""
-        if api_key_env:
-            self._api_key = os.environ.get(api_key_env, "")
+        if options.api_key_env:
+            self._api_key = os.environ.get(options.api_key_env, "")
             if not self._api_key:
-                raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is not set or empty")
+                raise ConfigError(f"--api-key-env {options.api_key_env}: that environment variable is not set "
+                                  "or empty")
 
     # -- secrets ---------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
@@ -102,8 +136,8 @@ class OpenAIBackend(Backend):
         from openai import AsyncOpenAI
 
         client = AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY", max_retries=0,
-                             timeout=self.timeout)
-        semaphore = asyncio.Semaphore(self.concurrency)
+                             timeout=self.options.request_timeout)
+        semaphore = asyncio.Semaphore(self.options.concurrency)
         todo: asyncio.Queue = asyncio.Queue()
         for request in requests:
             todo.put_nowait(request)
@@ -117,7 +151,7 @@ class OpenAIBackend(Backend):
                 results.put(await self._prompt(client, semaphore, request, params))
 
         try:
-            workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(requests)) or 1)]
+            workers = [asyncio.create_task(worker()) for _ in range(min(self.options.concurrency, len(requests)) or 1)]
             await asyncio.gather(*workers)
         except _Fatal as exc:
             raise BackendError(str(exc)) from None
@@ -155,7 +189,7 @@ class OpenAIBackend(Backend):
         import openai
 
         error = "no attempt made"
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.options.max_retries + 1):
             retry_after = None
             try:
                 async with semaphore:
@@ -166,7 +200,7 @@ class OpenAIBackend(Backend):
             except EmptyReply as exc:
                 error = str(exc)
             except openai.APITimeoutError:
-                error = f"timed out after {self.timeout:.0f} s"
+                error = f"timed out after {self.options.request_timeout:.0f} s"
             except openai.APIConnectionError as exc:
                 error = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})"
             except openai.APIStatusError as exc:
@@ -183,13 +217,13 @@ class OpenAIBackend(Backend):
                 retry_after = _retry_after(exc)
             except openai.OpenAIError as exc:
                 error = self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if attempt == self.max_retries:
+            if attempt == self.options.max_retries:
                 break
             self.retries += 1
-            delay = min(self.backoff_cap, self.backoff_base * 2 ** attempt) * random.uniform(0.5, 1.5)
+            delay = min(self.backoff_cap, self.options.retry_backoff * 2 ** attempt) * random.uniform(0.5, 1.5)
             log.debug("prompt %s: %s; retry %d in %.1f s", request.key, error, attempt + 1, delay)
             await asyncio.sleep(max(delay, retry_after or 0))
-        raise _Failed(f"{error} (after {self.max_retries + 1} attempts)")
+        raise _Failed(f"{error} (after {self.options.max_retries + 1} attempts)")
 
     def _parse(self, response: Any) -> tuple[list[Sample], int | None]:
         choices = sorted(getattr(response, "choices", None) or [], key=lambda c: c.index or 0)

@@ -12,8 +12,10 @@ so results do not depend on batching or on what a crashed run had finished.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from distill.backends.base import (
     Backend,
@@ -21,21 +23,56 @@ from distill.backends.base import (
     GenerationResult,
     Sample,
     SamplingParams,
+    WeightsOptions,
     derive_seed,
 )
 from distill.chat import ensure_chat_template, first_line, render_prompt
 from distill.completion import generation_prefill, restore_prefill
+from distill.config import require
 from distill.errors import BackendError, ModelError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True)
+class VLLMOptions(WeightsOptions):
+    tensor_parallel_size: int = field(default=1, metadata={"resume": "free"})
+    """vllm backend: GPUs to shard the model over."""
+    gpu_memory_utilization: float = field(default=0.9, metadata={"resume": "free"})
+    """vllm backend: share of GPU memory vLLM may take."""
+    max_model_len: int | None = field(default=None, metadata={"resume": "must-match"})
+    """vllm backend: context length to reserve (default: the model's)."""
+    max_inflight: int = field(default=4096, metadata={"resume": "free"})
+    """vllm backend: prompts queued in the engine at once; finished ones are written while the rest run."""
+    vllm_args: str | None = field(default=None, metadata={"resume": "must-match"})
+    """vllm backend: more vllm.LLM arguments as a JSON object, e.g. '{"enable_prefix_caching": true}'."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.tensor_parallel_size >= 1, "tensor_parallel_size", "must be at least 1")
+        require(0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization", "must be in (0, 1]")
+        require(self.max_inflight >= 1, "max_inflight", "must be at least 1")
+        require(self.vllm_args is None or _json_object(self.vllm_args) is not None, "vllm_args",
+                "must be a JSON object")
+
+    @property
+    def engine_args(self) -> dict:
+        return _json_object(self.vllm_args) if self.vllm_args else {}
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class VLLMBackend(Backend):
     name = "vllm"
+    options: VLLMOptions
 
-    def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None, dtype: str = "auto", max_inflight: int = 4096,
-                 seed: int = 0, engine_args: dict | None = None):
+    def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0):
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -44,12 +81,12 @@ class VLLMBackend(Backend):
 
         if not torch.cuda.is_available():
             raise BackendError("the vllm backend needs a CUDA GPU; use --backend hf on a CPU")
-        self.model = model
-        self.max_inflight = max_inflight
+        super().__init__(model, options, seed=seed)
         try:
-            self.llm = LLM(model=model, tensor_parallel_size=tensor_parallel_size,
-                           gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                           dtype=dtype, seed=seed, **(engine_args or {}))
+            self.llm = LLM(model=model, tensor_parallel_size=options.tensor_parallel_size,
+                           gpu_memory_utilization=options.gpu_memory_utilization,
+                           max_model_len=options.max_model_len, dtype=options.dtype, seed=seed,
+                           **options.engine_args)
         except Exception as exc:
             raise ModelError(f"vLLM cannot load {model!r}: {first_line(exc)}") from None
         self.tokenizer = self.llm.get_tokenizer()
@@ -79,7 +116,7 @@ class VLLMBackend(Backend):
                     rejected.append(GenerationResult(request.key, error=first_line(exc)))
                     continue
                 inflight[request.key] = (request, generation_prefill(text))
-                if len(inflight) >= self.max_inflight:
+                if len(inflight) >= self.options.max_inflight:
                     return
 
         refill()

@@ -13,15 +13,15 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.chat import looks_local
-from distill.config import flag, require
-from distill.errors import ConfigError, ModelError, OutputError
+from distill.config import flag, project, require
+from distill.errors import ConfigError, IncompleteRun, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
-from distill.generate import GenerateConfig, generate
+from distill.generate import GenerateConfig, GenerateSummary, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.report import markdown_table, save_bar
 from distill.sandbox.limits import SandboxLimits
@@ -90,6 +90,10 @@ class ModelScores:
     traces: str
     generate_s: float
     grade_s: float
+    new_samples: int = 0
+    """Samples drawn by this run (0 when earlier samples were reused)."""
+    failed_prompts: list[dict[str, str]] = field(default_factory=list)
+    """Problems whose sampling failed after its retries (rerun to retry them): {prompt_id, error}."""
 
 
 @dataclass
@@ -102,6 +106,17 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "benchmark": self.benchmark, "n": self.n,
                 "models": {s.model: dict(s.__dict__) for s in self.scores}}
+
+    @property
+    def failure(self) -> IncompleteRun | None:
+        """Why the eval is not complete: problems whose sampling failed for some model (None when none did)."""
+        failed = [(s.model, f) for s in self.scores for f in s.failed_prompts]
+        if not failed:
+            return None
+        model, first = failed[0]
+        return IncompleteRun(len(failed), sum(s.problems + len(s.failed_prompts) for s in self.scores),
+                             sum(s.new_samples for s in self.scores),
+                             f"{model}: {first['prompt_id']}: {first['error']}")
 
     def table(self) -> str:
         ks = list(self.scores[0].pass_at_k) if self.scores else []
@@ -154,9 +169,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     for label, path in cfg.models:
         traces = out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
         started = time.perf_counter()
-        _sample(cfg, path, traces)
+        sampled = _sample(cfg, path, traces)
         generated = time.perf_counter()
         scores, problems = _grade(cfg, label, path, traces)
+        if sampled is not None:
+            scores.new_samples, scores.failed_prompts = sampled.new_records, sampled.failed_prompts
         scores.generate_s = round(generated - started, 2)
         scores.grade_s = round(time.perf_counter() - generated, 2)
         result.scores.append(scores)
@@ -173,8 +190,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     return result
 
 
-def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
-    """Generate (or resume, or reuse) the model's traces with the eval's prompt and sampling options."""
+def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary | None:
+    """Generate (or resume) the model's traces with the eval's prompt and sampling options; None when
+    complete samples of an earlier run are reused."""
     summary_path = sidecar(traces, "summary.json")
     changed = None if cfg.overwrite else _changed_since(model, traces)
     if changed is not None:
@@ -189,12 +207,10 @@ def _sample(cfg: EvalConfig, model: str, traces: Path) -> None:
                 "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
                 "seed": cfg.seed, "n": cfg.n}:
             log.info("%s: reusing the complete samples in %s", model, traces)
-            return
-    shared = (*fields(PromptOptions), *fields(SamplingOptions), *fields(BackendOptions))
-    options = {f.name: getattr(cfg, f.name) for f in shared}
+            return None
     try:
-        generate(GenerateConfig(prompts=cfg.data, teacher=model, out=str(traces), overwrite=cfg.overwrite,
-                                **options))
+        return generate(project(GenerateConfig, cfg, prompts=cfg.data, teacher=model, out=str(traces),
+                         overwrite=cfg.overwrite))
     except OutputError as exc:
         raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
                           "sample again)") from None

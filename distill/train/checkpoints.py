@@ -125,11 +125,10 @@ def saved_settings(out: Path) -> dict[str, Any] | None:
     return None
 
 
-def record_plan(out: Path, plan: dict[str, Any]) -> None:
-    """Add what the settings resolved to on this machine to run.json (for the record; resuming compares settings)."""
-    run = json.loads((out / RUN_FILE).read_text(encoding="utf-8")) if (out / RUN_FILE).is_file() else {}
-    if isinstance(run, dict) and "settings" in run:
-        _write_json(out / RUN_FILE, {**run, "plan": plan})
+def record_plan(out: Path, settings: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Write run.json once prepare_out has accepted `settings`, with what they resolved to on this machine
+    (for the record: resuming compares the settings); this also repairs a damaged run.json."""
+    _write_json(out / RUN_FILE, {"settings": settings, "plan": plan})
 
 
 def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

@@ -211,7 +211,7 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
     processes.wait_for_everyone()
     if main:
         resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
-        ckpt.record_plan(out, plan.to_dict())
+        ckpt.record_plan(out, settings, plan.to_dict())
     else:
         resuming = cfg.resume and out_state == "unfinished"
     processes.wait_for_everyone()

@@ -28,7 +28,8 @@ from distill.train.render import ChatFormat
 class TrainPlan:
     hardware: Hardware
     processes: int
-    """data-parallel processes (ranks) of the job"""
+    """data-parallel processes (ranks) of the job, as the launcher set WORLD_SIZE (accelerate's state must
+    not be created before TrainingArguments sets up the process group)"""
     learning_rate: float
     optimizer: str
     """a transformers optimizer name"""
@@ -67,8 +68,6 @@ class TrainPlan:
 
 def resolve_plan(cfg: TrainConfig, hw: Hardware, *, chat_format: ChatFormat, template_source: str,
                  vocab_size: int, kept_sha256: str) -> TrainPlan:
-    from accelerate import PartialState
-
     from distill.train.loss import full_logits_bytes
 
     checkpointing = cfg.use_gradient_checkpointing
@@ -82,7 +81,7 @@ def resolve_plan(cfg: TrainConfig, hw: Hardware, *, chat_format: ChatFormat, tem
     bf16 = hw.bf16 and cfg.dtype != "float16"
     fp16 = hw.device == "cuda" and not hw.bf16 and cfg.dtype == "float16"
     return TrainPlan(
-        hardware=hw, processes=PartialState().num_processes, learning_rate=cfg.learning_rate,
+        hardware=hw, processes=int(os.environ.get("WORLD_SIZE", "1")), learning_rate=cfg.learning_rate,
         optimizer=optimizer_name(cfg, hw), weights_dtype=str(weights_dtype(cfg, hw)).replace("torch.", ""),
         mixed_precision="bf16" if bf16 else "fp16" if fp16 else "none", attention=attention_kernel(cfg, hw),
         gradient_checkpointing=checkpointing, chunked_loss=chunked, liger=cfg.liger, chat_format=chat_format,

@@ -202,6 +202,8 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
     run_dir = out / ckpt.CHECKPOINTS
     main = is_main_process()
     args = training_arguments(cfg, plan, run_dir, out=out)
+    if args.world_size != plan.processes:  # a launcher that does not set WORLD_SIZE
+        plan = dataclasses.replace(plan, processes=args.world_size)
     settings = run_settings(cfg, plan)
 
     # Only rank 0 touches --out; the others learn from the state all saw before it did. A rank that

@@ -45,6 +45,10 @@ class ModelError(DistillError):
     """A model or tokenizer cannot be loaded or does not fit the task."""
 
 
+class TrainingError(DistillError):
+    """Training diverged: a non-finite loss, gradient or weight."""
+
+
 class BackendError(DistillError):
     """A generation backend cannot run here or failed for good."""
 
@@ -78,7 +82,14 @@ def out_of_space(exc: BaseException, where: str | Path, fix: str) -> OutputError
     while seen is not None and len(chain) < 8:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
+    limit = _file_size_limit()
     for error in chain:
+        too_large = (isinstance(error, OSError) and error.errno == errno.EFBIG) or "File too large" in str(error)
+        if too_large or (limit is not None and "write" in str(error).lower()):
+            # over `ulimit -f` Python gets EFBIG (it ignores SIGXFSZ); torch.save's C++ writer drops the errno
+            size = f"{limit:,} bytes" if limit is not None else "a limit"
+            return OutputError(f"cannot write {getattr(error, 'filename', None) or where}: a file would exceed the "
+                               f"per-file size limit ({size}, ulimit -f); raise it (ulimit -f unlimited) or {fix}")
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return OutputError(f"cannot write {error.filename or where}: {error.strerror}; {fix}")
         if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
@@ -97,3 +108,13 @@ def out_of_space(exc: BaseException, where: str | Path, fix: str) -> OutputError
 
 
 _NEARLY_FULL = 16 << 20
+
+
+def _file_size_limit() -> int | None:
+    """This process's per-file size limit in bytes (`ulimit -f`), None when unlimited."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft

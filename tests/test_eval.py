@@ -84,6 +84,11 @@ def test_two_models_give_one_table_and_a_rerun_reuses_the_samples(tmp_path, tiny
 def test_bad_eval_options_are_one_line():
     with pytest.raises(ConfigError, match="two models share the name 'a'"):
         EvalConfig(model=["a=x", "a=y"], data="d.jsonl")
+    with pytest.raises(ConfigError, match=r"the labels 'a b' and 'a-b' would share the files results.a-b.\*; .*"
+                                          r"letters, digits, '.', '_' and '-'"):
+        EvalConfig(model=["a b=x", "a-b=y"], data="d.jsonl")
+    with pytest.raises(ConfigError, match=r"--model runs/a=x: the label 'runs/a' holds a '/'"):
+        EvalConfig(model=["runs/a=x"], data="d.jsonl")
     with pytest.raises(ConfigError, match="--out must be a .json file"):
         EvalConfig(model=["x"], data="d.jsonl", out="results.txt")
     assert_user_error(run_cli("eval", "--data", "d.jsonl"), "missing required option --model")

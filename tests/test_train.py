@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from distill.errors import ConfigError, InputError, ModelError, OutputError
 from distill.tiny import build_model, build_tokenizer
 from distill.train import TrainConfig, probe_chat_format, render_example, train
-from distill.train.data import PackedCollator
+from distill.train.data import PackedCollator, file_digest
 from distill.train.loss import chunked_causal_lm_loss, disable_chunked_loss, enable_chunked_loss
 from tests.conftest import ROOT
 from tests.train_data import kept_record, kept_records, write_kept
@@ -292,6 +292,14 @@ def test_resume_continues_from_the_last_checkpoint_with_the_same_data_order(tmp_
     first, second = load_file(tmp_path / "a" / "model.safetensors"), load_file(out / "model.safetensors")
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not checkpoints.exists() and not (out / "data").exists()
+    # the summary and the card describe the whole run: its loss, its inputs by content, where it resumed
+    summary, reference = (json.loads((d / "train_summary.json").read_text()) for d in (out, tmp_path / "a"))
+    assert summary["train_loss"] == pytest.approx(reference["train_loss"], rel=1e-6)
+    card = (out / "README.md").read_text()
+    assert summary["plan"]["kept_sha256"] == file_digest(kept) and file_digest(kept) in card
+    assert summary["plan"]["student_identity"].startswith("sha256:") and summary["plan"]["student_identity"] in card
+    assert "resumed from `checkpoint-12`" in card and summary["resumed_from"].endswith("checkpoint-12")
+    assert json.loads((out / "run.json").read_text())["plan"]["attention"] == "sdpa"
 
 
 def test_resume_refuses_other_settings_and_a_finished_run_needs_overwrite(tmp_path, tiny_models):

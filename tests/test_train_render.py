@@ -4,6 +4,8 @@ expectations), the default template, the templates the preflight refuses, and th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -207,3 +209,40 @@ def test_collator_flattens_a_pack_without_padding():
     assert "attention_mask" not in batch
     flash = PackedCollator(flash_attention=True)([pack])
     assert flash["cu_seq_lens_q"].tolist() == [0, 3, 5] and flash["max_length_q"] == 3
+
+
+@pytest.mark.parametrize("family", ["qwen", "llama", "r1"])
+def test_special_token_text_in_a_completion_is_trained_as_ordinary_text(family, tmp_path, tiny_models):
+    from distill.train.data import tokenize_kept
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[family])
+    fmt = probe_chat_format(tokenizer)
+    stop = END_OF_TURN[family]
+    record = {**RECORD, "completion": f"<think>\nA turn ends with {stop} in ChatML.\n</think>\n\nSo {stop} it is."}
+    example = render_example(record, tokenizer, chat_format=fmt)
+    _, trained_text, first = split(example, tokenizer)
+    trained = example["input_ids"][first:]
+    # the one real end-of-turn token is the last; the two written by the teacher are ordinary pieces
+    assert trained.count(fmt.end_of_turn_id) == 1 and trained[-1] == fmt.end_of_turn_id
+    assert trained_text.count(stop) == 3 and trained_text.endswith(f"So {stop} it is.{stop}")
+    assert check_trained_span(example, tokenizer, fmt, "A turn ends with") == []
+    # the on-disk training data is tokenized the same way
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text(json.dumps({**record, "prompt_id": "q", "sample": 0}) + "\n")
+    data = tokenize_kept(kept, tokenizer, fmt, tmp_path / "data")
+    assert data.example(0) == example
+
+
+@pytest.mark.parametrize(("messages", "reason"), [
+    ([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], "ends with an assistant turn"),
+    ([{"role": "bot", "content": "hi"}, {"role": "user", "content": "2+2?"}], "message 1 has role 'bot'"),
+    ([], "is empty"),
+])
+def test_prompts_that_cannot_precede_the_completion_are_refused(messages, reason, tmp_path):
+    from distill.train.data import validate_kept
+
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text(json.dumps({**RECORD, "messages": [{"role": "user", "content": "1+1?"}]}) + "\n"
+                    + json.dumps({**RECORD, "id": "q:1", "messages": messages}) + "\n")
+    with pytest.raises(InputError, match=rf"kept.jsonl:2: field 'messages': {reason}"):
+        validate_kept(kept, None)

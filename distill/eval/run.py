@@ -54,6 +54,18 @@ class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
         if len(set(labels)) != len(labels):
             raise ConfigError(f"{flag('model')}: two models share the name "
                               f"{next(x for x in labels if labels.count(x) > 1)!r}; label them as NAME=PATH")
+        allowed = "labels may use letters, digits, '.', '_' and '-' (other characters count as '-')"
+        for spec in self.model:
+            name, sep, _ = spec.partition("=")
+            if sep and "/" in name and not Path(spec).expanduser().exists():
+                raise ConfigError(f"{flag('model')} {spec}: the label {name!r} holds a '/' (or, as a path, it does "
+                                  f"not exist); {allowed}")
+        seen: dict[str, str] = {}
+        for label in labels:
+            other = seen.setdefault(slug(label), label)
+            if other != label:
+                raise ConfigError(f"{flag('model')}: the labels {other!r} and {label!r} would share the files "
+                                  f"{Path(self.out).stem}.{slug(label)}.*; give labels that differ once {allowed}")
         require(bool(self.data), "data", "is required")
         require(self.out.endswith(".json"), "out", f"must be a .json file such as results.json (got {self.out!r})")
         require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
@@ -164,6 +176,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if missing:
         raise ModelError(f"--model {missing[0]}: no such directory; check the path (or give a Hub id such as "
                          "Qwen/Qwen2.5-1.5B)")
+    for _, path in cfg.models:
+        broken = _non_finite_weights(path) if cfg.backend != "openai" else None
+        if broken:
+            raise ModelError(f"--model {path}: {broken[0]} holds non-finite weights (nan or inf in {broken[1]!r}), "
+                             "so every answer would be noise; retrain it (distill train stops a run that diverges)")
     result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
     per_problem: list[dict[str, Any]] = []
     for label, path in cfg.models:
@@ -214,6 +231,21 @@ def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary | None
     except OutputError as exc:
         raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
                           "sample again)") from None
+
+
+def _non_finite_weights(model: str) -> tuple[str, str] | None:
+    """(file, tensor) of the first nan or inf in a local model's safetensors weights, if any."""
+    import torch
+    from safetensors import safe_open
+
+    root = Path(model).expanduser()
+    for file in sorted(root.glob("*.safetensors")) if root.is_dir() else []:
+        with safe_open(str(file), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    return file.name, name
+    return None
 
 
 def _changed_since(model: str, traces: Path) -> Path | None:

@@ -88,9 +88,8 @@ def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite:
         log.warning("--overwrite: removing the previous run in %s", out)
         shutil.rmtree(out)
     if state == "unfinished" and resume:
-        saved_path = out / RUN_FILE
-        if saved_path.is_file():
-            saved = json.loads(saved_path.read_text(encoding="utf-8")).get("settings", {})
+        saved = saved_settings(out)
+        if saved is not None:
             changes = settings_diff(saved, settings)
             if changes:
                 raise OutputError(f"--resume: {out} was started with other settings ({'; '.join(changes[:4])}); "
@@ -102,6 +101,34 @@ def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite:
     except OSError as exc:
         raise OutputError(f"cannot write --out {out}: {exc.strerror}; choose a writable location") from None
     return False
+
+
+def saved_settings(out: Path) -> dict[str, Any] | None:
+    """The settings the run in `out` was started with: run.json's or, when it is damaged or missing,
+    those recorded in its newest checkpoint's marker (None when neither exists)."""
+    run_file = out / RUN_FILE
+    try:
+        return json.loads(run_file.read_text(encoding="utf-8"))["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for _, path in reversed(complete_checkpoints(out / CHECKPOINTS)):
+        try:
+            settings = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if run_file.exists():
+            log.warning("%s is damaged; the run's settings are read from %s instead", run_file, path / MARKER_FILE)
+        return settings
+    if run_file.exists():
+        raise OutputError(f"--resume: {run_file} is damaged and no checkpoint records the run's settings; pass "
+                          "--overwrite to start over")
+    return None
+
+
+def record_plan(out: Path, settings: dict[str, Any], plan: dict[str, Any]) -> None:
+    """Write run.json once prepare_out has accepted `settings`, with what they resolved to on this machine
+    (for the record: resuming compares the settings); this also repairs a damaged run.json."""
+    _write_json(out / RUN_FILE, {"settings": settings, "plan": plan})
 
 
 def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -118,6 +145,52 @@ def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 def last_checkpoint(run_dir: Path) -> Path | None:
     checkpoints = complete_checkpoints(run_dir)
     return checkpoints[-1][1] if checkpoints else None
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint's files against the checksums its marker recorded at save, or None."""
+    from distill.train.data import file_digest
+
+    try:
+        files = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))["files"]
+        expected = [(name, int(entry["bytes"]), str(entry["sha256"])) for name, entry in sorted(files.items())]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"its {MARKER_FILE} is unreadable or records no checksums"
+    for name, size, digest in expected:
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size:,} bytes where {size:,} were written"
+        if file_digest(file) != digest:
+            return f"{name} differs from what was written (sha256 mismatch)"
+    return None
+
+
+def set_aside_damaged(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint whose files match their checksums. Newer damaged ones are renamed
+    `damaged-checkpoint-N` (kept, no longer resumable) with a line saying so; OutputError when there are
+    checkpoints and none is intact. Runs on rank 0 only."""
+    damaged = []
+    checkpoints = list(reversed(complete_checkpoints(run_dir)))
+    for _, path in checkpoints:
+        problem = checkpoint_damage(path)
+        if problem is None:
+            break
+        damaged.append((path, problem))
+    else:
+        if damaged:
+            raise OutputError(f"--resume: no checkpoint in {run_dir} is intact ("
+                              + "; ".join(f"{p.name}: {why}" for p, why in damaged)
+                              + "); pass --overwrite to start over")
+        return None
+    for damaged_path, problem in damaged:
+        aside = damaged_path.with_name(f"damaged-{damaged_path.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(damaged_path, aside)
+        log.warning("%s is damaged (%s); resuming from %s instead (the damaged one is kept as %s)",
+                    damaged_path.name, problem, path.name, aside.name)
+    return path
 
 
 def remove_incomplete(run_dir: Path) -> list[str]:
@@ -148,8 +221,13 @@ def staging_dir(run_dir: Path, step: int) -> Path:
 
 
 def publish(staged: Path, run_dir: Path, step: int, meta: dict[str, Any]) -> Path:
-    """Mark a fully written checkpoint complete and rename it to `checkpoint-<step>`."""
-    _write_json(staged / MARKER_FILE, {"step": step, **meta})
+    """Mark a fully written checkpoint complete, with the size and sha256 of each of its files (checked
+    before resuming from it), and rename it to `checkpoint-<step>`."""
+    from distill.train.data import file_digest
+
+    files = {str(p.relative_to(staged)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
+             for p in sorted(staged.rglob("*")) if p.is_file()}
+    _write_json(staged / MARKER_FILE, {"step": step, "files": files, **meta})
     final = run_dir / f"checkpoint-{step}"
     if final.exists():  # reached again after resuming from an earlier checkpoint
         _delete(final)

@@ -75,6 +75,8 @@ class TrainConfig(Options):
     """Tokens per chunk of the chunked loss."""
     save_steps: int = 100
     """Write a resumable checkpoint every N optimizer steps (0 = none)."""
+    max_bad_steps: int = field(default=0, metadata={"resume": "free"})
+    """Optimizer steps with a non-finite loss or gradient norm whose update is skipped before the run stops (0 = stop at the first); a non-finite model is never saved."""
     keep_checkpoints: int = 1
     """Most recent complete checkpoints kept while training (all are removed once the final model is saved)."""
     resume: bool = False
@@ -124,6 +126,7 @@ class TrainConfig(Options):
         require(bool(self.lora_target_modules), "lora_target_modules", "must name at least one module")
         require(self.loss_chunk_tokens >= 64, "loss_chunk_tokens", "must be at least 64")
         require(self.save_steps >= 0, "save_steps", "must be ≥ 0")
+        require(self.max_bad_steps >= 0, "max_bad_steps", f"must be ≥ 0 (got {self.max_bad_steps})")
         require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1 (the one to resume from)")
         require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
         require(self.limit is None or self.limit > 0, "limit", f"must be a positive number (got {self.limit})")

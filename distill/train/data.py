@@ -32,15 +32,15 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from distill.errors import InputError, ModelError
+from distill.errors import InputError
 from distill.progress import is_main_process
 from distill.traces import read_traces
-from distill.train.render import IGNORE_INDEX, ChatFormat, render_texts
+from distill.train.render import IGNORE_INDEX, ChatFormat, encode_targets, render_texts
 
 log = logging.getLogger(__name__)
 
 KEPT_FIELDS = ("id", "messages", "completion")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: teacher text tokenized with split_special_tokens
 
 
 @dataclass
@@ -104,9 +104,27 @@ def validate_kept(path: str | Path, limit: int | None) -> None:
             split_target(record)
         except ValueError as exc:
             raise InputError(str(exc), path=str(path), line=line, field="completion") from None
-        if not record["messages"]:
-            raise InputError("is empty: the prompt must have at least one user message", path=str(path),
-                             line=line, field="messages")
+        problem = prompt_problem(record["messages"])
+        if problem:
+            raise InputError(problem, path=str(path), line=line, field="messages")
+
+
+PROMPT_ROLES = ("system", "user", "assistant")
+
+
+def prompt_problem(messages: Any) -> str | None:
+    """Why these prompt messages cannot precede the teacher's completion as the assistant's turn, or None."""
+    if not messages:
+        return "is empty: the prompt must have at least one user message"
+    for number, message in enumerate(messages, 1):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in PROMPT_ROLES:
+            return (f"message {number} has role {role!r}, which chat templates do not render as a turn; use "
+                    f"{', '.join(PROMPT_ROLES)}")
+    if messages[-1]["role"] == "assistant":
+        return ("ends with an assistant turn, so the completion would be a second assistant turn after it; "
+                "end the prompt with a user message")
+    return None
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -141,11 +159,8 @@ def tokenize_kept(kept: str | Path, tokenizer: Any, fmt: ChatFormat, directory: 
                     raise InputError(str(exc), path=str(kept), line=line, field="completion") from None
                 teachers[str(record.get("teacher") or "unknown")] += 1
             prompts = tokenizer([p for p, _ in texts], add_special_tokens=False)["input_ids"]
-            targets = tokenizer([t for _, t in texts], add_special_tokens=False)["input_ids"]
-            for (line, _), prompt_ids, target_ids in zip(batch, prompts, targets):
-                if not target_ids or target_ids[-1] != fmt.end_of_turn_id:
-                    raise ModelError(f"{kept}:{line}: the target does not end with the end-of-turn token "
-                                     f"{fmt.end_of_turn!r} once tokenized; the tokenizer splits or merges it")
+            targets = encode_targets([t for _, t in texts], tokenizer, fmt)
+            for prompt_ids, target_ids in zip(prompts, targets):
                 ids = np.asarray(prompt_ids + target_ids, dtype=np.int32)
                 handle.write(ids.tobytes())
                 index.append((offset, len(ids), len(prompt_ids)))

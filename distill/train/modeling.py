@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from distill.chat import first_line
 from distill.errors import ConfigError, ModelError
 from distill.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from distill.train.plan import TrainPlan
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +136,15 @@ def check_student(student: str) -> None:
                          "them in or give the directory the model was saved to")
 
 
-def load_student(cfg: TrainConfig, hw: Hardware) -> Any:
+def load_student(cfg: TrainConfig, plan: TrainPlan) -> Any:
     """The student ready for Trainer: full weights, or a PEFT model with LoRA adapters on a
     frozen (optionally 4-bit) base. `use_cache` is off: with a KV cache transformers would not
     keep packed sequences apart."""
     from transformers import AutoModelForCausalLM
 
-    dtype = weights_dtype(cfg, hw)
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention_kernel(cfg, hw)}
+    hw = plan.hardware
+    dtype = getattr(torch, plan.weights_dtype)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": plan.attention}
     where = launcher()
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -162,6 +167,30 @@ def load_student(cfg: TrainConfig, hw: Hardware) -> Any:
     if cfg.method == "full":
         return model
     return add_adapters(model, cfg)
+
+
+def student_identity(student: str) -> str:
+    """What the student is, for the resume check: a sha256 over the files of a local directory (contents,
+    so an edit that keeps sizes and times is seen too), or a Hub id with the commit it resolves to."""
+    from distill.train.data import file_digest
+
+    path = Path(student).expanduser()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+            digest.update(f"{file.name}\0{file_digest(file)}\n".encode())
+        return "sha256:" + digest.hexdigest()
+    from huggingface_hub import model_info, snapshot_download
+
+    try:
+        if not os.environ.get("HF_HUB_OFFLINE"):
+            return f"{student}@{model_info(student).sha}"
+    except Exception:  # no network: what the local cache holds is what from_pretrained will load
+        pass
+    try:
+        return f"{student}@{Path(snapshot_download(student, local_files_only=True)).name}"
+    except Exception:
+        return student
 
 
 def add_adapters(model: Any, cfg: TrainConfig) -> Any:

@@ -11,7 +11,8 @@ from typing import Any
 
 from distill.report import markdown_table, save_curves
 from distill.traces import sidecar
-from distill.train.config import DataStats, TrainConfig
+from distill.train.config import TrainConfig, TrainResult
+from distill.train.plan import TrainPlan
 from distill.train.render import ChatFormat
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,18 @@ def loss_points(log_history: list[dict[str, Any]]) -> tuple[list[int], list[floa
     return [s for s, _ in points], [v for _, v in points]
 
 
+def run_loss(log_history: list[dict[str, Any]]) -> float | None:
+    """Mean loss per optimizer step over the whole run, a resumed one included: each logged loss (the mean
+    since the previous log) weighs as many steps as it covers. The Trainer's own training_loss only
+    covers the steps since the last resume."""
+    total = steps = previous = 0
+    for step, loss in zip(*loss_points(log_history)):
+        total += loss * (step - previous)
+        steps += step - previous
+        previous = step
+    return total / steps if steps else None
+
+
 def save_loss_curve(path: Path, log_history: list[dict[str, Any]], title: str) -> Path | None:
     steps, losses = loss_points(log_history)
     if not steps:
@@ -96,16 +109,16 @@ def save_loss_curve(path: Path, log_history: list[dict[str, Any]], title: str) -
                        ylabel="loss (per trained token)")
 
 
-def card_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> list[list[str]]:
+def card_settings(cfg: TrainConfig, plan: TrainPlan) -> list[list[str]]:
     """The hyperparameters as (setting, value) rows, with what 'auto' resolved to."""
-    rows = [["method", cfg.method], ["epochs", f"{cfg.epochs:g}"], ["learning rate", f"{cfg.learning_rate:g}"],
+    rows = [["method", cfg.method], ["epochs", f"{cfg.epochs:g}"], ["learning rate", f"{plan.learning_rate:g}"],
             ["schedule", cfg.lr_scheduler + (f" (floor {cfg.min_lr_ratio:g} × lr)" if cfg.min_lr_ratio else "")
              + f", warmup {cfg.warmup_ratio:g} of the steps"],
             ["weight decay", f"{cfg.weight_decay:g}"], ["max grad norm", f"{cfg.max_grad_norm:g}"],
             ["max sequence length", f"{cfg.max_seq_len:,}"],
             ["micro-batch", f"{cfg.micro_batch_tokens:,} tokens, packed without padding"],
             ["gradient accumulation", str(cfg.grad_accum)]]
-    rows += [[key, str(value)] for key, value in resolved.items()]
+    rows += plan.rows()
     if cfg.method != "full":
         rows += [["LoRA", f"r {cfg.lora_r}, alpha {cfg.lora_alpha}, dropout {cfg.lora_dropout:g}, "
                           f"on {', '.join(cfg.lora_target_modules)}"]]
@@ -115,9 +128,9 @@ def card_settings(cfg: TrainConfig, resolved: dict[str, Any]) -> list[list[str]]
     return rows
 
 
-def model_card(cfg: TrainConfig, data: DataStats, fmt: ChatFormat, *, template_source: str, steps: int,
-               final_loss: float | None, resolved: dict[str, Any], merged: bool, has_curve: bool) -> str:
+def model_card(cfg: TrainConfig, plan: TrainPlan, result: TrainResult, *, has_curve: bool) -> str:
     """README.md of the trained student."""
+    data, fmt, merged = result.data, plan.chat_format, result.merged is not None
     adapter = cfg.method != "full"
     teachers = ", ".join(f"`{t}` ({n:,})" for t, n in sorted(data.teachers.items(), key=lambda kv: -kv[1]))
     counts = filter_counts(cfg.kept)
@@ -137,7 +150,9 @@ def model_card(cfg: TrainConfig, data: DataStats, fmt: ChatFormat, *, template_s
         "",
         "## Data",
         "",
-        f"- kept traces: `{cfg.kept}` ({data.records:,} records); teachers: {teachers or 'unknown'}",
+        f"- kept traces: `{Path(cfg.kept).resolve()}` ({data.records:,} records, sha256 `{plan.kept_sha256}`); "
+        f"teachers: {teachers or 'unknown'}",
+        f"- student: `{cfg.student}` ({plan.student_identity})",
         f"- {data.line(cfg.max_seq_len)}",
         f"- longest kept example {data.longest:,} tokens, shortest {data.shortest:,}",
     ]
@@ -147,13 +162,15 @@ def model_card(cfg: TrainConfig, data: DataStats, fmt: ChatFormat, *, template_s
         "",
         "## Training",
         "",
-        f"{steps:,} optimizer steps" + (f", final loss {final_loss:.4f}" if final_loss is not None else "") + ".",
+        f"{result.steps:,} optimizer steps"
+        + (f", final loss {result.final_loss:.4f}" if result.final_loss is not None else "")
+        + (f"; resumed from `{Path(result.resumed_from).name}`" if result.resumed_from else "") + ".",
         "",
-        markdown_table(["setting", "value"], card_settings(cfg, resolved)),
+        markdown_table(["setting", "value"], card_settings(cfg, plan)),
         "",
         "## Use",
         "",
-        f"Chat template: {template_source}. Generation stops at `{fmt.end_of_turn}` (listed first in "
+        f"Chat template: {plan.template_source}. Generation stops at `{fmt.end_of_turn}` (listed first in "
         "`generation_config.json`'s `eos_token_id`); sampling defaults are DeepSeek's advice for R1 "
         "students: temperature 0.6, top-p 0.95.",
         "",

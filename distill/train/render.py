@@ -145,11 +145,19 @@ def render_texts(record: dict[str, Any], tokenizer: Any, fmt: ChatFormat) -> tup
     return prompt, target_text(reasoning, answer, prefill=generation_prefill(prompt), end_of_turn=fmt.end_of_turn)
 
 
-def encode(prompt: str, target: str, tokenizer: Any) -> tuple[list[int], int]:
+def encode_targets(targets: list[str], tokenizer: Any, fmt: ChatFormat) -> list[list[int]]:
+    """Token ids of target texts (each ending with the end-of-turn token). The teacher's text is tokenized
+    as text: a literal `<|im_end|>` inside a completion becomes ordinary tokens, not the control token
+    (trained, it would teach the student to stop mid-answer); only the final end of turn is the real one."""
+    texts = [target.removesuffix(fmt.end_of_turn) for target in targets]
+    ids = tokenizer(texts, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return [[*row, fmt.end_of_turn_id] for row in ids]
+
+
+def encode(prompt: str, target: str, tokenizer: Any, fmt: ChatFormat) -> tuple[list[int], int]:
     """(token ids, number of prompt tokens): prompt and target tokenized apart, as at inference."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
-    return prompt_ids + target_ids, len(prompt_ids)
+    return prompt_ids + encode_targets([target], tokenizer, fmt)[0], len(prompt_ids)
 
 
 def mask_prompt(input_ids: list[int], prompt_tokens: int) -> list[int]:
@@ -169,7 +177,7 @@ def render_example(record: dict[str, Any], tokenizer: Any, *,
         prompt, target = render_texts(record, tokenizer, fmt)
     except ValueError as exc:
         raise InputError(str(exc), field="completion") from None
-    input_ids, prompt_tokens = encode(prompt, target, tokenizer)
+    input_ids, prompt_tokens = encode(prompt, target, tokenizer, fmt)
     return {"input_ids": input_ids, "labels": mask_prompt(input_ids, prompt_tokens)}
 
 

@@ -3,6 +3,7 @@ from one CPU to FSDP clusters under `accelerate launch`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -33,6 +34,7 @@ from distill.train.data import (
     tokenize_kept,
     validate_kept,
 )
+from distill.train.plan import TrainPlan, resolve_plan
 from distill.train.render import (
     ChatFormat,
     check_trained_span,
@@ -137,11 +139,11 @@ def preflight_report(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat, template
     ])
 
 
-def run_settings(cfg: TrainConfig, kept_digest: str, world_size: int) -> dict[str, Any]:
+def run_settings(cfg: TrainConfig, plan: TrainPlan) -> dict[str, Any]:
     values = config_dict(cfg)
     settings = {name: values[name] for name in RESUME_SETTINGS}
-    settings["lr"] = cfg.learning_rate
-    settings.update(kept_sha256=kept_digest, processes=world_size)
+    settings["lr"] = plan.learning_rate
+    settings.update(kept_sha256=plan.kept_sha256, student_identity=plan.student_identity, processes=plan.processes)
     return settings
 
 
@@ -152,7 +154,7 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     extra transformers TrainerCallbacks (a notebook's progress display, say).
     """
     _quiet_libraries()
-    from distill.train.modeling import Hardware, check_bitsandbytes, check_liger
+    from distill.train.modeling import Hardware, check_bitsandbytes, check_liger, check_student
 
     out = Path(cfg.out)
     hw = Hardware.detect()
@@ -172,8 +174,13 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
             report = preflight_report(cfg, tokenizer, fmt, template_source, record, example, stats)
         return TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, preflight=report,
                            config=config_dict(cfg))
+    # everything a user can get wrong is checked before --out is touched: a failed start leaves it as it was
+    validate_kept(cfg.kept, cfg.limit)
+    check_student(cfg.student)
+    plan = resolve_plan(cfg, hw, chat_format=fmt, template_source=template_source, vocab_size=len(tokenizer),
+                        kept_sha256=file_digest(cfg.kept))
     try:
-        return _train(cfg, hw, tokenizer, fmt, template_source, callbacks)
+        return _train(cfg, plan, tokenizer, callbacks)
     except DistillError:
         raise
     except Exception as exc:  # a checkpoint or the model saved onto a full disk: say so in one line
@@ -184,110 +191,93 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         raise full from exc
 
 
-def _train(cfg: TrainConfig, hw: Any, tokenizer: Any, fmt: ChatFormat, template_source: str,
-           callbacks: Sequence[Any]) -> TrainResult:
-    from distill.train.loss import disable_chunked_loss, enable_chunked_loss, full_logits_bytes
-    from distill.train.modeling import (
-        attention_kernel,
-        check_student,
-        count_parameters,
-        load_student,
-        weights_dtype,
-    )
+def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequence[Any]) -> TrainResult:
+    from accelerate import PartialState
+
+    from distill.train.loss import disable_chunked_loss, enable_chunked_loss
+    from distill.train.modeling import count_parameters, load_student
     from distill.train.trainer import DistillTrainer, StepLogger, training_arguments
 
     out = Path(cfg.out)
     run_dir = out / ckpt.CHECKPOINTS
     main = is_main_process()
-    # everything a user can get wrong is checked before --out is touched: a failed start leaves it as it was
-    validate_kept(cfg.kept, cfg.limit)
-    check_student(cfg.student)
-    gradient_checkpointing = cfg.use_gradient_checkpointing
-    args = training_arguments(cfg, hw, run_dir, gradient_checkpointing=gradient_checkpointing, out=out)
-    kept_digest = file_digest(cfg.kept)
-    settings = run_settings(cfg, kept_digest, args.world_size)
+    args = training_arguments(cfg, plan, run_dir, out=out)
+    if args.world_size != plan.processes:  # a launcher that does not set WORLD_SIZE
+        plan = dataclasses.replace(plan, processes=args.world_size)
+    settings = run_settings(cfg, plan)
 
     # Only rank 0 touches --out; the others learn from the state all saw before it did. A rank that
     # raises ends the whole job (the launcher stops the other ranks), so no rank waits forever.
-    from accelerate import PartialState
-
     processes = PartialState()
     out_state = ckpt.run_state(out)
     processes.wait_for_everyone()
     if main:
         resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
+        ckpt.record_plan(out, settings, plan.to_dict())
     else:
         resuming = cfg.resume and out_state == "unfinished"
     processes.wait_for_everyone()
 
     with args.main_process_first(desc="tokenize"):
-        fingerprint = data_fingerprint(kept_digest, tokenizer, fmt, cfg.limit)
-        data = cached_tokenize(cfg.kept, tokenizer, fmt, out / "data", fingerprint, limit=cfg.limit)
+        fingerprint = data_fingerprint(plan.kept_sha256, tokenizer, plan.chat_format, cfg.limit)
+        data = cached_tokenize(cfg.kept, tokenizer, plan.chat_format, out / "data", fingerprint, limit=cfg.limit)
     keep, stats = select_examples(data, cfg.max_seq_len)
     if main:
         log.info("data: %s", stats.line(cfg.max_seq_len))
         if stats.dropped_too_long:
             log.warning("%d examples (%.1f%% of all tokens) are longer than --max-seq-len %d and are left out",
                         stats.dropped_too_long, 100 * stats.dropped_token_share, cfg.max_seq_len)
-
     lengths = data.lengths.tolist()
     packs = pack_by_tokens([lengths[i] for i in keep], cfg.micro_batch_tokens, seed=cfg.seed)
-    packs = [[keep[j] for j in pack] for pack in packs]
-    packs = split_to_multiple(packs, lengths, args.world_size)
-    dataset = PackedExamples(data, packs)
+    packs = split_to_multiple([[keep[j] for j in pack] for pack in packs], lengths, plan.processes)
 
-    model = load_student(cfg, hw)
+    model = load_student(cfg, plan)
+    if plan.chunked_loss and not enable_chunked_loss(model, cfg.loss_chunk_tokens):
+        plan = dataclasses.replace(plan, chunked_loss=False)  # an adapter on the output head: nothing to chunk
     trainable, total = count_parameters(model)
-    chunked = cfg.chunked_loss
-    if chunked is None:
-        chunked = not cfg.liger and full_logits_bytes(cfg.micro_batch_tokens, len(tokenizer)) > 2**30
-    chunked = chunked and enable_chunked_loss(model, cfg.loss_chunk_tokens)
     if main:
-        log.info("%s: %s training of %s; %s of %s parameters trained; %d packed micro-batches per epoch of at "
-                 "most %s tokens, %d per step; %s attention%s%s", out, cfg.method, cfg.student, f"{trainable:,}",
-                 f"{total:,}", len(packs), f"{cfg.micro_batch_tokens:,}", cfg.grad_accum * args.world_size,
-                 attention_kernel(cfg, hw), ", gradient checkpointing" if gradient_checkpointing else "",
-                 ", chunked loss" if chunked else "")
-
-    resolved = {"processes": args.world_size, "optimizer": str(getattr(args.optim, "value", args.optim)),
-                "weights dtype": str(weights_dtype(cfg, hw)).replace("torch.", ""),
-                "mixed precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "none",
-                "attention": attention_kernel(cfg, hw), "gradient checkpointing": "on" if gradient_checkpointing
-                else "off", "chunked loss": "on" if chunked else "off", "Liger kernels": "on" if cfg.liger else "off"}
+        log.info("%s: %s training of %s (%s); %s of %s parameters trained; %d packed micro-batches per epoch of "
+                 "at most %s tokens, %d per step; %s", out, cfg.method, cfg.student, plan.student_identity,
+                 f"{trainable:,}", f"{total:,}", len(packs), f"{cfg.micro_batch_tokens:,}",
+                 cfg.grad_accum * plan.processes, ", ".join(f"{k} {v}" for k, v in plan.rows()))
     trainer = DistillTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-        data_collator=PackedCollator(flash_attention=attention_kernel(cfg, hw).startswith("flash")),
+        model=model, args=args, train_dataset=PackedExamples(data, packs), processing_class=tokenizer,
+        data_collator=PackedCollator(flash_attention=plan.flash_attention),
         callbacks=[StepLogger(), *callbacks], pack_sampler=PackOrderSampler(len(packs), cfg.seed),
-        checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints)
+        checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints,
+        max_bad_steps=cfg.max_bad_steps)
 
-    resume_from = None
-    if resuming:
-        with args.main_process_first(desc="clean checkpoints"):
-            if main:
-                ckpt.remove_incomplete(run_dir)
-        resume_from = ckpt.last_checkpoint(run_dir)
-        if main and resume_from is not None:
-            log.info("resuming from %s", resume_from)
-        elif main:
-            log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+    resume_from = _resume_point(run_dir, main) if resuming else None
     started = time.perf_counter()
     tokens_before = 0
     if resume_from is not None:
         state_file = resume_from / "trainer_state.json"
         tokens_before = json.loads(state_file.read_text(encoding="utf-8")).get("num_input_tokens_seen", 0)
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - started
-    tokens = trainer.state.num_input_tokens_seen - tokens_before
     disable_chunked_loss(model)
-
-    return _save(cfg, trainer, tokenizer, fmt, template_source, stats, resolved, hw,
-                 steps=trainer.state.global_step, elapsed=elapsed, tokens=tokens,
-                 resume_from=resume_from, train_loss=output.training_loss)
+    return _save(cfg, plan, trainer, tokenizer, stats, elapsed=elapsed,
+                 tokens=trainer.state.num_input_tokens_seen - tokens_before, resume_from=resume_from)
 
 
-def _save(cfg: TrainConfig, trainer: Any, tokenizer: Any, fmt: ChatFormat, template_source: str, stats: DataStats,
-          resolved: dict[str, Any], hw: Any, *, steps: int, elapsed: float, tokens: int,
-          resume_from: Path | None, train_loss: float) -> TrainResult:
+def _resume_point(run_dir: Path, main: bool) -> Path | None:
+    """The newest intact checkpoint (rank 0 first sets damaged ones aside), or None to start over."""
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        if main:
+            ckpt.remove_incomplete(run_dir)
+            ckpt.set_aside_damaged(run_dir)
+    resume_from = ckpt.last_checkpoint(run_dir)
+    if main and resume_from is not None:
+        log.info("resuming from %s", resume_from)
+    elif main:
+        log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+    return resume_from
+
+
+def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats: DataStats, *, elapsed: float,
+          tokens: int, resume_from: Path | None) -> TrainResult:
     import torch
 
     from distill.train.outputs import (
@@ -295,50 +285,51 @@ def _save(cfg: TrainConfig, trainer: Any, tokenizer: Any, fmt: ChatFormat, templ
         loss_points,
         merge_adapter,
         model_card,
+        run_loss,
         save_loss_curve,
         set_end_of_turn,
     )
 
     out = Path(cfg.out)
+    trainer.check_finite_weights()
     model = trainer.model
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    gen = generation_config(base, tokenizer, fmt)
-    set_end_of_turn(tokenizer, fmt)
+    gen = generation_config(base, tokenizer, plan.chat_format)
+    set_end_of_turn(tokenizer, plan.chat_format)
     base.generation_config = gen
     base.config.use_cache = True
     trainer.save_model(str(out))  # all ranks: FSDP gathers the full weights for rank 0
     main = trainer.is_world_process_zero()
     merged_dir = None
-    _, losses = loss_points(trainer.state.log_history)
-    final_loss = losses[-1] if losses else None
+    history = trainer.state.log_history
+    _, losses = loss_points(history)
+    result = TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats,
+                         steps=trainer.state.global_step, epochs=float(trainer.state.epoch or 0),
+                         final_loss=losses[-1] if losses else None, elapsed_s=round(elapsed, 3),
+                         tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else 0.0,
+                         resumed_from=str(resume_from) if resume_from else None, config=config_dict(cfg))
     if main:
         gen.save_pretrained(out)
         tokenizer.save_pretrained(out)
         if cfg.merge:
-            dtype = torch.bfloat16 if hw.bf16 else torch.float32
+            dtype = torch.bfloat16 if plan.hardware.bf16 else torch.float32
             merged_dir = merge_adapter(cfg.student, out, out / "merged", dtype=dtype, tokenizer=tokenizer,
                                        gen_config=gen)
+            result.merged = str(merged_dir)
             log.info("merged model written to %s", merged_dir)
-        curve = save_loss_curve(out / "loss.png", trainer.state.log_history, title=f"distill train: {out.name}")
-        card = model_card(cfg, stats, fmt, template_source=template_source, steps=steps, final_loss=final_loss,
-                          resolved=resolved, merged=merged_dir is not None, has_curve=curve is not None)
+        curve = save_loss_curve(out / "loss.png", history, title=f"distill train: {out.name}")
+        card = model_card(cfg, plan, result, has_curve=curve is not None)
         (out / "README.md").write_text(card, encoding="utf-8")
         if merged_dir is not None:
             (merged_dir / "README.md").write_text(card.replace("library_name: peft", "library_name: transformers")
                                                   .replace("](loss.png)", "](../loss.png)"), encoding="utf-8")
     trainer.accelerator.wait_for_everyone()
-    result = TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, steps=steps,
-                         epochs=float(trainer.state.epoch or 0), final_loss=final_loss, elapsed_s=round(elapsed, 3),
-                         tokens_per_s=round(tokens / elapsed, 1) if elapsed > 0 else 0.0,
-                         resumed_from=str(resume_from) if resume_from else None,
-                         merged=str(merged_dir) if merged_dir else None, config=config_dict(cfg))
     if main:
         ckpt.remove_all(out / ckpt.CHECKPOINTS)
         shutil.rmtree(out / "data", ignore_errors=True)  # the tokenized cache only serves resuming
         result.files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         summary = result.to_dict()
-        summary["log_history"] = trainer.state.log_history
-        summary["train_loss"] = train_loss
+        summary.update(plan=plan.to_dict(), log_history=history, train_loss=run_loss(history))
         ckpt.mark_finished(out, summary)
     trainer.accelerator.wait_for_everyone()
     return result

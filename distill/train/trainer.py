@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from distill.errors import TrainingError
 from distill.progress import format_duration
-from distill.train.checkpoints import publish, rotate, staging_dir
+from distill.train.checkpoints import last_checkpoint, publish, rotate, staging_dir
 from distill.train.config import TrainConfig
-from distill.train.modeling import Hardware, launcher, optimizer_name
+from distill.train.plan import TrainPlan
 
 log = logging.getLogger("distill.train")
 
 
-def training_arguments(cfg: TrainConfig, hw: Hardware, run_dir: Path, *, gradient_checkpointing: bool,
-                       out: Path) -> TrainingArguments:
+def training_arguments(cfg: TrainConfig, plan: TrainPlan, run_dir: Path, *, out: Path) -> TrainingArguments:
     scheduler, scheduler_kwargs = cfg.lr_scheduler, {}
     if scheduler == "cosine" and cfg.min_lr_ratio > 0:
         scheduler, scheduler_kwargs = "cosine_with_min_lr", {"min_lr_rate": cfg.min_lr_ratio}
@@ -30,28 +32,24 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, run_dir: Path, *, gradien
         scheduler = "constant_with_warmup"
     if "tensorboard" in cfg.report_to:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "runs"))
-    # With FSDP's own activation checkpointing switched on in the accelerate config, checkpointing
-    # the model as well would all-gather every layer's weights a second time.
-    if launcher() == "fsdp" and os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
-        gradient_checkpointing = False
     options = dict(
         output_dir=str(run_dir),
         # one packed micro-batch (a token budget, not a number of examples) per device and step
         per_device_train_batch_size=1,
         gradient_accumulation_steps=cfg.grad_accum,
         num_train_epochs=cfg.epochs,
-        learning_rate=cfg.learning_rate,
+        learning_rate=plan.learning_rate,
         lr_scheduler_type=scheduler,
         lr_scheduler_kwargs=scheduler_kwargs,
         warmup_steps=cfg.warmup_ratio,  # below 1: a share of the total steps
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        optim=optimizer_name(cfg, hw),
-        bf16=hw.bf16 and cfg.dtype != "float16",
-        fp16=hw.device == "cuda" and not hw.bf16 and cfg.dtype == "float16",
-        activation_checkpointing=gradient_checkpointing,
+        optim=plan.optimizer,
+        bf16=plan.mixed_precision == "bf16",
+        fp16=plan.mixed_precision == "fp16",
+        activation_checkpointing=plan.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
-        use_liger_kernel=cfg.liger,
+        use_liger_kernel=plan.liger,
         use_cache=False,
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,
@@ -68,7 +66,7 @@ def training_arguments(cfg: TrainConfig, hw: Hardware, run_dir: Path, *, gradien
         ddp_find_unused_parameters=False,
         # rank 0 tokenizes the whole kept file while the others wait at a barrier
         ddp_timeout=3 * 3600,
-        use_cpu=hw.device == "cpu",
+        use_cpu=plan.hardware.device == "cpu",
     )
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "activation_checkpointing" not in known:  # transformers before 5.x names it gradient_checkpointing
@@ -113,15 +111,27 @@ class StepLogger(TrainerCallback):
         log.info("  ".join(parts))
 
 
+def non_finite_parameter(model: Any) -> str | None:
+    """The name of the first floating-point parameter holding a nan or inf (this rank's shard), if any."""
+    for name, parameter in model.named_parameters():
+        local = parameter.to_local() if hasattr(parameter, "to_local") else parameter
+        if local.is_floating_point() and not torch.isfinite(local).all():
+            return name
+    return None
+
+
 class DistillTrainer(Trainer):
     """Trainer over packed micro-batches in distill's order, writing checkpoints atomically."""
 
     def __init__(self, *args: Any, pack_sampler: Any, checkpoint_meta: dict[str, Any], keep_checkpoints: int,
-                 **kwargs: Any):
+                 max_bad_steps: int, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pack_sampler = pack_sampler
         self.checkpoint_meta = checkpoint_meta
         self.keep_checkpoints = keep_checkpoints
+        self.max_bad_steps = max_bad_steps
+        self.bad_steps = 0
+        self.bad_loss: float | None = None
         # our StepLogger replaces the dict printer and tqdm bar
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)
@@ -129,7 +139,56 @@ class DistillTrainer(Trainer):
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         return self.pack_sampler
 
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # the Trainer replaces a nan loss by the running mean in what it logs: look before it does
+        if self.bad_loss is None and not torch.isfinite(loss).all():
+            self.bad_loss = float(loss.detach().float().mean())
+        return loss
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        # called once per optimizer step, after clipping and right before the update
+        norm = super()._get_grad_norm(model, grad_norm)
+        value = float(norm) if norm is not None else 0.0
+        if self._any_rank(self.bad_loss is not None or not math.isfinite(value)):
+            self._skip_or_stop(model, value)
+        self.bad_loss = None
+        return norm
+
+    def _any_rank(self, flag: bool) -> bool:
+        if self.args.world_size == 1:
+            return flag
+        total = self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum")
+        return bool(total.item())
+
+    def _skip_or_stop(self, model: Any, grad_norm: float) -> None:
+        step = self.state.global_step + 1
+        loss = "finite" if self.bad_loss is None else f"{self.bad_loss}"
+        what = f"step {step}: the loss is {loss} and the gradient norm {grad_norm}"
+        self.bad_steps += 1
+        if self.bad_steps > self.max_bad_steps:
+            raise TrainingError(f"{what}, so training stopped before that update; {self.divergence_advice()}")
+        log.warning("%s: its update is skipped (%d of --max-bad-steps %d)", what, self.bad_steps, self.max_bad_steps)
+        for parameter in model.parameters():
+            parameter.grad = None  # optimizers leave parameters without a gradient untouched
+
+    def divergence_advice(self) -> str:
+        last = last_checkpoint(Path(self.args.output_dir))
+        kept = (f"the last finite checkpoint {last} is kept (--resume --max-bad-steps K continues from it, skipping "
+                "up to K such steps; --overwrite starts over)" if last else "no checkpoint had been written yet")
+        return (f"lower --lr (it is {self.args.learning_rate:g}) or train in bfloat16 or float32 rather than "
+                f"float16 (--dtype); no model was saved, and {kept}")
+
+    def check_finite_weights(self) -> None:
+        """Raise TrainingError instead of saving weights that hold a nan or inf."""
+        name = non_finite_parameter(self.model)
+        if self._any_rank(name is not None):
+            raise TrainingError(f"after step {self.state.global_step} the weights are no longer finite "
+                                f"({name or 'a parameter of another rank'} holds nan or inf), so they are not "
+                                f"saved; {self.divergence_advice()}")
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        self.check_finite_weights()
         # Every rank writes into a staging directory; once all are done, rank 0 writes the marker
         # and renames it to checkpoint-N. A kill at any point leaves either no checkpoint-N or a
         # complete one, and the previous complete checkpoint is only deleted after that.

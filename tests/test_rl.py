@@ -216,7 +216,11 @@ def test_a_teacher_with_another_tokenizer_is_refused_naming_both_vocabularies(mo
     out = tmp_path / "never"
     result = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--objective", "on-policy",
                      "--teacher", models["other"])
-    assert_user_error(result, "do not share a tokenizer", "394-token vocabulary", "600-token vocabulary")
+    from transformers import AutoTokenizer
+
+    sizes = [len(AutoTokenizer.from_pretrained(models[name]).get_vocab()) for name in ("student", "other")]
+    assert_user_error(result, "do not share a tokenizer", f"({sizes[0]:,}-token vocabulary)",
+                      f"({sizes[1]:,}-token vocabulary)")
     assert not out.exists()
 
 
@@ -232,6 +236,11 @@ def test_a_reward_weight_that_is_not_a_number_is_refused(models, prompts, tmp_pa
     out = tmp_path / "existing"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    result = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--format-weight", "high")
-    assert_user_error(result, "--format-weight must be a number", "'high'")
+    recipe = tmp_path / "weights.yaml"
+    recipe.write_text("format_weight: high\n")
+    result = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--config", recipe)
+    assert_user_error(result, "weights.yaml", "key 'format_weight' must be a number", "'high'")
+    # on the command line it is a usage error (exit 2, the CLI contract), caught before anything runs
+    flag = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--format-weight", "high")
+    assert flag.returncode == 2 and "--format-weight" in flag.stderr and "Traceback" not in flag.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]

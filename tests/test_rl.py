@@ -171,7 +171,7 @@ def test_on_policy_distillation_lowers_the_per_token_kl_to_the_teacher(models, p
     out = tmp_path / "opd"
     result = rl(RLConfig(prompts=str(prompts), student=str(models["student"]), out=str(out), objective="on-policy",
                          teacher=str(models["teacher"]), method="lora", lora_r=8, num_generations=4,
-                         max_completion_tokens=12, max_steps=8, lr=1e-2, save_steps=0))
+                         max_completion_tokens=12, max_steps=6, lr=1e-2, save_steps=0))
     assert (out / "adapter_config.json").is_file()  # a LoRA student: the adapter is what is saved
     before, after = per_token_kl(models["student"], models["teacher"]), per_token_kl(out, models["teacher"])
     assert after < 0.7 * before, (before, after)

@@ -14,6 +14,7 @@ from distill.eval import EvalConfig, evaluate
 from distill.filter import FilterConfig, filter_traces
 from distill.generate import GenerateConfig, generate
 from distill.progress import is_main_process
+from distill.rl import RLConfig, rl
 from distill.train import TrainConfig, train
 
 from .stage import add_stage_command
@@ -59,6 +60,11 @@ add_stage_command(
 add_stage_command(
     app, "train", TrainConfig, train, positional="kept",
     help="Fine-tune a student on kept traces (full, LoRA or QLoRA); --preflight shows what is trained.",
+    present=lambda result: typer.echo(result.format()) if is_main_process() else None)
+add_stage_command(
+    app, "rl", RLConfig, rl, positional="prompts",
+    help="Improve a student on prompts with references: GRPO with the filter's rule rewards, or on-policy "
+         "distillation from a teacher (--objective on-policy --teacher MODEL).",
     present=lambda result: typer.echo(result.format()) if is_main_process() else None)
 add_stage_command(
     app, "eval", EvalConfig, evaluate, positional=None,

@@ -10,10 +10,12 @@ from distill.config import build_config, required_fields
 from distill.eval import EvalConfig
 from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
+from distill.rl import RLConfig
 from distill.train import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGES = {"generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig}
+STAGES = {"generate": GenerateConfig, "filter": FilterConfig, "train": TrainConfig, "eval": EvalConfig,
+          "rl": RLConfig}
 PLACEHOLDERS = {"prompts": "prompts.jsonl", "out": "out.jsonl", "teacher": "teacher", "kept": "kept.jsonl",
                 "student": "student", "traces": "traces.jsonl", "model": ["model"], "data": "bench.jsonl"}
 

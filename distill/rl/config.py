@@ -1,0 +1,177 @@
+"""`RLConfig`, the options of `distill rl` (GRPO with rule rewards, or on-policy distillation from a
+teacher), and `RLResult`, what a run returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distill.config import one_of, require
+from distill.options import PromptOptions
+from distill.rl.rewards import REWARDS
+
+OBJECTIVES = ("grpo", "on-policy")
+METHODS = ("full", "lora", "qlora")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# lr when --lr is not given: TRL's GRPO default for full weights (the R1 paper used 3e-6 at 660B);
+# adapters need about ten times the full rate, as in `distill train`.
+DEFAULT_LR = {"full": 1e-6, "lora": 1e-5, "qlora": 1e-5}
+MUST_MATCH = {"resume": "must-match"}
+FREE = {"resume": "free"}
+
+
+@dataclass(kw_only=True)
+class RLConfig(PromptOptions):
+    prompts: str = field(metadata=MUST_MATCH)
+    """Prompts with reference answers: the same files (and --prompt-column, --answer-column, --template …) as distill generate."""
+    student: str = field(metadata=MUST_MATCH)
+    """Policy to improve: a Hub id or local model, or a distill train output (LoRA/QLoRA adapter directories included)."""
+    out: str = field(metadata=MUST_MATCH)
+    """Output directory: the trained model or adapter, tokenizer, reward curves (rewards.png), checkpoints."""
+    objective: str = field(default="grpo", metadata=MUST_MATCH)
+    """grpo (rule rewards, TRL's GRPOTrainer) or on-policy (the student samples, the teacher scores every token; TRL's DistillationTrainer)."""
+    teacher: str | None = field(default=None, metadata=MUST_MATCH)
+    """on-policy: the teacher model (a Hub id or local model sharing the student's tokenizer)."""
+    teacher_4bit: bool = field(default=False, metadata=MUST_MATCH)
+    """on-policy: load the teacher in 4-bit NF4 (bitsandbytes) instead of bf16."""
+    jsd_beta: float = field(default=1.0, metadata=MUST_MATCH)
+    """on-policy: the generalized JSD's interpolation: 1 = reverse KL per token (default), 0.5 = JSD, 0 = forward KL."""
+    method: str = field(default="lora", metadata=MUST_MATCH)
+    """What is trained: full (all weights), lora (adapters on a frozen base) or qlora (adapters on a 4-bit base)."""
+    rewards: list[str] = field(default_factory=lambda: ["accuracy", "format", "language"], metadata=MUST_MATCH)
+    """grpo: the rewards to compute and log: accuracy, format, language, overlong."""
+    accuracy_weight: float = field(default=1.0, metadata=MUST_MATCH)
+    """grpo: weight of the accuracy reward (1 correct, 0 wrong, graded as distill filter grades)."""
+    format_weight: float = field(default=1.0, metadata=MUST_MATCH)
+    """grpo: weight of the format reward (1 when the reasoning is inside <think>…</think> and an answer follows)."""
+    language_weight: float = field(default=1.0, metadata=MUST_MATCH)
+    """grpo: weight of the language-consistency reward (the share of the reasoning in the target language)."""
+    overlong_weight: float = field(default=1.0, metadata=MUST_MATCH)
+    """grpo: weight of the overlong penalty (0 down to -1 over the last --overlong-buffer tokens), when listed in --rewards."""
+    overlong_buffer: int = field(default=256, metadata=MUST_MATCH)
+    """grpo: tokens before --max-completion-tokens where the overlong penalty starts."""
+    language: str = field(default="auto", metadata=MUST_MATCH)
+    """Target language of the reasoning (auto = the prompt's language)."""
+    num_generations: int = field(default=16, metadata=MUST_MATCH)
+    """grpo: completions sampled per prompt (the group; 16 in the DeepSeek-R1 paper); on-policy: rollouts per micro-batch."""
+    prompts_per_step: int = field(default=1, metadata=MUST_MATCH)
+    """Prompts (groups) per optimizer step and process."""
+    max_completion_tokens: int = field(default=4096, metadata=MUST_MATCH)
+    """Most tokens a rollout may generate (the paper: 32,768; cut rollouts count as written)."""
+    temperature: float = field(default=1.0, metadata=MUST_MATCH)
+    """Rollout sampling temperature (1.0 in the DeepSeek-R1 paper's RL)."""
+    top_p: float = field(default=1.0, metadata=MUST_MATCH)
+    """Rollout nucleus sampling mass."""
+    kl_coef: float = field(default=0.001, metadata=MUST_MATCH)
+    """grpo: KL penalty to the starting policy (0.001 in the DeepSeek-R1 paper; 0 drops the reference model, TRL's default)."""
+    clip_epsilon: float = field(default=0.2, metadata=MUST_MATCH)
+    """grpo: PPO clipping range of the importance ratio (TRL's default)."""
+    loss_type: str = field(default="dapo", metadata=MUST_MATCH)
+    """grpo: how token losses are averaged: dapo (TRL's default, no length bias), grpo (the paper's per-sequence mean), dr_grpo, bnpo."""
+    epochs: float = field(default=1.0, metadata=MUST_MATCH)
+    """Passes over the prompts."""
+    max_steps: int | None = field(default=None, metadata=MUST_MATCH)
+    """Stop after this many optimizer steps (overrides --epochs)."""
+    lr: float | None = field(default=None, metadata=MUST_MATCH)
+    """Learning rate (default: 1e-6 for full, 1e-5 for lora and qlora), constant after a short warmup."""
+    seed: int = field(default=0, metadata=MUST_MATCH)
+    """Seed of the prompt order, the rollouts' sampling and adapter init."""
+    lora_r: int = field(default=16, metadata=MUST_MATCH)
+    """lora/qlora: adapter rank (a distill train adapter keeps its own)."""
+    lora_alpha: int = field(default=32, metadata=MUST_MATCH)
+    """lora/qlora: adapter scaling numerator."""
+    dtype: str = field(default="auto", metadata=MUST_MATCH)
+    """Weights dtype: auto = bfloat16 on GPUs that have it, else float32."""
+    gradient_checkpointing: bool = field(default=False, metadata=MUST_MATCH)
+    """Recompute activations in the backward pass to save memory (long rollouts)."""
+    use_vllm: bool = field(default=False, metadata=FREE)
+    """Generate rollouts with vLLM colocated on the training GPUs (pip install 'distill[vllm]'); else transformers generate."""
+    vllm_gpu_memory_utilization: float = field(default=0.3, metadata=FREE)
+    """--use-vllm: share of GPU memory the colocated vLLM engine may take."""
+    save_steps: int = field(default=50, metadata=FREE)
+    """Write a resumable checkpoint every N optimizer steps (a kill loses at most N steps; 0 = none)."""
+    keep_checkpoints: int = field(default=1, metadata=FREE)
+    """Most recent complete checkpoints kept while training."""
+    resume: bool = field(default=False, metadata=FREE)
+    """Continue an interrupted run in --out from its last complete checkpoint."""
+    overwrite: bool = field(default=False, metadata=FREE)
+    """Replace a finished or unfinished run in --out."""
+    logging_steps: int = field(default=1, metadata=FREE)
+    """One progress line (reward, accuracy, length, KL) every N optimizer steps."""
+    report_to: list[str] = field(default_factory=list, metadata=FREE)
+    """Experiment trackers to log to as well, e.g. tensorboard,wandb (rewards.png is always written)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of(self.objective, "objective", OBJECTIVES)
+        one_of(self.method, "method", METHODS)
+        one_of(self.dtype, "dtype", DTYPES)
+        one_of(self.loss_type, "loss_type", ("dapo", "grpo", "dr_grpo", "bnpo"))
+        require(bool(self.prompts), "prompts", "is required (a prompts file with reference answers)")
+        require(bool(self.student), "student", "is required")
+        require(bool(self.out), "out", "is required")
+        if self.objective == "on-policy":
+            require(bool(self.teacher), "teacher", "is required with --objective on-policy")
+        else:
+            require(self.teacher is None, "teacher", "only applies to --objective on-policy")
+            require(bool(self.rewards), "rewards", f"must name at least one of {', '.join(REWARDS)}")
+        for name in self.rewards:
+            one_of(name, "rewards", REWARDS)
+        require(len(set(self.rewards)) == len(self.rewards), "rewards", "names a reward twice")
+        require(0 <= self.jsd_beta <= 1, "jsd_beta", f"must be in [0, 1] (got {self.jsd_beta})")
+        require(self.num_generations >= 2, "num_generations",
+                f"must be at least 2: GRPO's advantage compares completions of one prompt (got {self.num_generations})")
+        require(self.prompts_per_step >= 1, "prompts_per_step", "must be at least 1")
+        require(self.max_completion_tokens >= 1, "max_completion_tokens", "must be at least 1")
+        require("overlong" not in self.rewards or 0 < self.overlong_buffer < self.max_completion_tokens,
+                "overlong_buffer", f"must be in (0, --max-completion-tokens {self.max_completion_tokens})")
+        require(self.temperature > 0, "temperature", "must be positive (rollouts are sampled)")
+        require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
+        require(self.kl_coef >= 0, "kl_coef", "must be ≥ 0")
+        require(self.clip_epsilon > 0, "clip_epsilon", "must be positive")
+        require(self.epochs > 0, "epochs", "must be positive")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1")
+        require(self.lr is None or self.lr > 0, "lr", "must be positive")
+        require(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r", "and --lora-alpha must be at least 1")
+        require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
+        require(self.save_steps >= 0, "save_steps", "must be ≥ 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
+        require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
+        require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    @property
+    def reward_weights(self) -> list[float]:
+        return [getattr(self, f"{name}_weight") for name in self.rewards]
+
+
+@dataclass
+class RLResult:
+    out: str
+    student: str
+    objective: str
+    steps: int = 0
+    prompts: int = 0
+    before: dict[str, float] = field(default_factory=dict)
+    """metrics of the first logged step (reward, accuracy, length, KL …)"""
+    after: dict[str, float] = field(default_factory=dict)
+    """metrics of the last logged step"""
+    elapsed_s: float = 0.0
+    resumed_from: str | None = None
+    curves: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def format(self) -> str:
+        def show(metrics: dict[str, float]) -> str:
+            return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()) or "-"
+
+        lines = [f"policy       {self.out} ({self.objective} of {self.student})",
+                 f"training     {self.steps:,} steps on {self.prompts:,} prompts in {self.elapsed_s:,.1f} s"
+                 + (f" (resumed from {self.resumed_from})" if self.resumed_from else ""),
+                 f"first step   {show(self.before)}", f"last step    {show(self.after)}"]
+        if self.curves:
+            lines.append(f"curves       {self.curves}")
+        return "\n".join(lines)

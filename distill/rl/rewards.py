@@ -1,0 +1,130 @@
+"""The rule rewards of `distill rl`: the filter's own checks turned into numbers per completion.
+
+As in the DeepSeek-R1 paper: accuracy (the answer graded exactly as `distill filter`
+grades it: math-verify, letters, the sandbox for code), format (reasoning inside
+`<think>…</think>`), and language consistency (the share of the chain of thought
+written in the target language, a continuous score); plus DAPO's soft overlong
+penalty as an option.
+
+Each reward reads the filter through ONE adapter function below (`_correct`,
+`_well_formed`, `_language_share`): when the filter's checks move into a
+registry, only those three lines change.
+
+A reward is a TRL reward function: `reward(prompts, completions, completion_ids,
+**columns) -> list[float | None]`; None (cannot tell: no reference, a math-verify
+timeout, no language in the text) is left out of the mean instead of counted as 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from distill.filter import checks
+
+REWARDS = ("accuracy", "format", "language", "overlong")
+
+RewardFunc = Callable[..., list[float | None]]
+
+
+# ---------------------------------------------------------------- the adapters onto the filter's checks
+
+
+def _correct(record: dict[str, Any]) -> bool | None:
+    return checks.check_correctness(record)
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    return checks.check_format(record)
+
+
+def _language_share(record: dict[str, Any], language: str) -> float | None:
+    _, measure = checks.measure_trace_language(record, language)
+    return None if measure is None else measure.score
+
+
+# ---------------------------------------------------------------- one completion as a trace record
+
+
+def _text(completion: Any) -> str:
+    """TRL passes a conversational completion as [{'role': 'assistant', 'content': …}]."""
+    if isinstance(completion, list):
+        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def as_record(prompt: Any, completion: Any, reference: Any = None, *, prefill: str = "") -> dict[str, Any]:
+    """The trace record the filter would see for this rollout. `prefill` is what the chat template
+    already wrote into the generation prompt ('<think>\\n' for R1-Distill), so the completion the
+    student produced starts after it."""
+    messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
+    return {"messages": messages, "completion": prefill + _text(completion), "reference": reference}
+
+
+def reasoning_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with the chain of thought alone as its completion (the whole text when there is
+    no well-formed think block): the paper scores the language of the CoT."""
+    parts = checks.split_trace(record)
+    return {**record, "completion": parts[0] if parts else record["completion"]}
+
+
+# ---------------------------------------------------------------- scores of one record
+
+
+def accuracy_score(record: dict[str, Any]) -> float | None:
+    """1.0 correct, 0.0 wrong or no answer, None when it cannot be told (no reference, timeout)."""
+    verdict = _correct(record)
+    return None if verdict is None else float(verdict)
+
+
+def format_score(record: dict[str, Any]) -> float:
+    """1.0 for one non-empty think block followed by a non-empty answer, else 0.0."""
+    return float(_well_formed(record))
+
+
+def language_score(record: dict[str, Any], language: str = "auto") -> float | None:
+    """Share of the chain of thought in the target language (the prompt's for 'auto'), in [0, 1]."""
+    return _language_share(reasoning_record(record), language)
+
+
+def overlong_score(tokens: int, max_tokens: int, buffer: int) -> float:
+    """DAPO's soft overlong punishment: 0 up to max_tokens - buffer, then falling linearly to -1 at
+    max_tokens (where the completion was cut)."""
+    start = max_tokens - buffer
+    if tokens <= start:
+        return 0.0
+    if tokens >= max_tokens:
+        return -1.0
+    return (start - tokens) / buffer
+
+
+# ---------------------------------------------------------------- TRL reward functions
+
+
+def reward_functions(names: Sequence[str], *, prefill: str = "", language: str = "auto",
+                     max_completion_tokens: int = 0, overlong_buffer: int = 0) -> list[RewardFunc]:
+    """The TRL reward functions for `names`, in that order. Each is named after its reward, so TRL
+    logs it as rewards/<name>/mean; accuracy reads the dataset's `reference_json` column (the
+    reference as JSON: a number, a string, a list, or a code task's tests)."""
+
+    def records(prompts: list[Any], completions: list[Any], references: list[Any]) -> list[dict[str, Any]]:
+        return [as_record(p, c, r, prefill=prefill) for p, c, r in zip(prompts, completions, references, strict=True)]
+
+    def accuracy(prompts, completions, reference_json, **_: Any) -> list[float | None]:
+        references = [json.loads(r) for r in reference_json]
+        return [accuracy_score(r) for r in records(prompts, completions, references)]
+
+    def well_formed(prompts, completions, **_: Any) -> list[float | None]:
+        return [format_score(r) for r in records(prompts, completions, [None] * len(prompts))]
+
+    def consistent(prompts, completions, **_: Any) -> list[float | None]:
+        return [language_score(r, language) for r in records(prompts, completions, [None] * len(prompts))]
+
+    def overlong(prompts, completions, completion_ids, **_: Any) -> list[float | None]:
+        return [overlong_score(len(ids), max_completion_tokens, overlong_buffer) for ids in completion_ids]
+
+    table = {"accuracy": accuracy, "format": well_formed, "language": consistent, "overlong": overlong}
+    for name, func in table.items():
+        func.__name__ = name
+    return [table[name] for name in names]

@@ -1,0 +1,276 @@
+"""`distill rl`: GRPO of a student with the filter's rule rewards (TRL's GRPOTrainer), or on-policy
+distillation from a teacher (TRL's DistillationTrainer), resumable like `distill train`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
+from distill.completion import generation_prefill
+from distill.config import config_dict
+from distill.errors import ConfigError, InputError, ModelError
+from distill.prompts import Prompt, load_prompts
+from distill.rl.config import RLConfig, RLResult
+from distill.rl.rewards import reward_functions
+from distill.train import checkpoints as ckpt
+from distill.train.data import file_digest
+
+log = logging.getLogger("distill.rl")
+
+# what a progress line and the result show, from TRL's log keys
+SHOWN = {"reward": "reward", "rewards/accuracy/mean": "accuracy", "rewards/format/mean": "format",
+         "rewards/language/mean": "language", "rewards/overlong/mean": "overlong",
+         "completions/mean_length": "length", "kl": "kl"}
+ON_POLICY_SHOWN = {"loss": "divergence", "completions/mean_length": "length"}
+
+
+def adapter_base(student: str) -> str | None:
+    """The base model of a LoRA/QLoRA adapter directory (a `distill train --method lora` output), else None."""
+    config = Path(student).expanduser() / "adapter_config.json"
+    if not config.is_file():
+        return None
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{config} names no base_model_name_or_path; set it to the model the adapter was "
+                         "trained on")
+    return base
+
+
+def load_policy_tokenizer(student: str) -> Any:
+    """The student's tokenizer; an adapter directory without one falls back to its base model's."""
+    from distill.train.modeling import has_tokenizer_files
+
+    source = student if has_tokenizer_files(student) else adapter_base(student) or student
+    tokenizer = load_tokenizer(source, padding_side="left")
+    ensure_chat_template(tokenizer, source)
+    return tokenizer
+
+
+def check_same_tokenizer(student: str, student_tokenizer: Any, teacher: str, teacher_tokenizer: Any) -> None:
+    """On-policy distillation compares the two next-token distributions id by id: one vocabulary, or a refusal."""
+    ours, theirs = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+    if ours == theirs:
+        return
+    differing = next((t for t in sorted(ours) if theirs.get(t) != ours[t]), None) or \
+        next(t for t in sorted(theirs) if t not in ours)
+    raise ModelError(f"--student {student} ({len(ours):,}-token vocabulary) and --teacher {teacher} "
+                     f"({len(theirs):,}-token vocabulary) do not share a tokenizer (token {differing!r} is id "
+                     f"{ours.get(differing)} vs {theirs.get(differing)}); on-policy distillation compares the "
+                     "teacher's next-token distribution id by id, so pick a teacher of the student's family "
+                     "(R1-Distill-Qwen teachers with Qwen2.5 students)")
+
+
+def check_vocab_sizes(student_base: str, teacher: str) -> None:
+    """Same tokenizer, different embedding rows (Qwen pads 1.5B to 151,936 and 7B to 152,064 rows): TRL would
+    refuse deep inside its constructor; say so up front."""
+    from transformers import AutoConfig
+
+    sizes = []
+    for name in (student_base, teacher):
+        try:
+            sizes.append(AutoConfig.from_pretrained(name).get_text_config().vocab_size)
+        except Exception as exc:
+            raise ModelError(f"cannot load {name!r}: {first_line(exc)}; give a local model directory or a "
+                             "reachable Hub id") from None
+    if sizes[0] != sizes[1]:
+        raise ModelError(f"--student {student_base} has {sizes[0]:,} embedding rows and --teacher {teacher} "
+                         f"{sizes[1]:,}: the tokenizer is shared but the logits differ in size; pair a student "
+                         "and teacher of the same size class (e.g. Qwen2.5-7B with R1-Distill-Qwen-7B)")
+
+
+def check_references(cfg: RLConfig, prompts: Sequence[Prompt]) -> None:
+    if cfg.objective != "grpo" or "accuracy" not in cfg.rewards or cfg.accuracy_weight == 0:
+        return
+    missing = [i for i, p in enumerate(prompts, start=1) if p.reference is None]
+    if missing:
+        raise InputError(f"{len(missing):,} of {len(prompts):,} prompts have no reference answer (column "
+                         f"'{cfg.answer_column}'), which the accuracy reward needs; pass --answer-column NAME, or "
+                         "drop accuracy from --rewards", path=cfg.prompts, line=missing[0])
+
+
+def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
+    """Every must-match option, plus what the prompts file holds: a resumed run must agree on all of them."""
+    import dataclasses
+
+    values = config_dict(cfg)
+    settings = {f.name: values[f.name] for f in dataclasses.fields(cfg)
+                if f.metadata.get("resume", "must-match") == "must-match"}
+    path = Path(cfg.prompts)
+    settings.update(prompts_sha256=file_digest(path) if path.is_file() else cfg.prompts, processes=world_size)
+    return settings
+
+
+def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
+    from datasets import Dataset
+
+    # references mix types (a number, a list, a code task's dict): one JSON column keeps arrow happy
+    return Dataset.from_list([{"prompt": p.messages, "prompt_id": p.prompt_id,
+                               "reference_json": json.dumps(p.reference, ensure_ascii=False)} for p in prompts])
+
+
+def load_policy(cfg: RLConfig, hw: Any) -> tuple[Any, Any]:
+    """(model, peft_config for TRL or None). A distill train adapter keeps training as it is (for full
+    training it is merged into its base first)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = adapter_base(cfg.student) or cfg.student
+    dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if hw.bf16 else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"cannot load the student {base!r}: {first_line(exc)}; give a local model directory or a "
+                         "reachable Hub id of a causal LM") from None
+    if base != cfg.student:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.student, is_trainable=cfg.method != "full")
+        return (model.merge_and_unload() if cfg.method == "full" else model), None
+    if cfg.method == "full":
+        return model, None
+    from peft import LoraConfig
+
+    return model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+                             task_type="CAUSAL_LM")
+
+
+def load_teacher(cfg: RLConfig, hw: Any) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if hw.bf16 else torch.float32}
+    if cfg.teacher_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=kwargs["dtype"])
+    try:
+        return AutoModelForCausalLM.from_pretrained(cfg.teacher, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
+
+
+def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path) -> Any:
+    """GRPOConfig or DistillationConfig. One group (--num-generations completions of one prompt) per
+    micro-batch, --prompts-per-step micro-batches per optimizer step."""
+    from trl import DistillationConfig, GRPOConfig
+
+    common = dict(
+        output_dir=str(run_dir), per_device_train_batch_size=cfg.num_generations,
+        gradient_accumulation_steps=cfg.prompts_per_step, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate, lr_scheduler_type="constant_with_warmup",
+        warmup_steps=0.03, max_completion_length=cfg.max_completion_tokens, temperature=cfg.temperature,
+        top_p=cfg.top_p, seed=cfg.seed, data_seed=cfg.seed, bf16=hw.bf16, use_cpu=hw.device == "cpu",
+        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1, save_total_limit=None,
+        report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=cfg.use_vllm, vllm_mode="colocate",
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0)
+    if cfg.objective == "on-policy":
+        return DistillationConfig(**common, beta=cfg.jsd_beta)
+    return GRPOConfig(**common, num_generations=cfg.num_generations, beta=cfg.kl_coef, epsilon=cfg.clip_epsilon,
+                      loss_type=cfg.loss_type, reward_weights=cfg.reward_weights, scale_rewards="group")
+
+
+def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
+    """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section)."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from distill.train.modeling import Hardware, check_bitsandbytes, check_student
+
+    out = Path(cfg.out)
+    hw = Hardware.detect()
+    # everything a user can get wrong is checked before --out is touched
+    prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
+                           id_column=cfg.id_column, template=cfg.template, system=cfg.system, limit=cfg.limit)
+    check_references(cfg, prompts)
+    base = adapter_base(cfg.student) or cfg.student
+    check_student(base)
+    if cfg.method == "qlora" or cfg.teacher_4bit:
+        check_bitsandbytes(hw.device)
+    if cfg.use_vllm and hw.device != "cuda":
+        raise ConfigError("--use-vllm needs a CUDA GPU (the colocated engine shares it with training); drop it to "
+                          "generate rollouts with transformers")
+    tokenizer = load_policy_tokenizer(cfg.student)
+    prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
+    if cfg.objective == "on-policy":
+        check_student(cfg.teacher)
+        check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, load_tokenizer(cfg.teacher))
+        check_vocab_sizes(base, cfg.teacher)
+
+    from accelerate import PartialState
+
+    processes = PartialState()
+    settings = run_settings(cfg, processes.num_processes)
+    resuming = False
+    if processes.is_main_process:
+        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
+    processes.wait_for_everyone()
+    resuming = resuming or (cfg.resume and not processes.is_main_process)
+    run_dir = out / ckpt.CHECKPOINTS
+    args = trainer_arguments(cfg, hw, run_dir)
+    model, peft_config = load_policy(cfg, hw)
+
+    from distill.rl.trainers import Progress, distill_trainer, grpo_trainer
+
+    progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
+    dataset = rollout_dataset(prompts)
+    meta = {"settings": settings}
+    if cfg.objective == "on-policy":
+        trainer = distill_trainer(model=model, teacher_model=load_teacher(cfg, hw), args=args, train_dataset=dataset,
+                                  processing_class=tokenizer, peft_config=peft_config,
+                                  callbacks=[progress, *callbacks], checkpoint_meta=meta,
+                                  keep_checkpoints=cfg.keep_checkpoints)
+    else:
+        rewards = reward_functions(cfg.rewards, prefill=prefill, language=cfg.language,
+                                   max_completion_tokens=cfg.max_completion_tokens,
+                                   overlong_buffer=cfg.overlong_buffer)
+        trainer = grpo_trainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
+                               processing_class=tokenizer, peft_config=peft_config,
+                               callbacks=[progress, *callbacks], checkpoint_meta=meta,
+                               keep_checkpoints=cfg.keep_checkpoints)
+
+    resume_from = None
+    if resuming:
+        if processes.is_main_process:
+            ckpt.remove_incomplete(run_dir)
+        processes.wait_for_everyone()
+        resume_from = ckpt.last_checkpoint(run_dir)
+        log.info("resuming from %s", resume_from) if resume_from else \
+            log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    elapsed = time.perf_counter() - started
+    return _save(cfg, trainer, tokenizer, progress, len(prompts), elapsed, resume_from)
+
+
+def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
+          resume_from: Path | None) -> RLResult:
+    from distill.rl.trainers import save_reward_curves
+
+    out = Path(cfg.out)
+    trainer.save_model(str(out))
+    history = trainer.state.log_history
+    result = RLResult(out=str(out), student=cfg.student, objective=cfg.objective, steps=trainer.state.global_step,
+                      prompts=prompts, elapsed_s=round(elapsed, 3), config=config_dict(cfg),
+                      resumed_from=str(resume_from) if resume_from else None)
+    steps = [entry for entry in history if any(key in entry for key in progress.shown)]
+    if steps:
+        result.before, result.after = progress.pick(steps[0]), progress.pick(steps[-1])
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
+        result.curves = str(curves) if curves else None
+        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
+    trainer.accelerator.wait_for_everyone()
+    return result

@@ -21,7 +21,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from distill.filter import checks
+from distill.filter.checks import CHECKS
+from distill.shape import CANONICAL
 
 REWARDS = ("accuracy", "format", "language", "overlong")
 
@@ -31,16 +32,17 @@ RewardFunc = Callable[..., list[float | None]]
 # ---------------------------------------------------------------- the adapters onto the filter's checks
 
 
+# the filter's own check objects, from its registry: a reward is graded exactly as the filter grades
 def _correct(record: dict[str, Any]) -> bool | None:
-    return checks.check_correctness(record)
+    return CHECKS["correctness"]().run(record)
 
 
 def _well_formed(record: dict[str, Any]) -> bool:
-    return checks.check_format(record)
+    return bool(CHECKS["format"]().run(record))
 
 
 def _language_share(record: dict[str, Any], language: str) -> float | None:
-    _, measure = checks.measure_trace_language(record, language)
+    _, measure = CHECKS["language"](language=language).measure(record)
     return None if measure is None else measure.score
 
 
@@ -65,7 +67,7 @@ def as_record(prompt: Any, completion: Any, reference: Any = None, *, prefill: s
 def reasoning_record(record: dict[str, Any]) -> dict[str, Any]:
     """The record with the chain of thought alone as its completion (the whole text when there is
     no well-formed think block): the paper scores the language of the CoT."""
-    parts = checks.split_trace(record)
+    parts = CANONICAL.split(record)
     return {**record, "completion": parts[0] if parts else record["completion"]}
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ DEFAULT_ANSWER_PATTERNS = (
     r"(?i)\banswer\s*(?:is\s*:?|:)\s*(.+?)\s*$",
 )
 """Tried in order until one matches; within a pattern the last match counts (the final answer)."""
+
+GIANT_REFERENCE = "reference has a number too long to compare"
+GIANT_ANSWER = "answer has a number too long to compare"
 
 CHOICE_LETTERS = "ABCDEFGHIJ"
 _CHOICE_REFERENCE = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
@@ -153,13 +157,32 @@ def normalize_answer(answer: str) -> str:
     return text
 
 
+_NUMBER_RUN = re.compile(r"[\d.]+")
+
+
+def max_number_digits() -> int:
+    """The most digits a number may have to be compared as a number: Python's int-string limit
+    (4,300 by default; `int()`, `Fraction()` and sympy raise beyond it), never more than the default,
+    since converting longer numbers takes quadratic time."""
+    return min(sys.get_int_max_str_digits() or 4300, 4300)
+
+
+def has_giant_number(text: str) -> bool:
+    """Whether `text` holds a number with more digits than `max_number_digits()`."""
+    limit = max_number_digits()
+    return len(text) > limit and any(len(run) - run.count(".") > limit for run in _NUMBER_RUN.findall(text))
+
+
 def as_number(answer: str) -> tuple[Fraction, bool] | None:
     """(value, exact) of an answer that is plainly a number: 42, -3.5, 1/2, \\frac{1}{2}; else None.
 
     `exact` is False for decimals, which math-verify compares with rounding
     (0.333333 equals 1/3), so only an exact pair may be declared unequal here.
+    A number too long to convert (`has_giant_number`) is None too.
     """
     text = normalize_answer(answer)
+    if has_giant_number(text):
+        return None
     if _PLAIN_NUMBER.match(text):
         return Fraction(text), "." not in text
     match = _SLASH_FRACTION.match(text)
@@ -247,6 +270,12 @@ def quick_grade(answer_text: str | None, reference: Any,
         return Grade(True, "equal"), answer
     if all(v is False for v in verdicts):
         return Grade(False, "unequal numbers"), answer
+    # math-verify turns the int-string limit's ValueError into "unequal", which a reference
+    # it cannot read is not; an answer no check can read is no answer
+    if any(has_giant_number(gold) for gold in golds):
+        return Grade(None, GIANT_REFERENCE), answer
+    if has_giant_number(answer):
+        return Grade(False, GIANT_ANSWER), answer
     return None, answer
 
 

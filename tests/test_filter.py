@@ -14,6 +14,7 @@ import pytest
 
 from distill.filter import CHECKS, FilterConfig, filter_traces
 from distill.filter import run as filter_run
+from distill.grading import GIANT_ANSWER, GIANT_REFERENCE
 from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl
 
 THINK = "<think>\n{reasoning}\n</think>\n\n{answer}"
@@ -133,6 +134,24 @@ def test_code_answers_are_graded_in_the_sandbox(tmp_path):
     assert rejected[0]["rejected_by"] == ["correctness"]
     assert "assert add(1, 2) == 3" in rejected[0]["filter_details"]["correctness"]
     assert report.data["correctness"]["reference_kinds"] == {"code": 2}
+
+
+def test_giant_numbers_get_a_verdict_and_a_rerun_finishes(tmp_path):
+    giant = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
+    rows = [record("g", 0, good(f"$\\boxed{{{giant}}}$")),                      # answer: wrong, not a crash
+            record("g", 1, good(f"$\\boxed{{\\frac{{{giant}}}{{3}}}}$")),
+            record("h", 0, good(), reference=giant, prompt="What is 10^5000 - 1?"),  # reference: cannot tell
+            record("h", 1, good(f"$\\boxed{{{giant}}}$"), reference=giant, prompt="What is 10^5000 - 1?")]
+    traces = write_jsonl(tmp_path / "t.jsonl", rows)
+    for attempt in range(2):
+        result = run_cli("filter", traces, "--out", tmp_path / "k.jsonl", "--checks", "format,correctness",
+                         *(["--overwrite"] if attempt else []))
+        assert result.returncode == 0, result.stderr
+    kept, rejected = outputs(tmp_path / "k.jsonl")
+    verdicts = {r["id"]: (r["verdicts"]["correctness"], r["filter_details"]["correctness"]) for r in kept + rejected}
+    assert verdicts == {"g:0": (False, GIANT_ANSWER), "g:1": (False, GIANT_ANSWER),
+                        "h:0": (None, GIANT_REFERENCE), "h:1": (True, "equal")}
+    assert [r["id"] for r in rejected] == ["g:0", "g:1"]
 
 
 def many_traces(path: Path, prompts: int = 60) -> Path:

@@ -16,6 +16,7 @@ from distill.grading import (
     grade_detailed,
     last_boxed,
     normalize_answer,
+    slow_grade,
 )
 from distill.grading_pool import GradingPool
 
@@ -69,6 +70,25 @@ def test_math_verify_decides_what_the_fast_path_cannot():
     assert grade("$\\boxed{3}$", ["2", "3"]) is True  # a list holds acceptable answers
     assert grade("no final answer here", "3") is False
     assert grade("$\\boxed{3}$", None) is None
+
+
+GIANT = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
+
+
+@pytest.mark.parametrize("answer, reference, verdict", [
+    (GIANT, "3", False), (f"\\frac{{{GIANT}}}{{2}}", "1", False), (f"0.{GIANT}", "1", False),
+    (f"{GIANT}/7", "3", False),
+    ("3", GIANT, None), ("3", [GIANT, "4"], None), ("3", [GIANT, "3"], True),
+    (GIANT, GIANT, True),  # the same digits need no conversion
+])
+def test_numbers_past_the_int_string_limit_get_a_verdict(answer, reference, verdict):
+    assert grade(f"\\boxed{{{answer}}}", reference) is verdict
+    assert as_number(GIANT) is None
+
+
+def test_math_verify_reads_a_giant_number_as_unparsable():
+    # why the quick path decides: math-verify swallows the ValueError and calls a giant reference unequal
+    assert slow_grade(GIANT, GIANT).verdict is False and slow_grade("3", GIANT).verdict is False
 
 
 def test_multiple_choice_letters():

@@ -154,6 +154,23 @@ def test_giant_numbers_get_a_verdict_and_a_rerun_finishes(tmp_path):
     assert [r["id"] for r in rejected] == ["g:0", "g:1"]
 
 
+def test_a_whitespace_bomb_record_is_graded(tmp_path):
+    # 200 KB of spaces around an answer: the answer patterns backtracked quadratically on them
+    # (20,000 spaces took 12 s, so this file hours); now padding is one space (see answer_window)
+    bomb = " " * 200_000
+    answers = {"w:0": f"The answer is: 12{bomb}.", "w:1": f"Answer: 13{bomb}", "w:2": f"the answer is{bomb}(B).{bomb}",
+               "w:3": f"Answer: 12{bomb}, or so{bomb}", "w:4": f"{bomb}"}
+    rows = [record("w", int(i[-1]), THINK.format(reasoning=REASONING, answer=answer),
+                   reference="B" if i == "w:2" else "12") for i, answer in answers.items()]
+    result = run_cli("filter", write_jsonl(tmp_path / "t.jsonl", rows), "--out", tmp_path / "k.jsonl",
+                     "--checks", "format,correctness", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    kept, rejected = outputs(tmp_path / "k.jsonl")
+    verdicts = {r["id"]: (r["verdicts"]["correctness"], r["filter_details"]["correctness"]) for r in kept + rejected}
+    assert verdicts == {"w:0": (True, "equal"), "w:1": (False, "unequal numbers"), "w:2": (True, "letter"),
+                        "w:3": (False, "math-verify"), "w:4": (False, "no answer")}
+
+
 def many_traces(path: Path, prompts: int = 60) -> Path:
     """Prompts with four samples each, every kind of fault in turn, some answers needing math-verify."""
     variants = [good(), good(), good("$\\boxed{13}$"), good("$\\boxed{\\frac{24}{2}}$"),

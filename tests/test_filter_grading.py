@@ -7,7 +7,9 @@ import time
 import pytest
 
 from distill.grading import (
+    ANSWER_WINDOW,
     Grade,
+    answer_window,
     as_number,
     extract_answer,
     extract_choice,
@@ -42,6 +44,21 @@ def test_extract_answer_falls_back_to_the_configured_patterns():
     assert extract_answer("I am not sure.") is None
     assert extract_answer("Result => 9", patterns=["boxed", r"Result => (\S+)"]) == "9"
     assert extract_answer("Answer: 7", patterns=["boxed"]) is None
+
+
+def test_answer_patterns_search_a_bounded_window_at_the_end():
+    prose = "We double-check the arithmetic once more. " * 100
+    assert len(prose) > ANSWER_WINDOW
+    assert extract_answer("Answer: 7\n" + prose) is None  # stated too far before the end to be the final answer
+    assert extract_answer(prose + "\nAnswer: 7") == "7"
+    assert extract_answer("\\boxed{7}\n" + prose) == "7"  # a box is found anywhere (a linear scan)
+    assert extract_choice(prose + " B") is None            # the end of a long text is no letter answer
+    bomb = " " * 200_000  # a whitespace bomb: runs of spaces are one space, so the window stays small
+    padded = "The answer is" + bomb + "7" + bomb + "." + bomb
+    assert len(answer_window(padded)) == len("The answer is 7 .")
+    assert extract_answer(padded) == "7"
+    assert extract_answer("answer: a" + bomb + "b", [r"answer: (.+?)\s*$"]) == "a b"  # a user's pattern too
+    assert extract_choice(padded.replace("7", "(B)")) == {"B"}
 
 
 def test_plainly_equal_answers_take_the_fast_path():

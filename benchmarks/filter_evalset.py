@@ -81,6 +81,20 @@ ZH_REFRAINS = ["等等，让我检查一下。", "嗯。", "验证一下。"]
 LEFTOVERS = ["<|im_end|>", "<｜end▁of▁sentence｜>", "<|eot_id|>", "<|endoftext|>"]
 
 
+PLAIN_MATH = [  # what R1 writes without LaTeX; py3langid read the first four as another language
+    "Then set u = t² + 7, du = 2t dt, so t dt = du/2.",
+    "Then du/dx = -1/x², so du = -dx/x².",
+    "Now du = 3x² dx, so x² dx = du/3.",
+    "Put u = 1 + e^x, du = e^x dx, so dx = du/(u - 1).",
+    "So a² + b² = c², a = 3, b = 4, so c = 5.",
+    "Then v = d/t = 120 km / 2 h = 60 km/h.",
+    "So np.linspace(0, 1, n), arr.reshape(n, m), f(x) ≈ x³/3.",
+    "Let f(x) = ln x, so f′(x) = 1/x, ∫ dx/x = ln|x| + C.",
+]
+PLAIN_MATH_ZH = ["令 u = t² + 7，则 du = 2t dt，所以 t dt = du/2。", "由 du/dx = -1/x² 得 du = -dx/x²。",
+                 "速度 v = d/t = 120 km / 2 h = 60 km/h。"]
+
+
 def _numbers(rng: random.Random) -> dict[str, Any]:
     a, b, x = rng.randint(2, 97), rng.randint(2, 97), rng.randint(2, 19)
     return {"a": a, "b": b, "x": x, "ab": a * b, "s": a + b, "t": a + b + a * b, "fx": a * x * x + b,
@@ -182,6 +196,7 @@ CASES: dict[str, tuple[float, tuple[str, ...]]] = {
     "clean_equivalent_answer": (0.05, ()),     # hard negative: \frac{1}{2} vs 0.5, \sqrt{8} vs 2\sqrt{2}
     "clean_quoted_prompt_term": (0.03, ()),    # hard negative: a prompt term in the other script
     "clean_refrains": (0.03, ()),              # hard negative: short phrases repeated, a derivation twice
+    "clean_plain_math": (0.03, ()),            # hard negative: math in plain text and Unicode, units, code names
     "format_no_close": (0.015, ("format",)),
     "format_two_blocks": (0.015, ("format",)),
     "format_empty_answer": (0.01, ("format", "correctness")),
@@ -233,6 +248,8 @@ def build_case(rng: random.Random, case: str, lang: str, problem: dict[str, Any]
     if case == "clean_latex_code":
         paragraphs.insert(1, "$$\\int_0^1 x^2\\,dx = \\left[\\frac{x^3}{3}\\right]_0^1 = \\frac{1}{3}, \\quad "
                              "\\sum_{k=1}^{n} \\binom{n}{k} = 2^n - 1$$")
+    elif case == "clean_plain_math":
+        paragraphs.insert(rng.randint(1, len(paragraphs)), rng.choice(PLAIN_MATH if lang == "en" else PLAIN_MATH_ZH))
     elif case == "clean_equivalent_answer":
         answer = problem["equivalent"]
     elif case == "clean_quoted_prompt_term":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,14 +36,26 @@ BOXED = "boxed"
 """The answer pattern name for the last \\boxed{…} (or \\fbox{…}) with balanced braces."""
 DEFAULT_ANSWER_PATTERNS = (
     BOXED,
-    r"####\s*(.+?)\s*$",  # GSM8K
-    r"(?i)\bfinal answer\s*(?:is\s*:?|:)\s*(.+?)\s*$",
-    r"(?i)\banswer\s*(?:is\s*:?|:)\s*(.+?)\s*$",
+    r"####\s*+(.+)",  # GSM8K
+    r"(?i)\bfinal answer\s*+(?:is(?:\s*+:)?|:)\s*+(.+)",
+    r"(?i)\banswer\s*+(?:is(?:\s*+:)?|:)\s*+(.+)",
 )
-"""Tried in order until one matches; within a pattern the last match counts (the final answer)."""
+"""Tried in order until one matches; within a pattern the last match counts (the final answer).
+The answer runs to the end of its line (the caller strips it). Every `\\s*` is possessive (`*+`):
+the token after it is never whitespace, so it matches the same, but a long run of spaces can no
+longer be split between two quantifiers, which took quadratic time (20,000 spaces: 12 s)."""
+ANSWER_WINDOW = 4096
+"""The regex patterns search only this many characters at the end of the answer text
+(`answer_window`), where a final answer is stated: this bounds the time any pattern, a user's
+included, can take on one record, whatever the teacher wrote."""
+
+GIANT_REFERENCE = "reference has a number too long to compare"
+GIANT_ANSWER = "answer has a number too long to compare"
 
 CHOICE_LETTERS = "ABCDEFGHIJ"
-_CHOICE_REFERENCE = re.compile(r"^\s*\(?\s*([A-Ja-j])\s*\)?\s*[.:]?\s*$")
+_MAX_CHOICE_LENGTH = 100
+"""Longer than any list of letters ('(A), (C) and (D)'): a longer text is no letter answer."""
+_CHOICE_REFERENCE = re.compile(r"^\s*+\(?\s*+([A-Ja-j])\s*+\)?\s*+[.:]?\s*+$")
 
 # ---------------------------------------------------------------- extraction
 
@@ -68,18 +81,33 @@ def last_boxed(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
+_LONG_SPACE = re.compile(r"\s{64,}")
+
+
+def answer_window(text: str) -> str:
+    """The end of `text` that the answer patterns search: its last `ANSWER_WINDOW` characters. In a
+    longer text each run of 64 or more whitespace characters is first made one (a newline if it held
+    one), so that padding neither hides an answer nor fills the window."""
+    text = text.rstrip()
+    if len(text) > ANSWER_WINDOW:
+        text = _LONG_SPACE.sub(lambda run: "\n" if "\n" in run.group() else " ", text)
+    return text[-ANSWER_WINDOW:]
+
+
 def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> str | None:
     """The final answer in `text` (usually the part after `</think>`), or None.
 
     `patterns` are tried in order: "boxed" is the last `\\boxed{…}`; any other
     entry is a regular expression (multiline) whose first group, at its last
-    match, is the answer. Surrounding `$` and a trailing period are removed.
+    match within `answer_window(text)`, is the answer. Surrounding `$` and a
+    trailing period are removed.
     """
+    window = answer_window(text)
     for pattern in patterns:
         if pattern == BOXED:
-            found = last_boxed(text)
+            found = last_boxed(text)  # a linear scan: the box may open before the window
         else:
-            matches = list(re.finditer(pattern, text, flags=re.MULTILINE))
+            matches = list(re.finditer(pattern, window, flags=re.MULTILINE))
             found = matches[-1].group(1) if matches else None
         if found is not None:
             found = _strip_delimiters(found)
@@ -98,19 +126,25 @@ def _strip_delimiters(answer: str) -> str:
 
 def extract_choice(text: str) -> frozenset[str] | None:
     """The letters (A-J) a multiple-choice answer picks: from `\\boxed{B}`, `(B)`, `B.`, 'answer is B'."""
-    candidates = [c for c in (last_boxed(text), text) if c]
+    window = answer_window(text)
+    # the whole text may be the letter, but the end of a longer one is not an answer on its own
+    whole = window if len(window) < ANSWER_WINDOW else None
+    candidates = [c for c in (last_boxed(text), whole) if c]
     for candidate in candidates:
         letters = choice_letters(_normalize_text(candidate))
         if letters:
             return letters
-    stated = re.findall(r"(?i)answer\s*(?:is|:)?\s*\**\s*\(?([A-J])\)?(?![A-Za-z])", text)
+    stated = re.findall(r"(?i)answer\s*+(?:is|:)?\s*+\**+\s*+\(?([A-J])\)?(?![A-Za-z])", window)
     return frozenset(stated[-1].upper()) if stated else None
 
 
 def choice_letters(answer: str) -> frozenset[str] | None:
     """'B', '(B)', 'B.', '\\text{(B)}', 'A, C' -> the set of letters; None if it is not a letter answer."""
-    answer = re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", answer).strip().rstrip(".")
-    parts = [p for p in re.split(r"\s*(?:,|and|&)\s*", answer) if p]
+    # one space per run: a split pattern tried at every position of a long run is quadratic
+    answer = " ".join(re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", answer).split()).rstrip(".")
+    if len(answer) > _MAX_CHOICE_LENGTH:
+        return None
+    parts = [p for p in re.split(r"\s?(?:,|and|&)\s?", answer) if p]
     letters = set()
     for part in parts:
         match = _CHOICE_REFERENCE.match(part)
@@ -123,7 +157,7 @@ def choice_letters(answer: str) -> frozenset[str] | None:
 # ---------------------------------------------------------------- normalisation and the fast path
 
 _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|~|\\left|\\right|\\displaystyle")
-_DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
+_DEGREES = re.compile(r"\^\s*+\{?\\circ\}?|°")
 _TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
@@ -153,13 +187,32 @@ def normalize_answer(answer: str) -> str:
     return text
 
 
+_NUMBER_RUN = re.compile(r"[\d.]+")
+
+
+def max_number_digits() -> int:
+    """The most digits a number may have to be compared as a number: Python's int-string limit
+    (4,300 by default; `int()`, `Fraction()` and sympy raise beyond it), never more than the default,
+    since converting longer numbers takes quadratic time."""
+    return min(sys.get_int_max_str_digits() or 4300, 4300)
+
+
+def has_giant_number(text: str) -> bool:
+    """Whether `text` holds a number with more digits than `max_number_digits()`."""
+    limit = max_number_digits()
+    return len(text) > limit and any(len(run) - run.count(".") > limit for run in _NUMBER_RUN.findall(text))
+
+
 def as_number(answer: str) -> tuple[Fraction, bool] | None:
     """(value, exact) of an answer that is plainly a number: 42, -3.5, 1/2, \\frac{1}{2}; else None.
 
     `exact` is False for decimals, which math-verify compares with rounding
     (0.333333 equals 1/3), so only an exact pair may be declared unequal here.
+    A number too long to convert (`has_giant_number`) is None too.
     """
     text = normalize_answer(answer)
+    if has_giant_number(text):
+        return None
     if _PLAIN_NUMBER.match(text):
         return Fraction(text), "." not in text
     match = _SLASH_FRACTION.match(text)
@@ -247,6 +300,12 @@ def quick_grade(answer_text: str | None, reference: Any,
         return Grade(True, "equal"), answer
     if all(v is False for v in verdicts):
         return Grade(False, "unequal numbers"), answer
+    # math-verify turns the int-string limit's ValueError into "unequal", which a reference
+    # it cannot read is not; an answer no check can read is no answer
+    if any(has_giant_number(gold) for gold in golds):
+        return Grade(None, GIANT_REFERENCE), answer
+    if has_giant_number(answer):
+        return Grade(False, GIANT_ANSWER), answer
     return None, answer
 
 
@@ -331,6 +390,7 @@ def slow_grade(answer: str | None, reference: Any, timeout: float | None = None,
     if answer is None:
         return Grade(False, "no answer")
     golds = [str(r) for r in reference] if kind == "list" else [str(reference)]
+    import math_verify  # noqa: F401 - before the timer: importing sympy alone takes seconds on a busy machine
     timed = timeout is not None and threading.current_thread() is threading.main_thread() \
         and hasattr(signal, "setitimer")
     previous = signal.signal(signal.SIGALRM, _alarm) if timed else None

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,88 @@ error, so a wrong or corrupt file costs at most this much memory."""
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class _NonStandard(Exception):
+    """A value Python's json reads but standard JSON (or the int-string limit) does not allow."""
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    why: str
+
+
+def _constant(text: str) -> Any:
+    return _Unreadable(f"{text} is not standard JSON (other readers refuse it, and it would be written back); "
+                       "write null or a number")
+
+
+def _integer(text: str) -> Any:
+    digits = len(text.lstrip("-"))
+    if digits > 4300:  # Python's int-string limit: int() raises ValueError beyond it
+        return _Unreadable(f"an integer of {digits:,} digits, more than can be read (4,300); "
+                           "write it as a string")
+    return int(text)
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):  # 1e999: standard JSON, but it would be written back as Infinity
+        return _Unreadable(f"{text} is beyond the largest floating-point number; write it as a string")
+    return value
+
+
+def _refuse(make: Any) -> Any:
+    def refuse(text: str) -> Any:
+        value = make(text)
+        if isinstance(value, _Unreadable):
+            raise _NonStandard
+        return value
+    return refuse
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_refuse(_constant), parse_int=_refuse(_integer),
+                                parse_float=_refuse(_float))
+_LENIENT_JSON = json.JSONDecoder(parse_constant=_constant, parse_int=_integer, parse_float=_float)
+
+
+def _find_non_standard(value: Any, where: str = "") -> tuple[str | None, str]:
+    """(field path, reason) of the first `_Unreadable` in a leniently decoded record."""
+    if isinstance(value, _Unreadable):
+        return where or None, value.why
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _find_non_standard(item, f"{where}[{key}]" if isinstance(key, int) else
+                                   f"{where}.{key}" if where else key)
+        if found[1]:
+            return found
+    return None, ""
+
+
+def _deep_field(text: str) -> str | None:
+    """The top-level key whose value nests deepest past what a reader handles (a scan: no recursion)."""
+    depth, key, last_string, start, in_string, escaped = 0, None, None, 0, False, False
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if depth == 1:
+                    last_string = text[start:i]
+        elif char == '"':
+            in_string, start = True, i + 1
+        elif char in "[{":
+            depth += 1
+            if depth == 2:
+                key = last_string
+            if depth > 500:
+                return key
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 def _read_line(handle: Any, limit: int | None) -> bytes | bytearray:
@@ -89,11 +172,17 @@ def iter_jsonl(path: str | Path, *, end: int | None = None) -> Iterator[tuple[in
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = _STRICT_JSON.decode(text)
             except json.JSONDecodeError as exc:
                 torn = "" if raw.endswith(b"\n") else " (the last line is cut off: a crashed run?)"
                 raise InputError(f"malformed JSON at column {exc.colno}: {exc.msg}{torn}",
                                  path=str(path), line=number) from None
+            except _NonStandard:
+                where, why = _find_non_standard(_LENIENT_JSON.decode(text))
+                raise InputError(why, path=str(path), line=number, field=where) from None
+            except RecursionError:
+                raise InputError("nested deeper than JSON readers handle; flatten the record",
+                                 path=str(path), line=number, field=_deep_field(text)) from None
             if not isinstance(obj, dict):
                 raise InputError(f"expected a JSON object, got {type(obj).__name__}", path=str(path), line=number)
             if _SURROGATE_ESCAPE.search(raw):  # valid JSON, but no UTF-8 text (output file, tokenizer) can hold it
@@ -109,10 +198,12 @@ def iter_jsonl(path: str | Path, *, end: int | None = None) -> Iterator[tuple[in
 def check_trace(record: dict[str, Any], path: str, line: int,
                 required: Iterable[str] = TRACE_REQUIRED) -> None:
     """Raise InputError if `record` lacks a required trace field or has one of the wrong type."""
+    required = tuple(required)
     for name in required:
         if name not in record:
             raise InputError(f"missing (a trace record needs {', '.join(TRACE_REQUIRED)})",
                              path=path, line=line, field=name)
+    for name in [*required, *(n for n in _TRACE_FIELDS if n in record and n not in required)]:
         types, description = _TRACE_FIELDS.get(name, ((object,), "a value"))
         value = record[name]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):

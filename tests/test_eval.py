@@ -62,6 +62,24 @@ def test_metrics_on_literal_traces(tmp_path):
     assert (tmp_path / "results.png").stat().st_size > 0
 
 
+def test_giant_numbers_are_graded_not_a_crash(tmp_path):
+    giant = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
+    records = [trace("p1", 0, "4", think(giant)), trace("p1", 1, "4", think(giant)), trace("p1", 2, "4", think("4")),
+               trace("p2", 0, giant, think("4")), trace("p2", 1, giant, think(giant)), trace("p2", 2, giant, think("4"))]
+    write_jsonl(tmp_path / "results.m.traces.jsonl", records)
+    (tmp_path / "results.m.traces.summary.json").write_text(json.dumps(
+        {"complete": True, "teacher": "m", "params": {**PARAMS, "n": 3}}))
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": "2+2?", "answer": "4"},
+                                                  {"id": "p2", "problem": "10^5000-1?", "answer": giant}])
+    result = run_cli("eval", "--model", "m", "--data", data, "--out", tmp_path / "results.json", "--n", "3",
+                     "--max-tokens", "64", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    problems = {p["prompt_id"]: p for p in read_jsonl(tmp_path / "results.problems.jsonl")}
+    assert problems["p1"]["verdicts"] == [False, False, True]
+    assert problems["p1"]["majority_answer"] == giant and not problems["p1"]["majority_correct"]
+    assert problems["p2"]["verdicts"] == [None, True, None]
+
+
 def test_two_models_give_one_table_and_a_rerun_reuses_the_samples(tmp_path, tiny_models):
     data = write_jsonl(tmp_path / "bench.jsonl", [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"}
                                                   for i in range(3)])

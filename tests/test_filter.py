@@ -14,6 +14,7 @@ import pytest
 
 from distill.filter import FilterConfig, check_names, filter_traces
 from distill.filter import run as filter_run
+from distill.grading import GIANT_ANSWER, GIANT_REFERENCE
 from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl
 
 THINK = "<think>\n{reasoning}\n</think>\n\n{answer}"
@@ -133,6 +134,41 @@ def test_code_answers_are_graded_in_the_sandbox(tmp_path):
     assert rejected[0]["rejected_by"] == ["correctness"]
     assert "assert add(1, 2) == 3" in rejected[0]["filter_details"]["correctness"]
     assert report.data["correctness"]["reference_kinds"] == {"code": 2}
+
+
+def test_giant_numbers_get_a_verdict_and_a_rerun_finishes(tmp_path):
+    giant = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
+    rows = [record("g", 0, good(f"$\\boxed{{{giant}}}$")),                      # answer: wrong, not a crash
+            record("g", 1, good(f"$\\boxed{{\\frac{{{giant}}}{{3}}}}$")),
+            record("h", 0, good(), reference=giant, prompt="What is 10^5000 - 1?"),  # reference: cannot tell
+            record("h", 1, good(f"$\\boxed{{{giant}}}$"), reference=giant, prompt="What is 10^5000 - 1?")]
+    traces = write_jsonl(tmp_path / "t.jsonl", rows)
+    for attempt in range(2):
+        result = run_cli("filter", traces, "--out", tmp_path / "k.jsonl", "--checks", "format,correctness",
+                         *(["--overwrite"] if attempt else []))
+        assert result.returncode == 0, result.stderr
+    kept, rejected = outputs(tmp_path / "k.jsonl")
+    verdicts = {r["id"]: (r["verdicts"]["correctness"], r["filter_details"]["correctness"]) for r in kept + rejected}
+    assert verdicts == {"g:0": (False, GIANT_ANSWER), "g:1": (False, GIANT_ANSWER),
+                        "h:0": (None, GIANT_REFERENCE), "h:1": (True, "equal")}
+    assert [r["id"] for r in rejected] == ["g:0", "g:1"]
+
+
+def test_a_whitespace_bomb_record_is_graded(tmp_path):
+    # 200 KB of spaces around an answer: the answer patterns backtracked quadratically on them
+    # (20,000 spaces took 12 s, so this file hours); now padding is one space (see answer_window)
+    bomb = " " * 200_000
+    answers = {"w:0": f"The answer is: 12{bomb}.", "w:1": f"Answer: 13{bomb}", "w:2": f"the answer is{bomb}(B).{bomb}",
+               "w:3": f"Answer: 12{bomb}, or so{bomb}", "w:4": f"{bomb}"}
+    rows = [record("w", int(i[-1]), THINK.format(reasoning=REASONING, answer=answer),
+                   reference="B" if i == "w:2" else "12") for i, answer in answers.items()]
+    result = run_cli("filter", write_jsonl(tmp_path / "t.jsonl", rows), "--out", tmp_path / "k.jsonl",
+                     "--checks", "format,correctness", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    kept, rejected = outputs(tmp_path / "k.jsonl")
+    verdicts = {r["id"]: (r["verdicts"]["correctness"], r["filter_details"]["correctness"]) for r in kept + rejected}
+    assert verdicts == {"w:0": (True, "equal"), "w:1": (False, "unequal numbers"), "w:2": (True, "letter"),
+                        "w:3": (False, "math-verify"), "w:4": (False, "no answer")}
 
 
 def many_traces(path: Path, prompts: int = 60) -> Path:

@@ -318,3 +318,29 @@ def test_every_registered_check_is_built_from_the_filter_config_in_registry_orde
     assert [c.name for c in checks] == list(CHECKS) == list(cfg.checks[:-1])  # selection picks among them last
     assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
     assert checks[2].max_tokens == 9
+
+
+LATIN = ("en", "fr", "de", "es", "it", "pt")
+PLAIN_MATH = [  # hard negatives: English with math written as plain text, Unicode and code (issue 14.3)
+    "Then set u = t² + 7, du = 2t dt, so t dt = du. Now we integrate both sides to get the result we need.",
+    "Then du/dx = -1/x², so du = -dx/x². We substitute this back into the integral and simplify it again.",
+    "Let f(x) = ln x, so f′(x) = 1/x and dy = y′ dx. Hence ∫ dx/x = ln|x| + C, as we expected from the start.",
+    "The speed is v = d/t = 120 km / 2 h = 60 km/h, and the area is 3 cm² + 4 cm² = 7 cm² in total here.",
+    "We call np.linspace(a, b, n) and then arr.reshape(n, m) to get the grid of points for the plot we want.",
+    "So a² + b² = c², with a = 3 and b = 4, which gives c = 5; the triangle is right-angled as we claimed.",
+]
+
+
+@pytest.mark.parametrize("text", PLAIN_MATH)
+def test_english_with_plain_text_math_is_english(text):
+    measure = measure_language(text, "en", "", LATIN)
+    assert measure.score == 1.0 and measure.foreign_run == 0, measure
+
+
+@pytest.mark.parametrize("text, foreign", [
+    (PLAIN_MATH[0] + " Donc nous avons trouvé que la somme des deux nombres est égale à douze.", "Donc nous"),
+    (PLAIN_MATH[1] + " 所以答案是十二，我们再检查一遍。", "所以答案"),
+])
+def test_a_foreign_sentence_beside_plain_text_math_is_still_found(text, foreign):
+    measure = measure_language(text, "en", "", LATIN)
+    assert measure.foreign_run >= 4 and measure.foreign_example.startswith(foreign), measure

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from distill.grading import (
+    ANSWER_WINDOW,
     Grade,
+    answer_window,
     as_number,
     extract_answer,
     extract_choice,
@@ -16,6 +18,7 @@ from distill.grading import (
     grade_detailed,
     last_boxed,
     normalize_answer,
+    slow_grade,
 )
 from distill.grading_pool import GradingPool
 
@@ -41,6 +44,21 @@ def test_extract_answer_falls_back_to_the_configured_patterns():
     assert extract_answer("I am not sure.") is None
     assert extract_answer("Result => 9", patterns=["boxed", r"Result => (\S+)"]) == "9"
     assert extract_answer("Answer: 7", patterns=["boxed"]) is None
+
+
+def test_answer_patterns_search_a_bounded_window_at_the_end():
+    prose = "We double-check the arithmetic once more. " * 100
+    assert len(prose) > ANSWER_WINDOW
+    assert extract_answer("Answer: 7\n" + prose) is None  # stated too far before the end to be the final answer
+    assert extract_answer(prose + "\nAnswer: 7") == "7"
+    assert extract_answer("\\boxed{7}\n" + prose) == "7"  # a box is found anywhere (a linear scan)
+    assert extract_choice(prose + " B") is None            # the end of a long text is no letter answer
+    bomb = " " * 200_000  # a whitespace bomb: runs of spaces are one space, so the window stays small
+    padded = "The answer is" + bomb + "7" + bomb + "." + bomb
+    assert len(answer_window(padded)) == len("The answer is 7 .")
+    assert extract_answer(padded) == "7"
+    assert extract_answer("answer: a" + bomb + "b", [r"answer: (.+?)\s*$"]) == "a b"  # a user's pattern too
+    assert extract_choice(padded.replace("7", "(B)")) == {"B"}
 
 
 def test_plainly_equal_answers_take_the_fast_path():
@@ -69,6 +87,25 @@ def test_math_verify_decides_what_the_fast_path_cannot():
     assert grade("$\\boxed{3}$", ["2", "3"]) is True  # a list holds acceptable answers
     assert grade("no final answer here", "3") is False
     assert grade("$\\boxed{3}$", None) is None
+
+
+GIANT = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
+
+
+@pytest.mark.parametrize("answer, reference, verdict", [
+    (GIANT, "3", False), (f"\\frac{{{GIANT}}}{{2}}", "1", False), (f"0.{GIANT}", "1", False),
+    (f"{GIANT}/7", "3", False),
+    ("3", GIANT, None), ("3", [GIANT, "4"], None), ("3", [GIANT, "3"], True),
+    (GIANT, GIANT, True),  # the same digits need no conversion
+])
+def test_numbers_past_the_int_string_limit_get_a_verdict(answer, reference, verdict):
+    assert grade(f"\\boxed{{{answer}}}", reference) is verdict
+    assert as_number(GIANT) is None
+
+
+def test_math_verify_reads_a_giant_number_as_unparsable():
+    # why the quick path decides: math-verify swallows the ValueError and calls a giant reference unequal
+    assert slow_grade(GIANT, GIANT).verdict is False and slow_grade("3", GIANT).verdict is False
 
 
 def test_multiple_choice_letters():

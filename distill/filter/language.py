@@ -100,7 +100,12 @@ _NOTATION_WORDS = frozenset({
     "sqrt", "cdot", "times", "boxed", "text"})
 # The same as patterns, for text that goes to a classifier (identifiers are ASCII: \w and \b must
 # not reach into Chinese text, where '3个' is a number and a word).
+_JOINERS = "=+\\-*/^<>≤≥≠±∓×÷·∘√∛∫∮∑∏∂∇∞→←↔⇒⇔≈≡∝∈∉⊂⊆∪∩′″⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻ⁿ₀₁₂₃₄₅₆₇₈₉0-9"
 _IDENTIFIERS = [
+    # plain-text math: a short letter run joined to an operator, a superscript or a number is a
+    # variable or a unit ('du = 2t dt', 'du/dx = -1/x²', '60 km/h'), not a word py3langid may weigh
+    re.compile(rf"\b[A-Za-z]{{1,3}}(?=\s*[{_JOINERS}])|(?<=[{_JOINERS}])\s*[A-Za-z]{{1,3}}\b", re.ASCII),
+    re.compile(r"\b[A-Za-z_]\w*\.[A-Za-z_]\w*\b", re.ASCII),                        # np.linspace, arr.shape
     re.compile(r"[A-Za-z_]*\d[\w.]*|\b\w*_\w*\b", re.ASCII),                      # numbers, x1, a_n, 3.14
     re.compile(r"\b[a-z]+[A-Z]\w*\b", re.ASCII),                                    # camelCase identifiers
     re.compile(r"\b[A-Z]{1,4}s?\b|\b[a-zA-Z]\b", re.ASCII),                         # ABC, GCD, single letters

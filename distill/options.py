@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from distill.config import Options, flag, one_of, require
+from distill.config import FREE, MUST_MATCH, Options, flag, one_of, require
 
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_TEMPLATE = "{problem}\n" + R1_INSTRUCTION
@@ -21,17 +21,17 @@ BACKENDS = ("auto", "vllm", "openai", "hf")
 @dataclass(kw_only=True)
 class PromptOptions(Options):
     panel: ClassVar[str] = "Prompts"
-    prompt_column: str = "problem"
+    prompt_column: str = field(default="problem", metadata=MUST_MATCH)
     """Column holding the problem text."""
-    answer_column: str = "answer"
+    answer_column: str = field(default="answer", metadata=MUST_MATCH)
     """Column holding the reference answer (GSM8K-style '#### 42' is reduced to '42'); may be absent."""
-    id_column: str = "id"
+    id_column: str = field(default="id", metadata=FREE)
     """Column holding a stable prompt id; without it the id is a hash of the problem text."""
-    system: str | None = None
+    system: str | None = field(default=None, metadata=MUST_MATCH)
     """Optional system prompt (DeepSeek recommends none for R1 models)."""
-    template: str = DEFAULT_TEMPLATE
+    template: str = field(default=DEFAULT_TEMPLATE, metadata=MUST_MATCH)
     """User-turn template; '{problem}' is replaced by the problem text."""
-    limit: int | None = None
+    limit: int | None = field(default=None, metadata=FREE)
     """Use only the first N prompts."""
 
     def __post_init__(self) -> None:
@@ -43,15 +43,15 @@ class PromptOptions(Options):
 @dataclass(kw_only=True)
 class SamplingOptions(Options):
     panel: ClassVar[str] = "Sampling"
-    n: int = 4
+    n: int = field(default=4, metadata=FREE)
     """Samples per prompt."""
-    temperature: float = 0.6
+    temperature: float = field(default=0.6, metadata=MUST_MATCH)
     """Sampling temperature (0 = greedy); 0.6 as in the DeepSeek-R1 paper."""
-    top_p: float = 0.95
+    top_p: float = field(default=0.95, metadata=MUST_MATCH)
     """Nucleus sampling mass; 0.95 as in the DeepSeek-R1 paper."""
-    max_tokens: int = 32768
+    max_tokens: int = field(default=32768, metadata=MUST_MATCH)
     """Most new tokens per sample; a sample that hits it gets finish_reason 'length'."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """Base seed; every prompt draws from a seed derived from it and its id, so reruns reproduce."""
 
     def __post_init__(self) -> None:
@@ -65,35 +65,35 @@ class SamplingOptions(Options):
 @dataclass(kw_only=True)
 class BackendOptions(Options):
     panel: ClassVar[str] = "Engine"
-    backend: str = "auto"
+    backend: str = field(default="auto", metadata=FREE)
     """Generation engine: auto (vllm with a CUDA GPU, else hf), vllm, openai or hf."""
-    base_url: str | None = None
+    base_url: str | None = field(default=None, metadata=FREE)
     """openai backend: the server's base URL, e.g. http://localhost:8000/v1."""
-    api_key_env: str | None = None
+    api_key_env: str | None = field(default=None, metadata=FREE)
     """openai backend: name of the environment variable holding the API key (the key is never written anywhere)."""
-    tokenizer: str | None = None
+    tokenizer: str | None = field(default=None, metadata=FREE)
     """Tokenizer for exact token counts when the openai server reports one usage for n samples (default: the model's, if loadable)."""
-    concurrency: int = 64
+    concurrency: int = field(default=64, metadata=FREE)
     """openai backend: requests in flight at once."""
-    max_retries: int = 6
+    max_retries: int = field(default=6, metadata=FREE)
     """openai backend: retries per request on 429, 5xx, timeouts, dropped connections and empty replies."""
-    request_timeout: float = 1800.0
+    request_timeout: float = field(default=1800.0, metadata=FREE)
     """openai backend: seconds before a request counts as timed out."""
-    retry_backoff: float = 1.0
+    retry_backoff: float = field(default=1.0, metadata=FREE)
     """openai backend: first retry delay in seconds, doubled per attempt (with jitter, at most 60 s)."""
-    batch_size: int = 16
+    batch_size: int = field(default=16, metadata=FREE)
     """hf backend: prompts per generate() call (each yields n sequences)."""
-    dtype: str = "auto"
+    dtype: str = field(default="auto", metadata=FREE)
     """hf and vllm backends: weights dtype (auto = bf16 on a GPU that has it, else float32)."""
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: int = field(default=1, metadata=FREE)
     """vllm backend: GPUs to shard the model over."""
-    gpu_memory_utilization: float = 0.9
+    gpu_memory_utilization: float = field(default=0.9, metadata=FREE)
     """vllm backend: share of GPU memory vLLM may take."""
-    max_model_len: int | None = None
+    max_model_len: int | None = field(default=None, metadata=FREE)
     """vllm backend: context length to reserve (default: the model's)."""
-    max_inflight: int = 4096
+    max_inflight: int = field(default=4096, metadata=FREE)
     """vllm backend: prompts queued in the engine at once; finished ones are written while the rest run."""
-    vllm_args: str | None = None
+    vllm_args: str | None = field(default=None, metadata=FREE)
     """vllm backend: more vllm.LLM arguments as a JSON object, e.g. '{"enable_prefix_caching": true}'."""
 
     def __post_init__(self) -> None:

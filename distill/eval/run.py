@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.chat import looks_local
-from distill.config import flag, require
+from distill.config import FREE, MUST_MATCH, flag, require
 from distill.errors import ConfigError, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, generate
@@ -31,19 +31,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class EvalConfig(PromptOptions, SamplingOptions, BackendOptions):
-    model: list[str]
+    model: list[str] = field(metadata=FREE)
     """Models to evaluate, repeatable: a local directory or Hub id, optionally labelled as NAME=PATH."""
-    data: str
+    data: str = field(metadata=MUST_MATCH)
     """Benchmark: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
-    out: str = "results.json"
+    out: str = field(default="results.json", metadata=FREE)
     """Summary JSON; per-problem results (<name>.problems.jsonl), each model's traces and a PNG go beside it."""
-    workers: int | None = None
+    workers: int | None = field(default=None, metadata=FREE)
     """Processes grading answers with math-verify (default: every core)."""
-    verify_timeout: float = 5.0
+    verify_timeout: float = field(default=5.0, metadata=FREE)
     """Seconds math-verify may spend on one answer; a timeout counts as not correct and as ungraded."""
-    language: str = "auto"
+    language: str = field(default="auto", metadata=FREE)
     """Language the completions should be written in, for the mixed-language rate ('auto': the prompt's)."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Sample again instead of reusing (or resuming) each model's traces from an earlier run."""
 
     def __post_init__(self) -> None:

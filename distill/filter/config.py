@@ -6,7 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from distill.config import Options, flag, one_of, require
+from distill.config import FREE, MUST_MATCH, Options, flag, one_of, require
 from distill.errors import ConfigError
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
@@ -42,69 +42,71 @@ def default_workers() -> int:
 
 @dataclass(kw_only=True)
 class FilterConfig(Options):
-    traces: str
+    traces: str = field(metadata=MUST_MATCH)
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
-    out: str
+    out: str = field(metadata=MUST_MATCH)
     """Kept traces (.jsonl); every record gets `verdicts` and `filter_details`."""
-    rejects: str | None = None
+    rejects: str | None = field(default=None, metadata=MUST_MATCH)
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
-    report: str | None = None
+    report: str | None = field(default=None, metadata=FREE)
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(CHECKS))
+    checks: list[str] = field(default_factory=lambda: list(CHECKS), metadata=MUST_MATCH)
     """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
-    workers: int | None = None
+    workers: int | None = field(default=None, metadata=FREE)
     """Worker processes for the checks and for math-verify (default: every core)."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Replace finished outputs instead of refusing (an interrupted run resumes without it)."""
 
     # format
-    think_open: str = "<think>"
+    think_open: str = field(default="<think>", metadata=MUST_MATCH)
     """format: the marker that opens the reasoning."""
-    think_close: str = "</think>"
+    think_close: str = field(default="</think>", metadata=MUST_MATCH)
     """format: the marker that closes the reasoning."""
-    reasoning_field: str | None = None
+    reasoning_field: str | None = field(default=None, metadata=MUST_MATCH)
     """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion."""
-    leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS))
+    leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS), metadata=MUST_MATCH)
     """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
 
     # length
-    tokenizer: str | None = None
+    tokenizer: str | None = field(default=None, metadata=MUST_MATCH)
     """length: the student's tokenizer (model directory or Hub id); without it, the record's completion_tokens."""
-    max_tokens: int | None = None
+    max_tokens: int | None = field(default=None, metadata=MUST_MATCH)
     """length: reject completions longer than this many tokens (default: no limit, lengths are only measured)."""
 
     # language
-    language: str = "auto"
+    language: str = field(default="auto", metadata=MUST_MATCH)
     """language: the language reasoning and answer must be written in ('auto': the prompt's, or en, zh, ja, ru, …)."""
-    language_threshold: float = 0.95
+    language_threshold: float = field(default=0.95, metadata=MUST_MATCH)
     """language: least share of the text's words in the target language (the R1 consistency share)."""
-    language_max_foreign_run: int = 4
+    language_max_foreign_run: int = field(default=4, metadata=MUST_MATCH)
     """language: reject a run of this many consecutive foreign words (Chinese: characters), e.g. one Chinese sentence in English."""
-    language_detector: str = "script+langid"
+    language_detector: str = field(default="script+langid", metadata=MUST_MATCH)
     """language: 'script' (Unicode scripts: zh/en/ja/ru… mixes) or 'script+langid' (also py3langid on Latin sentences: English in French)."""
-    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES))
+    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES),
+                                           metadata=MUST_MATCH)
     """language: the Latin-script languages script+langid tells apart (prompts and sentences)."""
 
     # repetition
-    repetition_ngram: int = 20
+    repetition_ngram: int = field(default=20, metadata=MUST_MATCH)
     """repetition: length in words (Chinese: pairs of characters) of the repeated span looked for."""
-    repetition_max_count: int = 4
+    repetition_max_count: int = field(default=4, metadata=MUST_MATCH)
     """repetition: reject when one span of --repetition-ngram words occurs this many times (a loop)."""
 
     # correctness
-    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS))
+    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS),
+                                       metadata=MUST_MATCH)
     """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
-    verify_timeout: float = 5.0
+    verify_timeout: float = field(default=5.0, metadata=MUST_MATCH)
     """correctness: seconds math-verify may spend on one answer; a timeout is verdict null."""
-    drop_unverified: bool = False
+    drop_unverified: bool = field(default=False, metadata=MUST_MATCH)
     """correctness: reject records whose correctness is null (no reference, timeout, code without sandbox) instead of keeping them."""
 
     # selection
-    keep_per_prompt: int | None = None
+    keep_per_prompt: int | None = field(default=None, metadata=MUST_MATCH)
     """selection: keep at most this many passing samples per prompt (default: all)."""
-    select_by: str = "random"
+    select_by: str = field(default="random", metadata=MUST_MATCH)
     """selection: which samples --keep-per-prompt keeps: random (seeded), shortest, or first."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """selection: seed of the random choice (each prompt draws from a seed derived from it and the prompt id)."""
 
     def __post_init__(self) -> None:

@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from distill.config import Options, require
+from distill.config import FREE, MUST_MATCH, Options, require
 
 
 @dataclass(kw_only=True)
 class SandboxLimits(Options):
     panel: ClassVar[str] = "Code sandbox"
-    memory_mb: int = 1024
+    memory_mb: int = field(default=1024, metadata=MUST_MATCH)
     """Address space per process of the code (RLIMIT_AS), in MiB; past it allocations fail (status 'oom')."""
-    cpu_seconds: int = 10
+    cpu_seconds: int = field(default=10, metadata=MUST_MATCH)
     """CPU time per process of the code (RLIMIT_CPU), in seconds; then it is killed (status 'timeout')."""
-    max_processes: int = 64
+    max_processes: int = field(default=64, metadata=MUST_MATCH)
     """Most processes and threads a run may have at once (RLIMIT_NPROC, made binding by a uid of its own)."""
-    wall_seconds: float = 20.0
+    wall_seconds: float = field(default=20.0, metadata=MUST_MATCH)
     """Wall-clock time per run, in seconds; then every process the run started is killed (status 'timeout')."""
-    max_file_mb: int = 64
+    max_file_mb: int = field(default=64, metadata=MUST_MATCH)
     """Largest file the code may write (RLIMIT_FSIZE), in MiB."""
-    max_open_files: int = 256
+    max_open_files: int = field(default=256, metadata=MUST_MATCH)
     """Most open file descriptors per process of the code (RLIMIT_NOFILE)."""
-    max_output_kb: int = 1024
+    max_output_kb: int = field(default=1024, metadata=MUST_MATCH)
     """stdout and stderr are each kept up to this many KiB; code that writes more is stopped (status 'output_limit')."""
-    strict_isolation: bool = False
+    strict_isolation: bool = field(default=False, metadata=MUST_MATCH)
     """Refuse to run code (verdict null) unless the network is cut, the code runs unprivileged and all its processes can be killed, instead of falling back with a warning."""
-    sandbox_python: str | None = None
+    sandbox_python: str | None = field(default=None, metadata=FREE)
     """Interpreter that runs the code; default: this Python if the sandbox's uid can run it, else python3 from /usr/local/bin, /usr/bin or /bin."""
 
     def __post_init__(self) -> None:

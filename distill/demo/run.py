@@ -35,6 +35,7 @@ from distill.demo.models import CHATML_TEMPLATE, Shape, save_initial_model, trai
 from distill.errors import DistillError, OutputError
 from distill.filter.config import default_workers
 from distill.report import markdown_table, new_figure, save_curves
+from distill.runs import claim
 from distill.tiny import build_tokenizer
 from distill.traces import JsonlWriter, write_json
 
@@ -260,9 +261,10 @@ def prepare_out(out: Path, *, overwrite: bool) -> Path:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Train a tiny faulty teacher, run generate → filter → train (kept and all) → eval, and report."""
-    out = prepare_out(Path(cfg.out), overwrite=cfg.overwrite)
-    with torch_threads(cfg.threads):
-        return _run(cfg, out)
+    with claim({"--out": Path(cfg.out)}, {}, directories=("--out",)):
+        out = prepare_out(Path(cfg.out), overwrite=cfg.overwrite)
+        with torch_threads(cfg.threads):
+            return _run(cfg, out)
 
 
 @contextmanager

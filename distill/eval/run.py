@@ -24,6 +24,7 @@ from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.report import markdown_table, save_bar
+from distill.runs import claim
 from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
 
 log = logging.getLogger(__name__)
@@ -148,10 +149,21 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if missing:
         raise ModelError(f"--model {missing[0]}: no such directory; check the path (or give a Hub id such as "
                          "Qwen/Qwen2.5-1.5B)")
+    traces_of = {label: out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
+                 for label, _ in cfg.models}
+    outputs = {"--out": out, "--out's problems file": problems_path, "--out's plot": out.with_suffix(".png"),
+               **{f"the traces of --model {label}": path for label, path in traces_of.items()}}
+    inputs = {"--data": cfg.data, "--tokenizer": cfg.tokenizer, **{f"--model {spec}": path
+                                                                    for spec, (_, path) in zip(cfg.model, cfg.models)}}
+    with claim(outputs, inputs, locked=("--out",)):
+        return _evaluate(cfg, out, problems_path, traces_of)
+
+
+def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[str, Path]) -> EvalResult:
     result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
     per_problem: list[dict[str, Any]] = []
     for label, path in cfg.models:
-        traces = out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
+        traces = traces_of[label]
         started = time.perf_counter()
         _sample(cfg, path, traces)
         generated = time.perf_counter()

@@ -138,8 +138,8 @@ class OutputLock:
     for the message of a run that is refused; it is removed when the lock is released.
     """
 
-    def __init__(self, output: str | Path):
-        self.output = Path(output)
+    def __init__(self, output: str | Path, flag: str = "--out"):
+        self.output, self.flag = Path(output), flag
         self.path = lock_path(self.output)
         self._fd: int | None = None
 
@@ -148,6 +148,12 @@ class OutputLock:
         if real in _HELD:
             raise OutputError(f"{self.output} is being written by this process already; give each run "
                               "its own output")
+        ancestor = self.path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise OutputError(f"cannot create {self.flag} {self.output}: {ancestor} is a file, not a directory; "
+                              f"choose another {self.flag}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             while True:
@@ -169,8 +175,8 @@ class OutputLock:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
         except OSError as exc:
-            raise OutputError(f"cannot write {self.path} (the lock of {self.output}): {exc.strerror}; "
-                              "choose a writable location") from None
+            raise OutputError(f"cannot write {self.flag} {self.output}: {exc.strerror} (its lock file "
+                              f"{self.path.name}); choose a writable location") from None
         self._fd = fd
         _HELD.add(real)
         return self
@@ -193,6 +199,6 @@ def claim(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Path | N
     check_inputs(outputs, inputs, directories=directories)
     with contextlib.ExitStack() as stack:
         for name in outputs if locked is None else locked:
-            lock = OutputLock(outputs[name]).acquire()
+            lock = OutputLock(outputs[name], name).acquire()
             stack.callback(lock.release)
         yield

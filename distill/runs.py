@@ -53,7 +53,9 @@ def refuse_changed(what: str, saved: Mapping[str, Any], now: Mapping[str, Any], 
     """Raise the one 'refused: these keys changed' error when `saved` and `now` differ."""
     changes = changed_keys(saved, now)
     if changes:
-        shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        # a few changes with their values; many (another version's run, another stage's file) by name only
+        shown = "; ".join(changes) if len(changes) <= 4 else ", ".join(
+            sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k)))
         raise OutputError(f"{what}: refused: these keys changed: {shown}; {fix}")
 
 

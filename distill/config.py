@@ -27,6 +27,11 @@ from distill.errors import ConfigError
 
 C = TypeVar("C")
 
+# Every config field declares how it takes part in resuming (distill.runs): `field(..., metadata=MUST_MATCH)`
+# when a resumed run with another value must be refused, `metadata=FREE` when it may change.
+MUST_MATCH = {"resume": "must-match"}
+FREE = {"resume": "free"}
+
 
 @dataclasses.dataclass(kw_only=True)
 class Options:

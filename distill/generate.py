@@ -7,6 +7,7 @@ id already written and produces the rest; the output never holds an id twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import statistics
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.backends import GenerationRequest, SamplingParams, make_backend, resolve_backend
-from distill.config import require
+from distill.config import FREE, MUST_MATCH, require
 from distill.errors import IncompleteRun, OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
+from distill.runs import already_complete, claim, fingerprint, refuse_changed
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -35,15 +37,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions):
-    prompts: str
+    prompts: str = field(metadata=FREE)
     """Prompts: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
-    teacher: str
+    teacher: str = field(metadata=MUST_MATCH)
     """Teacher model: a local directory or Hub id (for --backend openai, the served model name)."""
-    out: str
+    out: str = field(metadata=FREE)
     """Output traces file (.jsonl); a summary is written beside it as <name>.summary.json."""
-    shard: str | None = None
+    shard: str | None = field(default=None, metadata=FREE)
     """Process only shard I of N ('I/N', I from 0): contiguous slices, so shards concatenate to the full run."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Replace an existing output instead of resuming it."""
 
     def __post_init__(self) -> None:
@@ -144,17 +146,21 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
             if isinstance(record.get("completion_tokens"), int):
                 tokens.append(record["completion_tokens"])
 
+    # the run's fingerprint is written into every record: the teacher and its sampling params, the
+    # messages (prompt column, template, system prompt) and the reference (answer column)
+    now = fingerprint(cfg)
+    replace = "pass --overwrite to replace it or choose another --out"
     required = ("id", "prompt_id", "sample", "messages", "completion", "finish_reason")
     for line, record in read_traces(out, required=required, end=keep):
-        if record.get("teacher") != cfg.teacher or record.get("params") != params:
-            raise OutputError(
-                f"{out}:{line}: written by another run (teacher {record.get('teacher')!r}, params "
-                f"{record.get('params')}) than this one (teacher {cfg.teacher!r}, params {params}); "
-                "pass --overwrite to replace it or choose another --out")
+        saved = {"teacher": record.get("teacher"), **(record.get("params") or {})}
+        if saved != {"teacher": cfg.teacher, **params}:
+            refuse_changed(f"{out}:{line}: written by another run", saved, {k: now.get(k) for k in saved}, replace)
         prompt = by_id.get(record["prompt_id"])
-        if prompt is not None and record["messages"] != prompt.messages:
-            raise OutputError(f"{out}:{line}: prompt {record['prompt_id']!r} was sent as different messages "
-                              "(the template or system prompt changed); pass --overwrite or choose another --out")
+        if prompt is not None and (record["messages"], record.get("reference")) != (
+                prompt.messages, json.loads(json.dumps(prompt.reference))):  # as the record holds it
+            field_ = "messages" if record["messages"] != prompt.messages else "reference"
+            raise OutputError(f"{out}:{line}: prompt {record['prompt_id']!r} has other {field_} in this run (the "
+                              "prompt or answer column, template or system prompt changed); " + replace)
         if group and group[0]["prompt_id"] != record["prompt_id"]:
             commit(group)
             group = []
@@ -172,6 +178,12 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
     """Generate cfg.n samples for every prompt into cfg.out, resuming what a previous run left."""
     out = check_writable(cfg.out)
     summary_path = sidecar(out, "summary.json")
+    with claim({"--out": out, "--out's summary": summary_path},
+               {"PROMPTS": cfg.prompts, "--teacher": cfg.teacher, "--tokenizer": cfg.tokenizer}, locked=("--out",)):
+        return _generate(cfg, out, summary_path)
+
+
+def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSummary:
     prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                            id_column=cfg.id_column, template=cfg.template, system=cfg.system,
                            limit=cfg.limit, shard=cfg.shard)
@@ -187,8 +199,7 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
     if out.exists() and not cfg.overwrite:
         done, finishes, tokens, keep, repairs = _read_existing(out, cfg, params_dict, by_id)
         if expected <= done and summary_path.exists():
-            raise OutputError(f"{out} is already complete ({len(expected)} records); pass --overwrite to "
-                              "generate it again or choose another --out")
+            raise already_complete(f"{out} ({len(expected)} records)", "generate it again")
         if done:
             log.info("resuming %s: %d of %d records already written", out, len(done & expected), len(expected))
         if done - expected:

@@ -13,7 +13,7 @@ from distill.backends import AUTO, BACKENDS, owners, unused_options
 from distill.backends.hf import HFOptions
 from distill.backends.openai_compat import OpenAIOptions
 from distill.backends.vllm_engine import VLLMOptions
-from distill.config import Options, flag, one_of, project, require
+from distill.config import FREE, MUST_MATCH, Options, flag, one_of, project, require
 from distill.errors import ConfigError
 
 R1_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -23,17 +23,17 @@ DEFAULT_TEMPLATE = "{problem}\n" + R1_INSTRUCTION
 @dataclass(kw_only=True)
 class PromptOptions(Options):
     panel: ClassVar[str] = "Prompts"
-    prompt_column: str = "problem"
+    prompt_column: str = field(default="problem", metadata=MUST_MATCH)
     """Column holding the problem text."""
-    answer_column: str = "answer"
+    answer_column: str = field(default="answer", metadata=MUST_MATCH)
     """Column holding the reference answer (GSM8K-style '#### 42' is reduced to '42'); may be absent."""
-    id_column: str = "id"
+    id_column: str = field(default="id", metadata=FREE)
     """Column holding a stable prompt id; without it the id is a hash of the problem text."""
-    system: str | None = None
+    system: str | None = field(default=None, metadata=MUST_MATCH)
     """Optional system prompt (DeepSeek recommends none for R1 models)."""
-    template: str = DEFAULT_TEMPLATE
+    template: str = field(default=DEFAULT_TEMPLATE, metadata=MUST_MATCH)
     """User-turn template; '{problem}' is replaced by the problem text."""
-    limit: int | None = None
+    limit: int | None = field(default=None, metadata=FREE)
     """Use only the first N prompts."""
 
     def __post_init__(self) -> None:
@@ -45,15 +45,15 @@ class PromptOptions(Options):
 @dataclass(kw_only=True)
 class SamplingOptions(Options):
     panel: ClassVar[str] = "Sampling"
-    n: int = 4
+    n: int = field(default=4, metadata=FREE)
     """Samples per prompt."""
-    temperature: float = 0.6
+    temperature: float = field(default=0.6, metadata=MUST_MATCH)
     """Sampling temperature (0 = greedy); 0.6 as in the DeepSeek-R1 paper."""
-    top_p: float = 0.95
+    top_p: float = field(default=0.95, metadata=MUST_MATCH)
     """Nucleus sampling mass; 0.95 as in the DeepSeek-R1 paper."""
-    max_tokens: int = 32768
+    max_tokens: int = field(default=32768, metadata=MUST_MATCH)
     """Most new tokens per sample; a sample that hits it gets finish_reason 'length'."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """Base seed; every prompt draws from a seed derived from it and its id, so reruns reproduce."""
 
     def __post_init__(self) -> None:

@@ -126,7 +126,7 @@ class Workspace:
         """An interrupted filter run (progress committed after record 1, half a chunk beyond it in the
         outputs) whose input was edited since: the rerun must refuse before cutting anything back."""
         from distill.filter import FilterConfig
-        from distill.filter.run import _fingerprint
+        from distill.runs import fingerprint as run_fingerprint
 
         traces = self.lines("t.jsonl", trace(0), trace(1), trace(2))
         kept = self.out / "resumed" / "k.jsonl"
@@ -135,7 +135,7 @@ class Workspace:
         committed = line(trace(0, verdicts={})) + "\n"
         kept.write_text(committed + line(trace(1, verdicts={})) + "\n" + '{"id": "p2:0", "pro', encoding="utf-8")
         (kept.parent / "k.rejects.jsonl").write_text("", encoding="utf-8")
-        fingerprint = _fingerprint(FilterConfig(traces=str(traces), out=str(kept), workers=1))
+        fingerprint = run_fingerprint(FilterConfig(traces=str(traces), out=str(kept), workers=1))
         progress = [{"config": fingerprint},
                     {"commit": {"done": 1, "kept_bytes": len(committed.encode()), "rejects_bytes": 0,
                                 "last_id": "p9:0"}}]  # the input's first record was p9:0 back then
@@ -296,7 +296,7 @@ CASES = [
          lambda ws: ws.filter(ws.traces(), "--tokenizer", ws.root / "no-such-model"),
          ("no-such-model", "no such directory")),
     Case("filter: output is the input", "filter",
-         lambda ws: ws.filter(ws.traces(), out=ws.root / "in" / "traces.jsonl"), ("must be four different files",)),
+         lambda ws: ws.filter(ws.traces(), out=ws.root / "in" / "traces.jsonl"), ("is the input TRACES", "never writes over its own input")),
     Case("filter: output under a file", "filter",
          lambda ws: ws.filter(ws.traces(), out=ws.out / "kept.jsonl" / "k.jsonl"),
          ("cannot write --out", "is a file, not a directory")),

@@ -271,7 +271,7 @@ def test_finished_output_needs_overwrite_and_other_options_are_refused(traces, t
     assert out.read_bytes() == before
     # an interrupted run (progress file left) refuses to be resumed with other verdict options
     (tmp_path / "kept.filter-progress.jsonl").write_text(json.dumps({"config": {"max_tokens": 7}}) + "\n")
-    assert_user_error(run_cli("filter", traces, "--out", out), "other options", "max_tokens")
+    assert_user_error(run_cli("filter", traces, "--out", out), "refused: these keys changed", "max_tokens")
     result = run_cli("filter", traces, "--out", out, "--overwrite", "--max-tokens", "100")
     assert result.returncode == 0, result.stderr
     assert len(read_jsonl(out)) == 4

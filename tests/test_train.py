@@ -307,7 +307,7 @@ def test_resume_refuses_other_settings_and_a_finished_run_needs_overwrite(tmp_pa
     out = tmp_path / "out"
     with pytest.raises(Crash):
         train(config(kept, tiny_models["qwen"], out, save_steps=2), callbacks=[CrashAt(3)])
-    with pytest.raises(OutputError, match=r"started with other settings \(lr 0.001 → 0.002\)"):
+    with pytest.raises(OutputError, match=r"started with other settings: refused: these keys changed: lr 0.001 → 0.002"):
         train(config(kept, tiny_models["qwen"], out, save_steps=2, lr=2e-3, resume=True))
     train(config(kept, tiny_models["qwen"], out, save_steps=2, resume=True))
     with pytest.raises(OutputError, match="holds a finished run; pass --overwrite"):

@@ -29,12 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import Options, config_dict, require
+from distill.config import FREE, MUST_MATCH, Options, config_dict, require
 from distill.demo import task
 from distill.demo.models import CHATML_TEMPLATE, Shape, save_initial_model, train_teacher
 from distill.errors import DistillError, OutputError
 from distill.filter.config import default_workers
 from distill.report import markdown_table, new_figure, save_curves
+from distill.runs import claim
 from distill.tiny import build_tokenizer
 from distill.traces import JsonlWriter, write_json
 
@@ -92,29 +93,29 @@ QUICK = Scale(teacher_problems=800, teacher_steps=300, teacher_batch=16,
 
 @dataclass(kw_only=True)
 class DemoConfig(Options):
-    out: str = "demo"
+    out: str = field(default="demo", metadata=FREE)
     """Directory for everything the demo writes: data, models, traces, the stages' reports and plots, demo.json, demo.md."""
-    quick: bool = False
+    quick: bool = field(default=False, metadata=MUST_MATCH)
     """Reduced sizes (about a minute; what CI runs): the pipeline runs end to end, but the models learn little."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """Seed of the problems, the faults, every model's weights, the sampling and the data order."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Delete an earlier demo run in --out and start again (without it, an existing run is an error)."""
-    wrong_rate: float = 0.1
+    wrong_rate: float = field(default=0.1, metadata=MUST_MATCH)
     """Share of the teacher's training traces with an arithmetic slip carried on to a wrong answer."""
-    mixed_language_rate: float = 0.1
+    mixed_language_rate: float = field(default=0.1, metadata=MUST_MATCH)
     """Share of the teacher's training traces with a Chinese sentence inside the English reasoning."""
-    loop_rate: float = 0.1
+    loop_rate: float = field(default=0.1, metadata=MUST_MATCH)
     """Share of the teacher's training traces that re-check one step 3 to 10 times ('Wait, let me check that again.')."""
-    prompts: int | None = None
+    prompts: int | None = field(default=None, metadata=MUST_MATCH)
     """Problems the teacher is sampled on (default: 800; 64 with --quick)."""
-    heldout: int | None = None
+    heldout: int | None = field(default=None, metadata=MUST_MATCH)
     """Held-out problems the teacher and both students are evaluated on (default: 200; 32 with --quick)."""
-    n: int = 4
+    n: int = field(default=4, metadata=MUST_MATCH)
     """Samples per prompt from the teacher (distill generate --n)."""
-    eval_n: int = 2
+    eval_n: int = field(default=2, metadata=MUST_MATCH)
     """Samples per held-out problem and model (distill eval --n)."""
-    threads: int = 1
+    threads: int = field(default=1, metadata=FREE)
     """torch threads: models this small gain little from more, and lose much when the cores are shared."""
 
     def __post_init__(self) -> None:
@@ -260,9 +261,10 @@ def prepare_out(out: Path, *, overwrite: bool) -> Path:
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
     """Train a tiny faulty teacher, run generate → filter → train (kept and all) → eval, and report."""
-    out = prepare_out(Path(cfg.out), overwrite=cfg.overwrite)
-    with torch_threads(cfg.threads):
-        return _run(cfg, out)
+    with claim({"--out": Path(cfg.out)}, {}, directories=("--out",)):
+        out = prepare_out(Path(cfg.out), overwrite=cfg.overwrite)
+        with torch_threads(cfg.threads):
+            return _run(cfg, out)
 
 
 @contextmanager

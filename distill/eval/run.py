@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.chat import looks_local
-from distill.config import flag, project, require
+from distill.config import FREE, MUST_MATCH, flag, project, require
 from distill.errors import ConfigError, IncompleteRun, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, GenerateSummary, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.report import markdown_table, save_bar
+from distill.runs import claim
 from distill.sandbox.limits import SandboxLimits
 from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
 
@@ -32,19 +33,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
-    model: list[str]
+    model: list[str] = field(metadata=FREE)
     """Models to evaluate, repeatable: a local directory or Hub id, optionally labelled as NAME=PATH."""
-    data: str
+    data: str = field(metadata=MUST_MATCH)
     """Benchmark: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
-    out: str = "results.json"
+    out: str = field(default="results.json", metadata=FREE)
     """Summary JSON; per-problem results (<name>.problems.jsonl), each model's traces and a PNG go beside it."""
-    workers: int | None = None
+    workers: int | None = field(default=None, metadata=FREE)
     """Processes grading answers with math-verify (default: every core)."""
-    verify_timeout: float = 5.0
+    verify_timeout: float = field(default=5.0, metadata=FREE)
     """Seconds math-verify may spend on one answer; a timeout counts as not correct and as ungraded."""
-    language: str = "auto"
+    language: str = field(default="auto", metadata=FREE)
     """Language the completions should be written in, for the mixed-language rate ('auto': the prompt's)."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Sample again instead of reusing (or resuming) each model's traces from an earlier run."""
 
     def __post_init__(self) -> None:
@@ -181,10 +182,21 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         if broken:
             raise ModelError(f"--model {path}: {broken[0]} holds non-finite weights (nan or inf in {broken[1]!r}), "
                              "so every answer would be noise; retrain it (distill train stops a run that diverges)")
+    traces_of = {label: out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
+                 for label, _ in cfg.models}
+    outputs = {"--out": out, "--out's problems file": problems_path, "--out's plot": out.with_suffix(".png"),
+               **{f"the traces of --model {label}": path for label, path in traces_of.items()}}
+    inputs = {"--data": cfg.data, "--tokenizer": cfg.tokenizer, **{f"--model {spec}": path
+                                                                    for spec, (_, path) in zip(cfg.model, cfg.models)}}
+    with claim(outputs, inputs, locked=("--out",)):
+        return _evaluate(cfg, out, problems_path, traces_of)
+
+
+def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[str, Path]) -> EvalResult:
     result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
     per_problem: list[dict[str, Any]] = []
     for label, path in cfg.models:
-        traces = out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
+        traces = traces_of[label]
         started = time.perf_counter()
         sampled = _sample(cfg, path, traces)
         generated = time.perf_counter()

@@ -6,7 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from distill.config import flag, one_of, require
+from distill.config import FREE, MUST_MATCH, flag, one_of, require
 from distill.errors import ConfigError
 from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
@@ -24,6 +24,12 @@ def check_names() -> tuple[str, ...]:
     picks among the records of a prompt that passed everything."""
     return (*CHECKS, SELECTION)
 
+
+def default_checks() -> tuple[str, ...]:
+    """The checks that run when --checks is not given: all but the opt-in ones (contamination needs
+    benchmarks to compare with)."""
+    return tuple(name for name in check_names() if getattr(CHECKS.get(name), "default_on", True))
+
 SELECT_POLICIES = ("random", "shortest", "first")
 LANGUAGE_DETECTORS = ("script", "script+langid")
 
@@ -38,69 +44,77 @@ def default_workers() -> int:
 
 @dataclass(kw_only=True)
 class FilterConfig(SandboxLimits):
-    traces: str
+    traces: str = field(metadata=MUST_MATCH)
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
-    out: str
+    out: str = field(metadata=MUST_MATCH)
     """Kept traces (.jsonl), in the canonical shape train reads; every record gets `verdicts` and `filter_details`."""
-    rejects: str | None = None
+    rejects: str | None = field(default=None, metadata=MUST_MATCH)
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
-    report: str | None = None
+    report: str | None = field(default=None, metadata=FREE)
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(check_names()))
-    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection."""
-    workers: int | None = None
+    checks: list[str] = field(default_factory=lambda: list(default_checks()), metadata=MUST_MATCH)
+    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection (the default), and contamination."""
+    workers: int | None = field(default=None, metadata=FREE)
     """Worker processes for the checks and for math-verify (default: every core)."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Replace finished outputs instead of refusing (an interrupted run resumes without it)."""
 
     # format
-    think_open: str = "<think>"
+    think_open: str = field(default="<think>", metadata=MUST_MATCH)
     """format: the marker that opens the reasoning."""
-    think_close: str = "</think>"
+    think_close: str = field(default="</think>", metadata=MUST_MATCH)
     """format: the marker that closes the reasoning."""
-    reasoning_field: str | None = None
+    reasoning_field: str | None = field(default=None, metadata=MUST_MATCH)
     """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion; kept records get it folded into a <think> block."""
-    leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS))
+    leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS), metadata=MUST_MATCH)
     """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
 
     # length
-    tokenizer: str | None = None
+    tokenizer: str | None = field(default=None, metadata=MUST_MATCH)
     """length: the student's tokenizer (model directory or Hub id); without it, the record's completion_tokens."""
-    max_tokens: int | None = None
+    max_tokens: int | None = field(default=None, metadata=MUST_MATCH)
     """length: reject completions longer than this many tokens (default: no limit, lengths are only measured)."""
 
     # language
-    language: str = "auto"
+    language: str = field(default="auto", metadata=MUST_MATCH)
     """language: the language reasoning and answer must be written in ('auto': the prompt's, or en, zh, ja, ru, …)."""
-    language_threshold: float = 0.95
+    language_threshold: float = field(default=0.95, metadata=MUST_MATCH)
     """language: least share of the text's words in the target language (the R1 consistency share)."""
-    language_max_foreign_run: int = 4
+    language_max_foreign_run: int = field(default=4, metadata=MUST_MATCH)
     """language: reject a run of this many consecutive foreign words (Chinese: characters), e.g. one Chinese sentence in English."""
-    language_detector: str = "script+langid"
+    language_detector: str = field(default="script+langid", metadata=MUST_MATCH)
     """language: 'script' (Unicode scripts: zh/en/ja/ru… mixes) or 'script+langid' (also py3langid on Latin sentences: English in French)."""
-    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES))
+    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES),
+                                           metadata=MUST_MATCH)
     """language: the Latin-script languages script+langid tells apart (prompts and sentences)."""
 
     # repetition
-    repetition_ngram: int = 20
+    repetition_ngram: int = field(default=20, metadata=MUST_MATCH)
     """repetition: length in words (Chinese: pairs of characters) of the repeated span looked for."""
-    repetition_max_count: int = 4
+    repetition_max_count: int = field(default=4, metadata=MUST_MATCH)
     """repetition: reject when one span of --repetition-ngram words occurs this many times (a loop)."""
 
     # correctness
-    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS))
+    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS),
+                                       metadata=MUST_MATCH)
     """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
-    verify_timeout: float = 5.0
+    verify_timeout: float = field(default=5.0, metadata=MUST_MATCH)
     """correctness: seconds math-verify may spend on one answer; a timeout is verdict null."""
-    drop_unverified: bool = False
+    drop_unverified: bool = field(default=False, metadata=MUST_MATCH)
     """correctness: reject records whose correctness is null (no reference, timeout, code without sandbox) instead of keeping them."""
 
+    # contamination
+    decontaminate: list[str] | None = field(default=None, metadata=MUST_MATCH)
+    """contamination: benchmarks whose problems must not be training prompts: files or Hub datasets, FILE#COLUMN to name the problem column, 'default' for MATH-500, AIME 2024/2025, GPQA-Diamond and LiveCodeBench (the default)."""
+    contamination_ngram: int = field(default=8, metadata=MUST_MATCH)
+    """contamination: a prompt sharing one run of this many words (after lowercasing, dropping punctuation and LaTeX markup) with a benchmark problem is rejected."""
+
     # selection
-    keep_per_prompt: int | None = None
+    keep_per_prompt: int | None = field(default=None, metadata=MUST_MATCH)
     """selection: keep at most this many passing samples per prompt (default: all)."""
-    select_by: str = "random"
+    select_by: str = field(default="random", metadata=MUST_MATCH)
     """selection: which samples --keep-per-prompt keeps: random (seeded), shortest, or first."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """selection: seed of the random choice (each prompt draws from a seed derived from it and the prompt id)."""
 
     def __post_init__(self) -> None:
@@ -136,11 +150,15 @@ class FilterConfig(SandboxLimits):
         require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
                 f"must be at least 1 (got {self.keep_per_prompt})")
         one_of(self.select_by, "select_by", SELECT_POLICIES)
+        require(self.contamination_ngram >= 1, "contamination_ngram", f"must be at least 1 (got {self.contamination_ngram})")
+        if "contamination" in self.checks and self.decontaminate is None:
+            self.decontaminate = ["default"]
         # an option of a check that does not run would be silently ignored
         for name, check, given in (("keep_per_prompt", "selection", self.keep_per_prompt is not None),
                                    ("max_tokens", "length", self.max_tokens is not None),
                                    ("tokenizer", "length", self.tokenizer is not None),
-                                   ("drop_unverified", "correctness", self.drop_unverified)):
+                                   ("drop_unverified", "correctness", self.drop_unverified),
+                                   ("decontaminate", "contamination", self.decontaminate is not None)):
             require(not given or check in self.checks, name,
                     f"needs the '{check}' check, which --checks leaves out; add {check} to --checks or drop "
                     f"{flag(name)}")

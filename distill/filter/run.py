@@ -34,6 +34,7 @@ from distill.filter.report import FilterReport, FilterStats, build_report, save_
 from distill.filter.selection import select_samples
 from distill.grading import NO_SANDBOX
 from distill.progress import Progress
+from distill.runs import claim, fingerprint, refuse_changed
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -52,8 +53,6 @@ CHUNK_RECORDS = 256
 LOOKAHEAD = 2
 """Chunks being checked and graded while the oldest one is written (memory: LOOKAHEAD + 1 chunks)."""
 FILTER_FIELDS = ("verdicts", "filter_details", "rejected_by")
-# Options that change no verdict: a run may be resumed with other values of these.
-_RUN_ONLY = {"workers", "overwrite"}
 
 
 @dataclass
@@ -70,11 +69,17 @@ class OutputPaths:
         rejects = check_writable(cfg.rejects or sidecar(kept, "rejects.jsonl"), "--rejects")
         report = check_writable(cfg.report or sidecar(kept, "report.json"), "--report")
         paths = cls(Path(cfg.traces), kept, rejects, report, sidecar(kept, "filter-progress.jsonl"))
-        resolved = {name: getattr(paths, name).resolve() for name in ("input", "kept", "rejects", "report")}
+        resolved = {name: getattr(paths, name).resolve() for name in ("kept", "rejects", "report")}
         if len(set(resolved.values())) < len(resolved):
-            raise OutputError(f"--out, --rejects, --report and the input must be four different files "
+            raise OutputError(f"--out, --rejects and --report must be three different files "
                               f"(got {', '.join(f'{k}={v}' for k, v in resolved.items())})")
         return paths
+
+    def outputs(self) -> dict[str, Path]:
+        """Every file the run writes or --overwrite removes, by the flag that names it."""
+        plots = {f"--report's plot {path.name}": path for path in self.plot_paths()}
+        return {"--out": self.kept, "--rejects": self.rejects, "--report": self.report,
+                "--out's progress file": self.progress, **plots}
 
     def plot_paths(self) -> list[Path]:
         base = self.report.name.removesuffix(".json").removesuffix(".report")
@@ -123,10 +128,6 @@ def validate_input(cfg: FilterConfig) -> int:
     return records
 
 
-def _fingerprint(cfg: FilterConfig) -> dict[str, Any]:
-    return {k: v for k, v in config_dict(cfg).items() if k not in _RUN_ONLY}
-
-
 # ---------------------------------------------------------------- resuming
 
 
@@ -157,11 +158,8 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
     lines = [record for _, record in iter_jsonl(paths.progress, end=progress_keep)]
     if not lines or "config" not in lines[0]:
         raise OutputError(f"{paths.progress} is not a filter progress file; delete it or pass --overwrite")
-    if lines[0]["config"] != _fingerprint(cfg):
-        before, now = lines[0]["config"], _fingerprint(cfg)
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        raise OutputError(f"{paths.kept} was started by a filter run with other options ({', '.join(changed)}); "
-                          "rerun with the same options to resume it, or pass --overwrite to start over")
+    refuse_changed(f"{paths.kept} was started by a filter run with other settings", lines[0]["config"],
+                   fingerprint(cfg), "rerun with the same options to resume it, or pass --overwrite to start over")
     resume = Resume(**lines[-1]["commit"]) if len(lines) > 1 else Resume()
     for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
         actual = path.stat().st_size if path.exists() else 0
@@ -374,6 +372,11 @@ class _Filter:
 def filter_traces(cfg: FilterConfig) -> FilterReport:
     """Filter cfg.traces into kept and rejected records, with a report of every reason."""
     paths = OutputPaths.of(cfg)
+    with claim(paths.outputs(), {"TRACES": cfg.traces, "--tokenizer": cfg.tokenizer}, locked=("--out", "--rejects")):
+        return _filter_traces(cfg, paths)
+
+
+def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
     total = validate_input(cfg)
     length_source = "the teacher's completion_tokens"
     if cfg.tokenizer and "length" in cfg.checks:
@@ -387,7 +390,7 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
 
     progress_file = JsonlWriter(paths.progress)
     if not resume.done and paths.progress.stat().st_size == 0:
-        progress_file.write([{"config": _fingerprint(cfg)}])
+        progress_file.write([{"config": fingerprint(cfg)}])
     run = _Filter(cfg, paths, stats)
     progress = Progress("filter", total=total, unit="record", initial=resume.done)
     new_records = 0

@@ -6,9 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
-from distill.config import Options, require
-
-MUST_MATCH = {"resume": "must-match"}  # a limit changes verdicts: a resumed run must use the same
+from distill.config import FREE, MUST_MATCH, Options, require
 
 
 @dataclass(kw_only=True)
@@ -34,7 +32,7 @@ class SandboxLimits(Options):
     """stdout and stderr are each kept up to this many KiB; code that writes more is stopped (status 'output_limit')."""
     strict_isolation: bool = field(default=False, metadata=MUST_MATCH)
     """Refuse to run code (verdict null) unless the network is cut, the code runs unprivileged and all its processes can be killed, instead of falling back with a warning."""
-    sandbox_python: str | None = field(default=None, metadata={"resume": "free"})
+    sandbox_python: str | None = field(default=None, metadata=FREE)
     """Interpreter that runs the code; default: this Python if the sandbox's uid can run it, else python3 from /usr/local/bin, /usr/bin or /bin."""
 
     def __post_init__(self) -> None:

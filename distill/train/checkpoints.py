@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import OutputError
+from distill.runs import refuse_changed
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,6 @@ def run_state(out: Path) -> str:
     return "foreign"
 
 
-def settings_diff(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'name old → new' for every setting that differs (keys missing on either side included)."""
-    return [f"{key} {saved.get(key)!r} → {current.get(key)!r}"
-            for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
-
-
 def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
     """Check --out against --resume/--overwrite; clear it when asked. True when a run is resumed.
 
@@ -90,10 +85,8 @@ def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite:
     if state == "unfinished" and resume:
         saved = saved_settings(out)
         if saved is not None:
-            changes = settings_diff(saved, settings)
-            if changes:
-                raise OutputError(f"--resume: {out} was started with other settings ({'; '.join(changes[:4])}); "
-                                  "rerun with the original ones, or --overwrite to start over")
+            refuse_changed(f"--resume: {out} was started with other settings", saved, settings,
+                           "rerun with the original ones, or --overwrite to start over")
         return True
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.config import Options, one_of, require
+from distill.config import FREE, MUST_MATCH, Options, one_of, require
 
 METHODS = ("full", "lora", "qlora")
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -21,81 +21,81 @@ CHECKPOINTING_FROM_SEQ_LEN = 2048
 
 @dataclass(kw_only=True)
 class TrainConfig(Options):
-    kept: str
+    kept: str = field(metadata=FREE)
     """Kept traces (.jsonl, the output of distill filter); each record needs messages and a completion with <think>…</think> then the answer."""
-    student: str
+    student: str = field(metadata=MUST_MATCH)
     """Student model to fine-tune: a local directory or a Hub id (Qwen2/2.5/3, Llama-3 …)."""
-    out: str
+    out: str = field(metadata=FREE)
     """Output directory: the trained model or adapter, tokenizer, generation config, model card, loss curve, checkpoints."""
-    method: str = "full"
+    method: str = field(default="full", metadata=MUST_MATCH)
     """full (all weights), lora (adapters on a frozen base) or qlora (adapters on a 4-bit NF4 base)."""
-    max_seq_len: int = 16384
+    max_seq_len: int = field(default=16384, metadata=MUST_MATCH)
     """Longest example in tokens (prompt + reasoning + answer); longer ones are dropped and counted, never truncated."""
-    epochs: float = 3.0
+    epochs: float = field(default=3.0, metadata=MUST_MATCH)
     """Passes over the data (fractions allowed)."""
-    lr: float | None = None
+    lr: float | None = field(default=None, metadata=MUST_MATCH)
     """Peak learning rate (default: 1e-5 for full, 1e-4 for lora and qlora)."""
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = field(default="cosine", metadata=MUST_MATCH)
     """Learning-rate schedule after warmup: cosine, linear or constant."""
-    min_lr_ratio: float = 0.0
+    min_lr_ratio: float = field(default=0.0, metadata=MUST_MATCH)
     """cosine only: the floor the rate decays to, as a share of --lr (open-r1 uses 0.1)."""
-    warmup_ratio: float = 0.03
+    warmup_ratio: float = field(default=0.03, metadata=MUST_MATCH)
     """Share of the optimizer steps spent warming the learning rate up from 0."""
-    weight_decay: float = 0.0
+    weight_decay: float = field(default=0.0, metadata=MUST_MATCH)
     """AdamW weight decay."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = field(default=1.0, metadata=MUST_MATCH)
     """Gradient clipping norm (0 = no clipping)."""
-    batch_tokens: int | None = None
+    batch_tokens: int | None = field(default=None, metadata=MUST_MATCH)
     """Token budget of one packed micro-batch per device (default: --max-seq-len); examples are packed up to it without padding."""
-    grad_accum: int = 1
+    grad_accum: int = field(default=1, metadata=MUST_MATCH)
     """Micro-batches per optimizer step (a step sees about batch-tokens × grad-accum × processes tokens)."""
-    optimizer: str = "auto"
+    optimizer: str = field(default="auto", metadata=MUST_MATCH)
     """A transformers optimizer name (adamw_torch, adamw_torch_fused, paged_adamw_8bit …); auto = paged_adamw_8bit for qlora on a GPU, adamw_torch_fused on a GPU, adamw_torch on CPU."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=MUST_MATCH)
     """Seed for weight init of adapters, dropout and the data order (the order is a function of the seed alone, so a resumed run sees the same batches)."""
-    lora_r: int = 16
+    lora_r: int = field(default=16, metadata=MUST_MATCH)
     """lora/qlora: adapter rank."""
-    lora_alpha: int = 32
+    lora_alpha: int = field(default=32, metadata=MUST_MATCH)
     """lora/qlora: adapter scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = 0.05
+    lora_dropout: float = field(default=0.05, metadata=MUST_MATCH)
     """lora/qlora: dropout on the adapter input."""
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata=MUST_MATCH)
     """lora/qlora: modules that get adapters; all-linear = every linear layer except the output head."""
-    dtype: str = "auto"
+    dtype: str = field(default="auto", metadata=MUST_MATCH)
     """Weights dtype: auto = float32 master weights for full training (bf16 autocast on GPUs that have it) and bfloat16 bases for lora on such GPUs; float32 on CPU."""
-    attn_implementation: str = "auto"
+    attn_implementation: str = field(default="auto", metadata=FREE)
     """Attention kernel: auto (flash_attention_2 when installed on a GPU, else sdpa), sdpa, eager, flash_attention_2, flash_attention_3."""
-    gradient_checkpointing: bool | None = None
+    gradient_checkpointing: bool | None = field(default=None, metadata=FREE)
     """Recompute activations in the backward pass to save memory (default: on when --max-seq-len > 2048)."""
-    liger: bool = False
+    liger: bool = field(default=False, metadata=FREE)
     """Use Liger kernels (fused RMSNorm, RoPE, SwiGLU, linear+cross-entropy); needs a CUDA GPU and pip install 'distill[liger]'."""
-    chunked_loss: bool | None = None
+    chunked_loss: bool | None = field(default=None, metadata=FREE)
     """Compute the output head and cross-entropy over trained tokens in chunks, never holding a micro-batch's full logits (default: on when they would exceed 1 GiB)."""
-    loss_chunk_tokens: int = 4096
+    loss_chunk_tokens: int = field(default=4096, metadata=FREE)
     """Tokens per chunk of the chunked loss."""
-    save_steps: int = 100
+    save_steps: int = field(default=100, metadata=FREE)
     """Write a resumable checkpoint every N optimizer steps (0 = none)."""
-    max_bad_steps: int = field(default=0, metadata={"resume": "free"})
+    max_bad_steps: int = field(default=0, metadata=FREE)
     """Optimizer steps with a non-finite loss or gradient norm whose update is skipped before the run stops (0 = stop at the first); a non-finite model is never saved."""
-    keep_checkpoints: int = 1
+    keep_checkpoints: int = field(default=1, metadata=FREE)
     """Most recent complete checkpoints kept while training (all are removed once the final model is saved)."""
-    resume: bool = False
+    resume: bool = field(default=False, metadata=FREE)
     """Continue an interrupted run in --out from its last complete checkpoint, with the same data order (starts fresh when there is none)."""
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=FREE)
     """Replace a finished or unfinished run in --out."""
-    merge: bool = False
+    merge: bool = field(default=False, metadata=FREE)
     """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged."""
-    preflight: bool = False
+    preflight: bool = field(default=False, metadata=FREE)
     """Render one example with the trained span marked, print token counts and the checks, then stop without training."""
-    chat_template: str | None = None
+    chat_template: str | None = field(default=None, metadata=MUST_MATCH)
     """A Jinja chat template file to use instead of the student's own (base models without one get distill's default)."""
-    tokenizer: str | None = None
+    tokenizer: str | None = field(default=None, metadata=MUST_MATCH)
     """Load the tokenizer from here instead of --student."""
-    limit: int | None = None
+    limit: int | None = field(default=None, metadata=MUST_MATCH)
     """Train on the first N kept records only (quick trials)."""
-    logging_steps: int = 1
+    logging_steps: int = field(default=1, metadata=FREE)
     """One log line (loss, lr, grad norm, tokens/s) every N optimizer steps."""
-    report_to: list[str] = field(default_factory=list)
+    report_to: list[str] = field(default_factory=list, metadata=FREE)
     """Experiment trackers to log to as well, e.g. tensorboard,wandb (the loss curve PNG is always written)."""
 
     def __post_init__(self) -> None:

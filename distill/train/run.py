@@ -17,6 +17,7 @@ from distill.chat import ensure_chat_template, load_tokenizer, render_prompt
 from distill.config import config_dict
 from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
 from distill.progress import is_main_process
+from distill.runs import claim, fingerprint
 from distill.train import checkpoints as ckpt
 from distill.train.config import DataStats, TrainConfig, TrainResult
 from distill.train.data import (
@@ -45,11 +46,6 @@ from distill.train.render import (
 )
 
 log = logging.getLogger("distill.train")
-
-# settings that shape the optimization: a resumed run must use the same ones
-RESUME_SETTINGS = ("student", "tokenizer", "chat_template", "method", "max_seq_len", "batch_tokens", "grad_accum",
-                   "epochs", "lr", "lr_scheduler", "min_lr_ratio", "warmup_ratio", "weight_decay", "max_grad_norm",
-                   "optimizer", "seed", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "dtype", "limit")
 
 
 def _quiet_libraries() -> None:
@@ -140,11 +136,10 @@ def preflight_report(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat, template
 
 
 def run_settings(cfg: TrainConfig, plan: TrainPlan) -> dict[str, Any]:
-    values = config_dict(cfg)
-    settings = {name: values[name] for name in RESUME_SETTINGS}
-    settings["lr"] = plan.learning_rate
-    settings.update(kept_sha256=plan.kept_sha256, student_identity=plan.student_identity, processes=plan.processes)
-    return settings
+    """The fingerprint a resumed run must match: the kept file by its content, the student by its identity,
+    the resolved lr."""
+    return fingerprint(cfg, lr=plan.learning_rate, kept_sha256=plan.kept_sha256,
+                       student_identity=plan.student_identity, processes=plan.processes)
 
 
 def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
@@ -179,8 +174,12 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     check_student(cfg.student)
     plan = resolve_plan(cfg, hw, chat_format=fmt, template_source=template_source, vocab_size=len(tokenizer),
                         kept_sha256=file_digest(cfg.kept))
+    inputs = {"KEPT": cfg.kept, "--student": cfg.student, "--tokenizer": cfg.tokenizer,
+              "--chat-template": cfg.chat_template}
     try:
-        return _train(cfg, plan, tokenizer, callbacks)
+        # only rank 0 writes --out, so only it holds the lock
+        with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
+            return _train(cfg, plan, tokenizer, callbacks)
     except DistillError:
         raise
     except Exception as exc:  # a checkpoint or the model saved onto a full disk: say so in one line

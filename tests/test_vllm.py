@@ -3,7 +3,8 @@
 One engine for the module: every generate() here runs inside keep_engine(), so the tests share
 it instead of starting one each (seconds on a GPU, ~20-150 s on 2 CPU cores). The engine runs
 in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0, the 'uni' executor): one Python process to start
-instead of three. The CLI tests below start engines of their own and never load a model fully.
+instead of three. The CLI tests below are refused before an engine starts, except the KV-cache
+one, whose engine stops at sizing its cache (a second, short-lived engine next to the kept one).
 """
 
 from __future__ import annotations

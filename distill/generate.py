@@ -214,6 +214,12 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
     failed: list[dict[str, str]] = []
     new_records = new_tokens = retries = 0
     backend = make_backend(cfg.teacher, cfg, seed=cfg.seed, name=backend_name) if pending else None
+    if backend is not None:
+        try:
+            backend.check(params)
+        except BaseException:
+            backend.close()
+            raise
     # Only now that the teacher is loaded is the output touched: a run that cannot start leaves it as it was.
     if out.exists() and cfg.overwrite:
         out.unlink()

@@ -50,7 +50,9 @@ def resolve_backend(name: str) -> str:
     has_cuda = torch.cuda.is_available()
     chosen = "vllm" if has_vllm and has_cuda else "hf"
     why = "vLLM and a CUDA GPU are present" if chosen == "vllm" else (
-        "no CUDA GPU" if not has_cuda else "vLLM is not installed (pip install 'distill[vllm]')")
+        # vLLM's CPU build is never auto-chosen: its start costs tens of seconds where hf takes a few
+        "no CUDA GPU" + ("; vLLM's CPU build runs only with --backend vllm" if has_vllm else "")
+        if not has_cuda else "vLLM is not installed (pip install 'distill[vllm]')")
     log.info("backend auto -> %s (%s)", chosen, why)
     return chosen
 

@@ -95,6 +95,9 @@ class Backend(ABC):
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         """Yield one result for every pending request (results for non-pending ones are allowed)."""
 
+    def check(self, params: SamplingParams) -> None:  # noqa: B027 - optional hook
+        """Refuse, before any output is touched, sampling this engine cannot do (raise a DistillError)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the engine (GPU memory, connections)."""
 

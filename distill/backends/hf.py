@@ -23,9 +23,9 @@ from distill.backends.base import (
     derive_seed,
 )
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
-from distill.completion import generation_prefill, restore_prefill
 from distill.config import require
 from distill.errors import ModelError
+from distill.shape import generation_prefill, restore_prefill
 
 log = logging.getLogger(__name__)
 

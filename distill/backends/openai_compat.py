@@ -32,9 +32,9 @@ from distill.backends.base import (
     SamplingParams,
     derive_seed,
 )
-from distill.completion import fold_reasoning_field
 from distill.config import require
 from distill.errors import BackendError, ConfigError
+from distill.shape import fold_reasoning_field
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,22 @@ class OpenAIBackend(Backend):
         if options.api_key_env:
             self._api_key = os.environ.get(options.api_key_env, "")
             if not self._api_key:
-                raise ConfigError(f"--api-key-env {options.api_key_env}: that environment variable is not set "
-                                  "or empty")
+                # the value is echoed only when it reads as a variable name: a key pasted here by mistake
+                # (hf_…, gsk_…) must not reach the console
+                shown = options.api_key_env if re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", options.api_key_env) \
+                    else "the variable it names"
+                raise ConfigError(f"--api-key-env: {shown} is not set or empty in the environment; export it, "
+                                  "or pass the NAME of the variable that holds the key")
 
     # -- secrets ---------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
         """Remove the API key from any text that may reach a log, a summary or an exception."""
         return text.replace(self._api_key, "***") if self._api_key else text
+
+    def error_text(self, exc: Any) -> str:
+        """A server's error message, scrubbed whole and only then cut short: a cut first could split the
+        key so that the scrub no longer finds it."""
+        return self._scrub(_message(exc))[:200]
 
     # -- driving the event loop from a synchronous generator ----------------------------------
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
@@ -205,7 +214,7 @@ class OpenAIBackend(Backend):
                 error = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})"
             except openai.APIStatusError as exc:
                 status = exc.status_code
-                error = f"HTTP {status}: {self._scrub(_message(exc))}"
+                error = f"HTTP {status}: {self.error_text(exc)}"
                 if status in (401, 403):
                     raise _Fatal(f"{self.base_url} refused the credentials ({error}); check the key in the "
                                  "variable named by --api-key-env") from None
@@ -274,14 +283,15 @@ class _Failed(Exception):
 
 
 def _message(exc: Any) -> str:
+    """The whole error message of a server's reply (cut only after scrubbing, see error_text)."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:200]
+            return str(inner["message"])
         if isinstance(inner, str):
-            return inner[:200]
-    return (str(getattr(exc, "message", "")) or type(exc).__name__)[:200]
+            return inner
+    return str(getattr(exc, "message", "")) or type(exc).__name__
 
 
 def _retry_after(exc: Any) -> float | None:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
-from distill.completion import generation_prefill
 from distill.config import config_dict
 from distill.errors import ConfigError, InputError, ModelError
 from distill.prompts import Prompt, load_prompts
 from distill.rl.config import RLConfig, RLResult
 from distill.rl.rewards import reward_functions
+from distill.shape import generation_prefill
 from distill.train import checkpoints as ckpt
 from distill.train.data import file_digest
 

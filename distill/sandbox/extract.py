@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from distill.completion import THINK_CLOSE, THINK_OPEN
+from distill.shape import THINK_CLOSE, THINK_OPEN
 
 # CommonMark fences: three or more backticks or tildes, indented at most three spaces; a backtick
 # fence's info string cannot contain a backtick (so "```a``` inline" is not a fence).

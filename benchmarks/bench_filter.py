@@ -67,11 +67,11 @@ def naive_loop(path: Path) -> tuple[float, int]:
 def distill_filter(path: Path, out_dir: Path, workers: int | None,
                    checks: list[str] | None = None) -> tuple[float, float, int]:
     """(seconds end to end, records/s of the chunk loop, kept) for filter_traces."""
-    from distill.filter import FilterConfig, check_names, filter_traces
+    from distill.filter import FilterConfig, default_checks, filter_traces
 
     start = time.perf_counter()
     report = filter_traces(FilterConfig(traces=str(path), out=str(out_dir / "kept.jsonl"), workers=workers,
-                                        overwrite=True, checks=checks or list(check_names())))
+                                        overwrite=True, checks=checks or list(default_checks())))
     return time.perf_counter() - start, report.data["throughput"]["records_per_s"], report.kept
 
 

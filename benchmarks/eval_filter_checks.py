@@ -20,13 +20,13 @@ from pathlib import Path
 
 from filter_evalset import MAX_TOKENS, build_evalset  # benchmarks/ is on the path of a script run from it
 
-from distill.filter import FilterConfig, check_names, filter_traces
+from distill.filter import FilterConfig, default_checks, filter_traces
 from distill.report import markdown_table
 
 
 def score_checks(records: list[dict]) -> list[list]:
     rows = []
-    for check in check_names():
+    for check in default_checks():
         tp = fp = fn = tn = unknown = 0
         for record in records:
             truth = check in record["source"]["faults"]

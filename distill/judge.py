@@ -25,9 +25,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from distill.backends.base import Backend, GenerationRequest, SamplingParams
+from distill.config import FREE, MUST_MATCH, Options, flag, one_of, require
 from distill.errors import ConfigError, InputError
 from distill.traces import JsonlWriter, iter_jsonl, repair_torn_tail
 
@@ -274,3 +275,104 @@ def items_of(records: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[
         reference = record.get("reference")
         items.append(JudgeItem(problem, None if reference is None else str(reference), answer))
     return items
+
+
+JUDGE_BACKENDS = ("openai", "vllm", "hf")
+
+
+@dataclass(kw_only=True)
+class JudgeOptions(Options):
+    """The judge model and how it is reached; a stage that grades with a judge inherits this group."""
+
+    panel: ClassVar[str] = "Judge"
+    judge: str | None = field(default=None, metadata=MUST_MATCH)
+    """judge: the model that grades what the rules cannot (a served model name with --judge-backend openai, else a directory or Hub id); turns the judge check on."""
+    judge_backend: str = field(default="openai", metadata=FREE)
+    """judge: openai (any OpenAI-compatible server: vllm serve, a hosted API), vllm (offline engine) or hf."""
+    judge_base_url: str | None = field(default=None, metadata=FREE)
+    """judge: the server's base URL with --judge-backend openai, e.g. http://localhost:8000/v1."""
+    judge_api_key_env: str | None = field(default=None, metadata=FREE)
+    """judge: name of the environment variable holding the judge server's API key (never written anywhere)."""
+    judge_concurrency: int = field(default=32, metadata=FREE)
+    """judge: requests in flight at once (openai backend)."""
+    judge_vllm_args: str | None = field(default=None, metadata=FREE)
+    """judge: more vllm.LLM arguments as a JSON object (vllm backend), e.g. '{"tensor_parallel_size": 4}'."""
+    judge_prompt: str = field(default=DEFAULT_REFERENCE_PROMPT, metadata=MUST_MATCH)
+    """judge: the prompt for records with a reference (a shipped name such as reference-v1, or a file with {problem}, {reference}, {answer})."""
+    judge_rubric_prompt: str = field(default=DEFAULT_RUBRIC_PROMPT, metadata=MUST_MATCH)
+    """judge: the prompt for records without a reference (shipped rubric-v1, or a file with {problem}, {answer})."""
+    judge_without_reference: bool = field(default=True, metadata=MUST_MATCH)
+    """judge: also grade records that have no reference (writing, factual QA) with the rubric prompt."""
+    judge_overrule_false: bool = field(default=True, metadata=MUST_MATCH)
+    """judge: also judge answers the rules call wrong when the reference is not a plain number (rule false negatives)."""
+    judge_unknown: str = field(default="keep", metadata=MUST_MATCH)
+    """judge: what a record gets when the judge gives no verdict (no parsable reply, unreachable): keep or reject."""
+    judge_attempts: int = field(default=3, metadata=MUST_MATCH)
+    """judge: replies asked for before the verdict is null (greedy first, then sampled)."""
+    judge_max_tokens: int = field(default=1024, metadata=MUST_MATCH)
+    """judge: most tokens of one reply (a thinking judge needs more)."""
+    judge_cache: str | None = field(default=None, metadata=FREE)
+    """judge: verdict cache (.jsonl), reused by reruns (default: <out>.judge-cache.jsonl beside --out)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of(self.judge_backend, "judge_backend", JUDGE_BACKENDS)
+        one_of(self.judge_unknown, "judge_unknown", ("keep", "reject"))
+        require(self.judge_attempts >= 1, "judge_attempts", f"must be at least 1 (got {self.judge_attempts})")
+        require(self.judge_max_tokens >= 1, "judge_max_tokens", f"must be at least 1 (got {self.judge_max_tokens})")
+        require(self.judge_concurrency >= 1, "judge_concurrency", "must be at least 1")
+        if self.judge is None:
+            return
+        require(self.judge_backend != "openai" or bool(self.judge_base_url), "judge_base_url",
+                "is required with --judge-backend openai (e.g. http://localhost:8000/v1)")
+        for name, backend in (("judge_base_url", "openai"), ("judge_api_key_env", "openai"),
+                              ("judge_vllm_args", "vllm")):
+            require(getattr(self, name) is None or self.judge_backend == backend, name,
+                    f"only applies to --judge-backend {backend}; add --judge-backend {backend} or drop {flag(name)}")
+        load_prompt(self.judge_prompt, needs_reference=True)
+        load_prompt(self.judge_rubric_prompt, needs_reference=False)
+
+    def make_judge(self, cache_path: Path | None, *, seed: int = 0) -> Judge:
+        """The Judge these options describe (its engine started: a server checked, weights loaded)."""
+        from distill.backends import BACKENDS
+
+        engine, options_class = BACKENDS[self.judge_backend]
+        values: dict[str, Any] = {"openai": {"base_url": self.judge_base_url, "api_key_env": self.judge_api_key_env,
+                                             "concurrency": self.judge_concurrency, "tokenizer": "none"},
+                                  "vllm": {"vllm_args": self.judge_vllm_args}, "hf": {}}[self.judge_backend]
+        backend = engine(self.judge or "", options_class(**values), seed=seed)
+        return Judge(backend, self.judge or "", load_prompt(self.judge_prompt, needs_reference=True),
+                     load_prompt(self.judge_rubric_prompt, needs_reference=False), cache_path=cache_path,
+                     max_attempts=self.judge_attempts, max_tokens=self.judge_max_tokens, seed=seed)
+
+
+class JudgePool:
+    """The judge check's slow part, in the filter's main process: the pool interface of a pooled check
+    (batch() → add(problem, reference, answer, index), submit(), results(); close(); stats)."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self.stats = judge.stats
+
+    def batch(self) -> _JudgeBatch:
+        return _JudgeBatch(self.judge)
+
+    def close(self) -> None:
+        self.judge.backend.close()
+
+
+@dataclass
+class _JudgeBatch:
+    judge: Judge
+    items: list[tuple[JudgeItem, int]] = field(default_factory=list)
+
+    def add(self, problem: str, reference: str | None, answer: str, index: int) -> None:
+        self.items.append((JudgeItem(problem, reference, answer), index))
+
+    def submit(self) -> None:
+        """Nothing to start ahead: a chunk's items are judged together when its results are asked for."""
+
+    def results(self) -> Iterable[tuple[list[int], JudgeVerdict]]:
+        verdicts = self.judge.judge(item for item, _ in self.items)
+        for item, index in self.items:
+            yield [index], verdicts[self.judge.key(item)]

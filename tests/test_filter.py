@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.filter import FilterConfig, check_names, filter_traces
+from distill.filter import FilterConfig, default_checks, filter_traces
 from distill.filter import run as filter_run
 from distill.grading import GIANT_ANSWER, GIANT_REFERENCE
 from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl
@@ -72,7 +72,7 @@ def test_cli_filters_a_generate_file_and_says_why(traces, tmp_path):
     assert [r["id"] for r in kept] == [r["id"] for r, reasons in CASES if not reasons]
     assert {r["id"]: r["rejected_by"] for r in rejected} == {r["id"]: reasons for r, reasons in CASES if reasons}
     for out_record in kept + rejected:
-        assert list(out_record["verdicts"]) == list(check_names())
+        assert list(out_record["verdicts"]) == list(default_checks())
         source = next(r for r, _ in CASES if r["id"] == out_record["id"])
         assert {k: out_record[k] for k in source} == source  # the trace itself is untouched
     by_id = {r["id"]: r for r in kept + rejected}

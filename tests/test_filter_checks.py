@@ -314,8 +314,9 @@ def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(
 def test_every_registered_check_is_built_from_the_filter_config_in_registry_order():
     cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", reasoning_field="reasoning_content", max_tokens=9)
     checks = build_checks(cfg)
-    assert [type(c) for c in checks] == list(CHECKS.values())
-    assert [c.name for c in checks] == list(CHECKS) == list(cfg.checks[:-1])  # selection picks among them last
+    default = [cls for cls in CHECKS.values() if getattr(cls, "default_on", True)]  # not the opt-in ones
+    assert [type(c) for c in checks] == default and {"contamination", "judge"} == set(CHECKS) - set(cfg.checks)
+    assert [c.name for c in checks] == [c.name for c in default] == list(cfg.checks[:-1])  # selection: last
     assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
     assert checks[2].max_tokens == 9
 

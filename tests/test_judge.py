@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from distill.backends.openai_compat import OpenAIBackend
+from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
 from distill.errors import ConfigError, InputError
 from distill.judge import (
     DEFAULT_REFERENCE_PROMPT,
@@ -67,8 +69,8 @@ def test_shipped_prompts_load_and_custom_prompts_are_checked(tmp_path):
 
 
 def make_judge(server: ScriptedChatServer, cache=None, **kwargs) -> Judge:
-    backend = OpenAIBackend("judge", base_url=server.base_url, concurrency=4, max_retries=0, tokenizer="none",
-                            backoff_base=0.0)
+    backend = OpenAIBackend("judge", OpenAIOptions(base_url=server.base_url, concurrency=4, max_retries=0,
+                                                   tokenizer="none", retry_backoff=0.0))
     return Judge(backend, "judge", load_prompt(DEFAULT_REFERENCE_PROMPT, needs_reference=True),
                  load_prompt(DEFAULT_RUBRIC_PROMPT, needs_reference=False), cache_path=cache, **kwargs)
 
@@ -77,9 +79,9 @@ def scripted(prompt: str, call: int) -> str | None:
     """Right where it matters: C(x) = 542x + 500 equals C(n) = 542n + 500; garbage once, twice, always."""
     answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0] if "Final answer" in prompt \
         else prompt.split("Response to grade:\n")[-1].split("\n\nReply")[0]
-    if answer == "garbage-once":
+    if "garbage-once" in answer:
         return "hmm" if call == 1 else "REASON: fine on retry\nVERDICT: CORRECT"
-    if answer == "garbage-always":
+    if "garbage-always" in answer:
         return "I cannot decide."
     if answer == "server-error":
         return None
@@ -149,3 +151,68 @@ def test_a_torn_cache_line_is_repaired_and_judged_again(tmp_path):
         verdicts = judge.judge(items)
         assert judge.stats.cached == 1 and judge.stats.judged == 1
         assert [verdicts[judge.key(i)].verdict for i in items] == [False, True]
+
+
+def test_distill_filter_with_a_judge_keeps_rule_false_negatives_and_rejects_what_it_confirms(tmp_path):
+    """Through the real CLI: the judge settles what the rules leave open, its verdict and reason land in
+    the outputs, the report counts what it did, and a rerun is answered from its cache."""
+    from tests.conftest import read_jsonl, run_cli, write_jsonl
+
+    def trace(key, reference, answer, problem="Cost function?"):
+        return {"id": f"{key}:0", "prompt_id": key, "sample": 0, "messages": [{"role": "user", "content": problem}],
+                "reference": reference, "completion": f"<think>\nwork\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
+                "finish_reason": "stop", "completion_tokens": 20}
+
+    traces = write_jsonl(tmp_path / "traces.jsonl", [
+        trace("renamed", "C(n) = 542n + 500", "C(x) = 542x + 500"),   # a rule false negative
+        trace("wrong", "C(n) = 542n + 500", "C(x) = 541x + 500"),
+        trace("number", "42", "41"),                                  # a plain number: the rule's False stands
+        trace("right", "42", "42"),                                   # the rules decide: never judged
+        trace("haiku", None, "Rain taps the window", problem="Write a haiku about rain."),
+        trace("garbled", None, "garbage-always", problem="Write a haiku about snow."),
+    ])
+    out = tmp_path / "kept.jsonl"
+    with ScriptedChatServer(scripted) as server:
+        args = ["filter", traces, "--out", out, "--workers", "1", "--judge", "judge-model",
+                "--judge-base-url", server.base_url, "--checks", "format,correctness,judge"]
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr
+        kept = {r["prompt_id"]: r for r in read_jsonl(out)}
+        rejected = {r["prompt_id"]: r for r in read_jsonl(tmp_path / "kept.rejects.jsonl")}
+        assert sorted(kept) == ["garbled", "haiku", "renamed", "right"]
+        assert sorted(rejected) == ["number", "wrong"]
+        renamed = kept["renamed"]
+        assert renamed["verdicts"]["correctness"] is True and renamed["verdicts"]["judge"] is True
+        assert renamed["filter_details"]["correctness_by_rules"] is False
+        assert renamed["filter_details"]["judge"] == "scripted"
+        assert rejected["wrong"]["rejected_by"] == ["correctness", "judge"]
+        assert rejected["number"]["rejected_by"] == ["correctness"]
+        assert "judge" in rejected["number"]["filter_details"]["not_run"]
+        assert "judge" in kept["right"]["filter_details"]["not_run"]
+        assert kept["garbled"]["verdicts"]["judge"] is None  # --judge-unknown keep (the default)
+        assert not any("work" in call for call in server.calls)  # never the reasoning
+        report = json.loads((tmp_path / "kept.report.json").read_text())
+        judge = report["correctness"]["this_run"]["judge"]
+        assert judge["judged"] == 4 and judge["overturned_false"] == 1 and judge["confirmed_false"] == 1
+        assert judge["decided_none"] == 1 and judge["unknown"] == 1 and judge["tokens"] > 0
+        calls = len(server.calls)
+
+        # --judge-unknown reject: the garbled record goes; every verdict comes from the cache
+        result = run_cli(*args, "--overwrite", "--judge-unknown", "reject")
+        assert result.returncode == 0, result.stderr
+        assert len(server.calls) == calls
+        assert sorted(r["prompt_id"] for r in read_jsonl(out)) == ["haiku", "renamed", "right"]
+
+
+def test_judge_options_are_checked_up_front(tmp_path):
+    from tests.conftest import assert_user_error, run_cli
+
+    traces = tmp_path / "t.jsonl"
+    traces.write_text("")
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k.jsonl", "--judge", "m"), "--judge-base-url")
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k.jsonl", "--checks", "correctness,judge"),
+                      "--judge", "judge model")
+    assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k.jsonl", "--judge", "m", "--judge-base-url",
+                              "http://127.0.0.1:9/v1", "--judge-prompt", str(tmp_path / "nope.txt")),
+                      "--judge-prompt")
+    assert not (tmp_path / "k.jsonl").exists()

@@ -15,8 +15,8 @@ says where the traces keep their reasoning; answer extraction and grading live i
 """
 
 from distill.filter.checks import CHECKS, Check
-from distill.filter.config import FilterConfig, check_names
+from distill.filter.config import FilterConfig, check_names, default_checks
 from distill.filter.report import FilterReport
 from distill.filter.run import filter_traces
 
-__all__ = ["CHECKS", "Check", "FilterConfig", "FilterReport", "check_names", "filter_traces"]
+__all__ = ["CHECKS", "Check", "FilterConfig", "FilterReport", "check_names", "default_checks", "filter_traces"]

@@ -11,6 +11,7 @@ from distill.errors import ConfigError
 from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
+from distill.judge import JudgeOptions
 from distill.sandbox.limits import SandboxLimits
 from distill.shape import TraceShape
 
@@ -43,7 +44,7 @@ def default_workers() -> int:
 
 
 @dataclass(kw_only=True)
-class FilterConfig(SandboxLimits):
+class FilterConfig(SandboxLimits, JudgeOptions):
     traces: str = field(metadata=MUST_MATCH)
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str = field(metadata=MUST_MATCH)
@@ -53,7 +54,7 @@ class FilterConfig(SandboxLimits):
     report: str | None = field(default=None, metadata=FREE)
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
     checks: list[str] = field(default_factory=lambda: list(default_checks()), metadata=MUST_MATCH)
-    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection (the default), and contamination."""
+    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection (the default), and contamination, judge."""
     workers: int | None = field(default=None, metadata=FREE)
     """Worker processes for the checks and for math-verify (default: every core)."""
     overwrite: bool = field(default=False, metadata=FREE)
@@ -119,6 +120,10 @@ class FilterConfig(SandboxLimits):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # an opt-in check joins the default list when its option is given (--judge, --decontaminate)
+        if self.checks == list(default_checks()):
+            wanted = {"contamination": self.decontaminate is not None, "judge": self.judge is not None}
+            self.checks = [name for name in check_names() if name in self.checks or wanted.get(name)]
         require(bool(self.traces), "traces", "is required")
         require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
         names = check_names()
@@ -153,12 +158,17 @@ class FilterConfig(SandboxLimits):
         require(self.contamination_ngram >= 1, "contamination_ngram", f"must be at least 1 (got {self.contamination_ngram})")
         if "contamination" in self.checks and self.decontaminate is None:
             self.decontaminate = ["default"]
+        require("judge" not in self.checks or self.judge is not None, "judge",
+                "is needed by the 'judge' check: name the judge model (--judge MODEL) or drop judge from --checks")
+        require("judge" not in self.checks or "correctness" in self.checks, "checks",
+                "names judge without correctness: the judge grades what the correctness rules leave open")
         # an option of a check that does not run would be silently ignored
         for name, check, given in (("keep_per_prompt", "selection", self.keep_per_prompt is not None),
                                    ("max_tokens", "length", self.max_tokens is not None),
                                    ("tokenizer", "length", self.tokenizer is not None),
                                    ("drop_unverified", "correctness", self.drop_unverified),
-                                   ("decontaminate", "contamination", self.decontaminate is not None)):
+                                   ("decontaminate", "contamination", self.decontaminate is not None),
+                                   ("judge", "judge", self.judge is not None)):
             require(not given or check in self.checks, name,
                     f"needs the '{check}' check, which --checks leaves out; add {check} to --checks or drop "
                     f"{flag(name)}")

@@ -208,6 +208,30 @@ def _slim_fields(cfg: FilterConfig, checks: list[Check]) -> tuple[str, ...]:
 
 
 @dataclass
+class OverrideCounts:
+    """What a check that can override a rule's verdict (the judge) did with the records sent to it."""
+
+    judged: int = 0
+    overturned_false: int = 0
+    """the rules said wrong, the judge said right: kept (a rule false negative)"""
+    confirmed_false: int = 0
+    decided_none: int = 0
+    """the rules could not tell, the judge could"""
+    unknown: int = 0
+    """the judge gave no verdict (no parsable reply, unreachable): the rules' verdict stands"""
+
+    def count(self, rule: bool | None, verdict: bool | None) -> None:
+        self.judged += 1
+        if verdict is None:
+            self.unknown += 1
+        elif rule is None:
+            self.decided_none += 1
+        elif rule is False:
+            self.overturned_false += verdict is True
+            self.confirmed_false += verdict is False
+
+
+@dataclass
 class ChunkJob:
     """One chunk on its way: cheap checks in the check pool, then grading, then written."""
 
@@ -273,6 +297,7 @@ class _Filter:
                                       initargs=(self.record_checks,))
         self.pools = {check.name: check.open_pool(self.workers)  # type: ignore[attr-defined]
                       for check in self.record_checks if check.pooled}
+        self.overrides = OverrideCounts()
 
     def close(self) -> None:
         self.check_pool.stop()
@@ -320,27 +345,46 @@ class _Filter:
 
     def _submit_pooled(self, job: ChunkJob) -> None:
         """Each pooled check's slow part for the records every cheap check passed; not run on the others."""
-        for name, pool in self.pools.items():
-            batch = job.batches[name] = pool.batch()
-            for index, outcome in enumerate(job.outcomes or []):
-                pending = outcome.pending.pop(name, None)
-                if pending is None:
-                    continue
-                if any(outcome.verdicts.get(check) is False for check in self.cheap):
-                    outcome.verdicts[name] = None
-                    outcome.details.setdefault("not_run", []).append(name)
-                    continue
-                batch.add(*pending.args, index)
-            batch.submit()
+        for check in self.record_checks:
+            if check.pooled and not getattr(check, "after", None):
+                self._fill_batch(job, check)
+
+    def _fill_batch(self, job: ChunkJob, check: Check) -> None:
+        """Send the check's pending records to its pool: those every cheap check passed and, for a check
+        that runs after another (the judge after correctness), those that check left to it."""
+        name = check.name
+        batch = job.batches[name] = self.pools[name].batch()
+        for index, outcome in enumerate(job.outcomes or []):
+            pending = outcome.pending.pop(name, None)
+            if pending is None:
+                continue
+            if any(outcome.verdicts.get(cheap) is False for cheap in self.cheap) or (
+                    getattr(check, "after", None) and not check.wants(pending, outcome.verdicts)):  # type: ignore[attr-defined]
+                outcome.verdicts[name] = None
+                outcome.details.setdefault("not_run", []).append(name)
+                continue
+            batch.add(*pending.args, index)
+        batch.submit()
 
     def _gather_pooled(self, job: ChunkJob) -> None:
         outcomes = job.outcomes or []
         for check in self.record_checks:
-            if check.name in job.batches:
-                for indices, result in job.batches.pop(check.name).results():
-                    for index in indices:
-                        outcomes[index].verdicts[check.name] = check.finish(  # type: ignore[attr-defined]
-                            result, outcomes[index].details)
+            if check.pooled and getattr(check, "after", None):
+                self._fill_batch(job, check)  # now that the check it follows has its verdicts
+            if check.name not in job.batches:
+                continue
+            overrides = getattr(check, "overrides", None)
+            for indices, result in job.batches.pop(check.name).results():
+                for index in indices:
+                    outcome = outcomes[index]
+                    verdict = outcome.verdicts[check.name] = check.finish(  # type: ignore[attr-defined]
+                        result, outcome.details)
+                    if overrides:
+                        self.overrides.count(outcome.verdicts.get(overrides), verdict)
+                        if verdict is not None:
+                            outcome.details[f"{overrides}_by_rules"] = outcome.verdicts.get(overrides)
+                            outcome.details[f"{overrides}_decided_by"] = check.name
+                            outcome.verdicts[overrides] = verdict
 
     def _failed(self, outcome: CheckOutcome) -> list[str]:
         reasons = [check for check in self.checks if outcome.verdicts.get(check) is False]
@@ -443,6 +487,12 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
         if g.timeouts:
             notes.append(f"{g.timeouts} answers timed out in math-verify after {cfg.verify_timeout:g} s: "
                          "correctness null" + (" (rejected: --drop-unverified)" if cfg.drop_unverified else " (kept)"))
+    if "judge" in run.pools:
+        judge = run.pools["judge"].stats
+        grading = {**(grading or {}), "judge": {**run.overrides.__dict__, **judge.to_dict(), "model": cfg.judge}}
+        if run.overrides.overturned_false:
+            notes.append(f"the judge overturned {run.overrides.overturned_false} rule verdicts of 'wrong' "
+                         "(kept; the rule's verdict is in filter_details.correctness_by_rules)")
     data = build_report(stats, cfg_dict=config_dict(cfg),
                         paths={"input": str(paths.input), "kept": str(paths.kept), "rejects": str(paths.rejects)},
                         length_source=length_source, grading=grading, elapsed=progress.elapsed,

@@ -19,8 +19,10 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
+from distill.config import MUST_MATCH, Options, require
 from distill.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
@@ -170,3 +172,19 @@ def build_index(sources: Sequence[str], n: int = DEFAULT_NGRAM) -> NgramIndex:
             raise
         log.info("decontamination: %s, %d problems", name, index.problems[name])
     return index
+
+
+@dataclass(kw_only=True)
+class DecontaminationOptions(Options):
+    """Which benchmarks training prompts must not overlap (filter's contamination check, generate's skip)."""
+
+    panel: ClassVar[str] = "Decontamination"
+    decontaminate: list[str] | None = field(default=None, metadata=MUST_MATCH)
+    """Benchmarks whose problems must not be training prompts: files or Hub datasets, FILE#COLUMN to name the problem column, 'default' for MATH-500, AIME 2024/2025, GPQA-Diamond and LiveCodeBench."""
+    contamination_ngram: int = field(default=DEFAULT_NGRAM, metadata=MUST_MATCH)
+    """A prompt sharing one run of this many words (after lowercasing, dropping punctuation and LaTeX markup) with a benchmark problem counts as contaminated."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.contamination_ngram >= 1, "contamination_ngram",
+                f"must be at least 1 (got {self.contamination_ngram})")

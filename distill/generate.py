@@ -17,7 +17,8 @@ from typing import Any
 
 from distill.backends import GenerationRequest, SamplingParams, make_backend, resolve_backend
 from distill.config import FREE, MUST_MATCH, require
-from distill.errors import IncompleteRun, OutputError
+from distill.decontam import DecontaminationOptions
+from distill.errors import IncompleteRun, InputError, OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions):
+class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions, DecontaminationOptions):
     prompts: str = field(metadata=FREE)
     """Prompts: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
     teacher: str = field(metadata=MUST_MATCH)
@@ -71,6 +72,8 @@ class GenerateSummary:
     failed_prompts: list[dict[str, str]] = field(default_factory=list)
     complete: bool = True
     params: dict[str, Any] = field(default_factory=dict)
+    contaminated_prompts: list[dict[str, Any]] = field(default_factory=list)
+    """Prompts skipped by --decontaminate, each with the benchmark, row and n-gram it shares."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -95,10 +98,29 @@ class GenerateSummary:
             f"p90 {tokens.get('p90', 0):,.0f}, max {tokens.get('max', 0):,.0f}",
             f"throughput        {self.tokens_per_s:,.1f} tok/s over {self.elapsed_s:.1f} s ({self.backend})",
         ]
+        if self.contaminated_prompts:
+            first = self.contaminated_prompts[0]
+            lines.append(f"decontaminated    {len(self.contaminated_prompts)} prompts skipped (first: {first['prompt_id']} "
+                         f"shares '{first['ngram']}' with {first['benchmark']} row {first['problem']})")
         if self.failed_prompts:
             lines.append(f"FAILED prompts    {len(self.failed_prompts)} (rerun the same command to retry them; "
                          f"first: {self.failed_prompts[0]['prompt_id']}: {self.failed_prompts[0]['error']})")
         return "\n".join(lines)
+
+
+def _decontaminate(prompts: list[Any], cfg: GenerateConfig) -> list[dict[str, Any]]:
+    """The prompts that overlap a --decontaminate benchmark: no teacher time is spent on them."""
+    from distill.decontam import build_index
+
+    index = build_index(cfg.decontaminate or [], cfg.contamination_ngram)
+    skipped = []
+    for prompt in prompts:
+        text = "\n".join(m["content"] for m in prompt.messages if m["role"] == "user")
+        match = index.find(text)
+        if match is not None:
+            skipped.append({"prompt_id": prompt.prompt_id, **match.to_dict()})
+    log.info("decontamination: %d of %d prompts overlap a benchmark and are skipped", len(skipped), len(prompts))
+    return skipped
 
 
 def _token_stats(counts: list[int]) -> dict[str, float]:
@@ -187,6 +209,12 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
     prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                            id_column=cfg.id_column, template=cfg.template, system=cfg.system,
                            limit=cfg.limit, shard=cfg.shard)
+    skipped = _decontaminate(prompts, cfg) if cfg.decontaminate else []
+    if skipped:
+        prompts = [p for p in prompts if p.prompt_id not in {s["prompt_id"] for s in skipped}]
+        if not prompts:
+            raise InputError("every prompt overlaps a --decontaminate benchmark: nothing is left to generate",
+                             path=cfg.prompts)
     params = _sampling(cfg)
     params_dict = _params_dict(params)
     by_id = {p.prompt_id: p for p in prompts}
@@ -261,7 +289,8 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
         finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
         completion_tokens=_token_stats(tokens), elapsed_s=round(elapsed, 3),
         tokens_per_s=round(new_tokens / elapsed, 2) if elapsed > 0 else 0.0, retries=retries,
-        failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n})
+        failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n},
+        contaminated_prompts=skipped)
     write_json(summary_path, summary.to_dict())
     if failed:
         log.warning("%d prompts failed (listed in %s)", len(failed), summary_path)

@@ -136,3 +136,21 @@ def test_distill_filter_rejects_planted_benchmark_problems(tmp_path):
     assert_user_error(run_cli("filter", traces, "--out", tmp_path / "k2.jsonl", "--checks", "format",
                               "--decontaminate", str(bench)), "--decontaminate", "contamination")
     assert not (tmp_path / "k2.jsonl").exists() and out.read_bytes() == before
+
+
+def test_distill_generate_spends_no_teacher_time_on_benchmark_problems(tmp_path, tiny_models):
+    from tests.conftest import read_jsonl, run_cli
+
+    bench = write_jsonl(tmp_path / "bench.jsonl", [{"problem": AIME}])
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"id": "planted", "problem": "  ".join(AIME.lower().split()), "answer": "1"},
+        {"id": "fresh", "problem": "What is 2 + 3?", "answer": "5"}])
+    out = tmp_path / "traces.jsonl"
+    result = run_cli("generate", prompts, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
+                     "--n", "1", "--max-tokens", "4", "--decontaminate", str(bench))
+    assert result.returncode == 0, result.stderr
+    assert [r["prompt_id"] for r in read_jsonl(out)] == ["fresh"]
+    summary = json.loads((tmp_path / "traces.summary.json").read_text())
+    assert [s["prompt_id"] for s in summary["contaminated_prompts"]] == ["planted"]
+    assert summary["contaminated_prompts"][0]["benchmark"] == str(bench)
+    assert "decontaminated    1 prompts skipped" in result.stdout

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from distill.config import FREE, MUST_MATCH, flag, one_of, require
+from distill.decontam import DecontaminationOptions
 from distill.errors import ConfigError
 from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
 from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
@@ -44,7 +45,7 @@ def default_workers() -> int:
 
 
 @dataclass(kw_only=True)
-class FilterConfig(SandboxLimits, JudgeOptions):
+class FilterConfig(SandboxLimits, JudgeOptions, DecontaminationOptions):
     traces: str = field(metadata=MUST_MATCH)
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str = field(metadata=MUST_MATCH)
@@ -104,12 +105,6 @@ class FilterConfig(SandboxLimits, JudgeOptions):
     drop_unverified: bool = field(default=False, metadata=MUST_MATCH)
     """correctness: reject records whose correctness is null (no reference, timeout, code without sandbox) instead of keeping them."""
 
-    # contamination
-    decontaminate: list[str] | None = field(default=None, metadata=MUST_MATCH)
-    """contamination: benchmarks whose problems must not be training prompts: files or Hub datasets, FILE#COLUMN to name the problem column, 'default' for MATH-500, AIME 2024/2025, GPQA-Diamond and LiveCodeBench (the default)."""
-    contamination_ngram: int = field(default=8, metadata=MUST_MATCH)
-    """contamination: a prompt sharing one run of this many words (after lowercasing, dropping punctuation and LaTeX markup) with a benchmark problem is rejected."""
-
     # selection
     keep_per_prompt: int | None = field(default=None, metadata=MUST_MATCH)
     """selection: keep at most this many passing samples per prompt (default: all)."""
@@ -155,7 +150,6 @@ class FilterConfig(SandboxLimits, JudgeOptions):
         require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
                 f"must be at least 1 (got {self.keep_per_prompt})")
         one_of(self.select_by, "select_by", SELECT_POLICIES)
-        require(self.contamination_ngram >= 1, "contamination_ngram", f"must be at least 1 (got {self.contamination_ngram})")
         if "contamination" in self.checks and self.decontaminate is None:
             self.decontaminate = ["default"]
         require("judge" not in self.checks or self.judge is not None, "judge",

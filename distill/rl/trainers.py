@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from distill.progress import format_duration
 from distill.report import save_curves
-from distill.train.checkpoints import publish, rotate, staging_dir
+from distill.train.checkpoints import save_staged
 
 log = logging.getLogger("distill.rl")
 
@@ -30,23 +29,8 @@ class AtomicCheckpoints:
         self.remove_callback(ProgressCallback)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        run_dir = Path(self.args.output_dir)
-        step = self.state.global_step
-        staged = staging_dir(run_dir, step)
-        if self.args.should_save:
-            shutil.rmtree(staged, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.args.output_dir = str(staged)
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.output_dir = str(run_dir)
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            publish(staged / f"checkpoint-{step}", run_dir, step, self.checkpoint_meta)
-            shutil.rmtree(staged, ignore_errors=True)
-            rotate(run_dir, self.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
+        save = super()._save_checkpoint
+        save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)
 
 
 def grpo_trainer(**kwargs: Any) -> Any:

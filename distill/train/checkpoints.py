@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +245,28 @@ def remove_all(run_dir: Path) -> None:
 
 def mark_finished(out: Path, summary: dict[str, Any]) -> None:
     _write_json(out / SUMMARY_FILE, summary)
+
+
+def save_staged(trainer: Any, save: Callable[[], None], meta: dict[str, Any], keep: int) -> None:
+    """Run `save` (a transformers Trainer's own _save_checkpoint) into a staging directory, then publish it.
+
+    Every rank writes into the staging directory; once all are done, rank 0 writes the marker and
+    renames it to checkpoint-N. A kill at any point leaves either no checkpoint-N or a complete one,
+    and the previous complete checkpoint is only deleted after that."""
+    run_dir = Path(trainer.args.output_dir)
+    step = trainer.state.global_step
+    staged = staging_dir(run_dir, step)
+    if trainer.args.should_save:
+        shutil.rmtree(staged, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.args.output_dir = str(staged)
+    try:
+        save()
+    finally:
+        trainer.args.output_dir = str(run_dir)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        publish(staged / f"checkpoint-{step}", run_dir, step, meta)
+        shutil.rmtree(staged, ignore_errors=True)
+        rotate(run_dir, keep)
+    trainer.accelerator.wait_for_everyone()

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from distill.errors import TrainingError
 from distill.progress import format_duration
-from distill.train.checkpoints import last_checkpoint, publish, rotate, staging_dir
+from distill.train.checkpoints import last_checkpoint, save_staged
 from distill.train.config import TrainConfig
 from distill.train.plan import TrainPlan
 
@@ -189,23 +188,5 @@ class DistillTrainer(Trainer):
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         self.check_finite_weights()
-        # Every rank writes into a staging directory; once all are done, rank 0 writes the marker
-        # and renames it to checkpoint-N. A kill at any point leaves either no checkpoint-N or a
-        # complete one, and the previous complete checkpoint is only deleted after that.
-        run_dir = Path(self.args.output_dir)
-        step = self.state.global_step
-        staged = staging_dir(run_dir, step)
-        if self.args.should_save:
-            shutil.rmtree(staged, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.args.output_dir = str(staged)
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.output_dir = str(run_dir)
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            publish(staged / f"checkpoint-{step}", run_dir, step, self.checkpoint_meta)
-            shutil.rmtree(staged, ignore_errors=True)
-            rotate(run_dir, self.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
+        save = super()._save_checkpoint
+        save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)

@@ -28,7 +28,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # the libraries underneath are chatty at INFO (every HTTP request, every download check)
-    for name in ("httpx", "httpx2", "httpcore", "openai", "urllib3", "filelock", "datasets", "fsspec",
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3", "filelock", "datasets", "fsspec",
                  "matplotlib", "asyncio"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # before transformers is imported: errors only, and no bars of its own beside ours

@@ -152,7 +152,7 @@ def test_lora_resume_after_the_base_changed_in_place_is_refused(tmp_path, tiny_m
     weights[name] = weights[name] * 1.5  # a different base at the same path, of the very same size
     save_file(weights, weights_file, metadata={"format": "pt"})
     assert weights_file.stat().st_size == size
-    with pytest.raises(OutputError, match=r"started with other settings \(student_identity 'sha256:"):
+    with pytest.raises(OutputError, match=r"started with other settings: refused: these keys changed: student_identity 'sha256:"):
         train(config(kept, student, out, resume=True, **options))
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -224,12 +224,12 @@ class Judge:
                             verdicts[key] = JudgeVerdict(None, f"no parsable verdict in {attempt} replies",
                                                          attempt, tokens[key])
                             self.stats.unparsed += 1
-                            finished.append(self._row(key, verdicts[key]))
+                            finished.append(self._settle(key, verdicts[key]))
                         else:
                             still_open.append(key)
                         continue
                     verdicts[key] = JudgeVerdict(parsed[0], parsed[1], attempt, tokens[key])
-                    finished.append(self._row(key, verdicts[key]))
+                    finished.append(self._settle(key, verdicts[key]))
                     if writer is not None and len(finished) >= 64:
                         writer.write(finished)
                         finished = []
@@ -242,12 +242,11 @@ class Judge:
         self.stats.judged += len(todo)
         self.stats.tokens += sum(tokens.values())
         self.stats.seconds += time.perf_counter() - start
-        # a failed request is not cached: a rerun asks again
-        self._cache.update({k: v for k, v in verdicts.items() if not v.reason.startswith("judge failed")})
         return verdicts
 
-    @staticmethod
-    def _row(key: str, verdict: JudgeVerdict) -> dict[str, Any]:
+    def _settle(self, key: str, verdict: JudgeVerdict) -> dict[str, Any]:
+        """Cache a final verdict (a failed request is not one: a rerun asks again); its row for the cache file."""
+        self._cache[key] = verdict
         return {"key": key, **verdict.to_dict()}
 
 
@@ -264,17 +263,6 @@ def needs_judge(correctness: bool | None, reference: Any, *, overrule_false: boo
     if correctness is None:
         return True
     return correctness is False and overrule_false and not plain_number(reference)
-
-
-def items_of(records: Sequence[dict[str, Any]], answers: Sequence[str]) -> list[JudgeItem]:
-    """JudgeItems of records (problem = the user turns, reference as a string or None) and their answers."""
-    items = []
-    for record, answer in zip(records, answers):
-        problem = "\n".join(m.get("content", "") for m in record.get("messages") or []
-                            if isinstance(m, dict) and m.get("role") == "user")
-        reference = record.get("reference")
-        items.append(JudgeItem(problem, None if reference is None else str(reference), answer))
-    return items
 
 
 JUDGE_BACKENDS = ("openai", "vllm", "hf")

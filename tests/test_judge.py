@@ -195,6 +195,7 @@ def test_distill_filter_with_a_judge_keeps_rule_false_negatives_and_rejects_what
         judge = report["correctness"]["this_run"]["judge"]
         assert judge["judged"] == 4 and judge["overturned_false"] == 1 and judge["confirmed_false"] == 1
         assert judge["decided_none"] == 1 and judge["unknown"] == 1 and judge["tokens"] > 0
+        assert judge["distinct_judged"] == 4 and judge["cached"] == 0
         calls = len(server.calls)
 
         # --judge-unknown reject: the garbled record goes; every verdict comes from the cache

@@ -489,7 +489,10 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
                          "correctness null" + (" (rejected: --drop-unverified)" if cfg.drop_unverified else " (kept)"))
     if "judge" in run.pools:
         judge = run.pools["judge"].stats
-        grading = {**(grading or {}), "judge": {**run.overrides.__dict__, **judge.to_dict(), "model": cfg.judge}}
+        # "judged" counts records; the judge's own count is of distinct (problem, reference, answer) items
+        asked = judge.to_dict()
+        asked["distinct_judged"] = asked.pop("judged")
+        grading = {**(grading or {}), "judge": {**asked, **run.overrides.__dict__, "model": cfg.judge}}
         if run.overrides.overturned_false:
             notes.append(f"the judge overturned {run.overrides.overturned_false} rule verdicts of 'wrong' "
                          "(kept; the rule's verdict is in filter_details.correctness_by_rules)")

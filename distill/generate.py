@@ -111,12 +111,12 @@ class GenerateSummary:
 def _decontaminate(prompts: list[Any], cfg: GenerateConfig) -> list[dict[str, Any]]:
     """The prompts that overlap a --decontaminate benchmark: no teacher time is spent on them."""
     from distill.decontam import build_index
+    from distill.filter.checks import prompt_text  # the text the filter's contamination check reads
 
     index = build_index(cfg.decontaminate or [], cfg.contamination_ngram)
     skipped = []
     for prompt in prompts:
-        text = "\n".join(m["content"] for m in prompt.messages if m["role"] == "user")
-        match = index.find(text)
+        match = index.find(prompt_text({"messages": prompt.messages}))
         if match is not None:
             skipped.append({"prompt_id": prompt.prompt_id, **match.to_dict()})
     log.info("decontamination: %d of %d prompts overlap a benchmark and are skipped", len(skipped), len(prompts))

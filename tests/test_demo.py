@@ -43,10 +43,17 @@ def test_every_stage_left_its_outputs(quick_demo):
     out, _ = quick_demo
     for path in ("demo.json", "demo.md", "demo.png", "data/teacher-train.jsonl", "data/prompts.jsonl",
                  "data/heldout.jsonl", "teacher/loss.png", "teacher/train.json", "traces.jsonl",
-                 "traces.summary.json", "kept.jsonl", "kept.rejects.jsonl", "kept.report.json",
+                 "kept.jsonl", "kept.rejects.jsonl", "kept.report.json",
                  "kept.reject-reasons.png", "all.jsonl", "all.report.json", "eval/results.json",
                  "eval/results.problems.jsonl", "eval/results.png"):
         assert (out / path).is_file(), path
+    # generate ran in shards (one per worker process) concatenated into traces.jsonl, or whole on one core
+    shards = [Path(p) for p in json.loads((out / "demo.json").read_text())["files"].get("generate_shards", [])]
+    summaries = [p.with_name(p.stem + ".summary.json") for p in shards] or [out / "traces.summary.json"]
+    assert all(p.is_file() for p in shards + summaries)
+    assert sum(json.loads(p.read_text())["records"] for p in summaries) == len(read_jsonl(out / "traces.jsonl"))
+    if shards:
+        assert b"".join(p.read_bytes() for p in shards) == (out / "traces.jsonl").read_bytes()
     for model in ("teacher", "students/kept", "students/all"):
         assert (out / model / "config.json").is_file(), model
         assert (out / model / "model.safetensors").is_file(), model
@@ -76,8 +83,11 @@ def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
         assert score["problems"] == QUICK.heldout and score["samples"] == QUICK.heldout * 2
     # the markdown file holds the same table
     assert table_rows((out / "demo.md").read_text()) == printed
-    assert set(summary["stage_s"]) == {"data", "teacher", "generate", "filter", "train", "eval"}
+    assert set(summary["stage_s"]) == set(summary["stage_cpu_s"]) == {"data", "teacher", "generate", "filter", "train",
+                                                                       "eval"}
     assert all(seconds > 0 for seconds in summary["stage_s"].values())
+    # the teacher and the students train in the worker processes: their CPU time is counted too
+    assert summary["stage_cpu_s"]["teacher"] > 0 and summary["stage_cpu_s"]["train"] > 0
     assert summary["total_s"] >= sum(summary["stage_s"].values()) - 1
 
 

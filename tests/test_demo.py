@@ -97,7 +97,7 @@ def test_traces_and_reject_reasons_add_up(quick_demo):
     report = json.loads((out / "kept.report.json").read_text())
     generated = read_jsonl(out / "traces.jsonl")
     kept, rejects = read_jsonl(out / "kept.jsonl"), read_jsonl(out / "kept.rejects.jsonl")
-    assert len(generated) == traces["generated"] == QUICK.prompts * 4
+    assert len(generated) == traces["generated"] == QUICK.prompts * DemoConfig().n
     assert len(kept) == traces["kept"] == report["records"]["kept"] > 0
     assert len(rejects) == traces["rejected"] == report["records"]["rejected"]
     assert len(kept) + len(rejects) == len(generated)

@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +65,10 @@ LEARNING_RATE = 3e-3
 """Tiny models from random weights learn fast at a rate a hundred times the 1e-5 of real students."""
 VOCAB_SIZE = 600
 GENERATE_BATCH = 100
+STUDENT_MAX_TOKENS = 256
+"""distill train --max-seq-len of the students: the longest trace (160 tokens and the prompt) fits. Each
+optimizer step is two packs of half the batch (--batch-tokens, --grad-accum 2): packed rows pay attention
+over the whole row on a CPU (no flash-attention), so 384-token packs train ~20 % faster than 768-token ones."""
 """hf backend: prompts per generate() call (× n rows)."""
 
 
@@ -81,6 +84,7 @@ class Scale:
     """Training budget of each student in tokens (prompt + target): both get the same, so what differs
     between them is the data they learn from, not how long they learn."""
     student_batch_tokens: int
+    """Tokens per optimizer step of a student (in two packs of half as many)."""
     prompts: int
     heldout: int
 
@@ -417,10 +421,14 @@ def _run(cfg: DemoConfig, out: Path) -> DemoResult:
     clock = _Clock()
     workers = clock.workers = Workers(2, cfg.threads) if default_workers() >= 2 else None
     try:
-        return _pipeline(cfg, out, clock, workers)
-    finally:
+        result = _pipeline(cfg, out, clock, workers)
+    except BaseException:
         if workers is not None:
-            workers.close()
+            workers.close(stop=True)  # a teacher process may be waiting for one that failed
+        raise
+    if workers is not None:
+        workers.close()
+    return result
 
 
 def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None) -> DemoResult:
@@ -474,7 +482,8 @@ def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None
     sizes = {name: epoch_tokens(paths[data], models.student) for name, data in (("kept", "kept"), ("all", "all"))}
     configs = {name: TrainConfig(
         kept=str(paths[name]), student=str(models.student), out=str(paths[f"student_{name}"]), method="full",
-        max_seq_len=512, batch_tokens=scale.student_batch_tokens, epochs=round(scale.student_tokens / sizes[name], 2),
+        max_seq_len=STUDENT_MAX_TOKENS, batch_tokens=scale.student_batch_tokens // 2, grad_accum=2,
+        epochs=round(scale.student_tokens / sizes[name], 2),
         lr=LEARNING_RATE, warmup_ratio=0.05, seed=cfg.seed, save_steps=0, logging_steps=50) for name in sizes}
     clock.start("train", f"two {scale.student.describe(student_params)} students, {scale.student_tokens:,} tokens "
                          f"each: one on the {kept.kept:,} kept traces ({configs['kept'].epochs:g} epochs), one on all "
@@ -540,18 +549,22 @@ def epoch_tokens(kept: Path, student: Path) -> int:
 class Workers:
     """One spawned process per core (two), started with the run so that their imports (torch,
     transformers: seconds each) happen while the main process writes the data. They train the
-    teacher together (DistributedDataParallel), then one student each: two cores do the work of
-    one in half the time. A failure in one is raised here as it was raised there."""
+    teacher together (DistributedDataParallel), generate a shard each, then train one student
+    each: two cores do the work of one in half the time. A failure in one is raised here as it
+    was raised there; a failed or interrupted demo stops them (`close(stop=True)`), and a killed
+    one takes them with it (`_end_with_parent`)."""
 
     def __init__(self, count: int, threads: int):
         import multiprocessing
 
+        from pebble import ProcessPool
+
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state forked mid-run
         level = logging.getLogger().getEffectiveLevel()
-        self.pools = [ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(threads, level))
+        self.pools = [ProcessPool(max_workers=1, initializer=_start_worker, initargs=(threads, level), context=context)
                       for _ in range(count)]
         for pool in self.pools:
-            pool.submit(int)  # starts the process, whose initializer imports what the stages need
+            pool.schedule(int)  # starts the process, whose initializer imports what the stages need
         self.cpu_s = 0.0
         """CPU seconds the workers' tasks took (a worker's own CPU time counts in this process's only once it ends)."""
 
@@ -560,10 +573,10 @@ class Workers:
 
     def run(self, calls: list[tuple[Any, ...]]) -> list[Any]:
         """calls[i] = (function, *args), run in worker i; the results in order. The first failure is raised
-        (the teacher's processes wait for each other, so one that failed ends the others' wait too)."""
+        at once (the teacher's processes wait for each other: the caller stops the other one)."""
         import concurrent.futures
 
-        futures = [pool.submit(_measured, *call) for pool, call in zip(self.pools, calls)]
+        futures = [pool.schedule(_measured, args=call) for pool, call in zip(self.pools, calls)]
         concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
         for future in futures:
             if future.done() and future.exception() is not None:
@@ -572,9 +585,12 @@ class Workers:
         self.cpu_s += sum(cpu for _, cpu in results)
         return [result for result, _ in results]
 
-    def close(self) -> None:
+    def close(self, *, stop: bool = False) -> None:
+        """Let the workers finish and end (or, with `stop`, end them now)."""
         for pool in self.pools:
-            pool.shutdown(cancel_futures=True)
+            pool.stop() if stop else pool.close()
+        for pool in self.pools:
+            pool.join()
 
 
 def _measured(function: Any, *args: Any) -> tuple[Any, float]:
@@ -583,7 +599,22 @@ def _measured(function: Any, *args: Any) -> tuple[Any, float]:
     return function(*args), time.process_time() - started
 
 
+def _end_with_parent() -> None:
+    """Have the kernel end this worker when the demo's process ends, even killed with SIGKILL (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the call
+        os._exit(1)
+
+
 def _start_worker(threads: int, level: int) -> None:
+    _end_with_parent()
     import torch
 
     import distill.train  # noqa: F401 - transformers' Trainer, accelerate: imported before the first task needs them

@@ -29,14 +29,17 @@ each, and the report names them ("option rows").
     python benchmarks/grading_vs_math_verify.py --math-verify-tests /tmp/mv/tests --json out.json
     python benchmarks/grading_vs_math_verify.py --math-verify-tests /tmp/mv/tests --pairs tests/data/grading_pairs.jsonl
 
-With `--pairs`, distill's own labelled set (tests/data/grading_pairs.jsonl: answer, reference,
-equal) is graded both ways too, and precision/recall are reported for it.
+With `--pairs`, distill's own labelled set (tests/data/grading_pairs.jsonl: answer text, reference,
+equal, note) is graded both ways too: distill as the filter grades an answer text
+(`grade_detailed`), math-verify alone as `verify(parse(f"${reference}$"), parse(answer))` (the
+references are written bare, as a dataset's answer column is).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import logging
 import math
@@ -99,10 +102,8 @@ def _call_of(function: ast.FunctionDef) -> dict[str, Any]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "compare_strings":
             call: dict[str, Any] = {"match_types": ["latex", "expr"]}
             for keyword in node.keywords:
-                try:
+                with contextlib.suppress(ValueError):  # a row column (precision=precision): read from the row
                     call[keyword.arg] = ast.literal_eval(keyword.value)
-                except ValueError:
-                    pass  # a row column (precision=precision): read from the row
             return call
     return {}
 
@@ -138,10 +139,24 @@ def distill_grade(pred: str, gold: str) -> bool | None:
     return verdict if verdict is not None else slow_grade(answer, gold, timeout=5.0).verdict
 
 
+def distill_grade_answer_text(answer_text: str, reference: str) -> bool | None:
+    """The filter's grading of an answer text (distill's labelled pairs are written as answer texts)."""
+    from distill.grading import grade_detailed
+
+    return grade_detailed(answer_text, reference, timeout=5.0).verdict
+
+
 def math_verify_plain(pred: str, gold: str) -> bool:
     from math_verify import parse, verify
 
     return bool(verify(parse(gold), parse(pred)))
+
+
+def math_verify_wrapped_reference(answer_text: str, reference: str) -> bool:
+    """math-verify alone on an answer text and a bare reference: the reference in `$…$` (as a
+    dataset's answer column is written, without delimiters), the answer text as it is."""
+    wrapped = reference if "$" in reference or "\\boxed" in reference else f"${reference}$"
+    return math_verify_plain(answer_text, wrapped)
 
 
 def math_verify_as_tested(case: Case) -> bool:
@@ -274,11 +289,11 @@ def main() -> None:
     if args.pairs:
         pairs = [json.loads(line) for line in args.pairs.read_text().splitlines() if line.strip()]
         own = run([(p.get("note", ""), p["reference"], p["answer"], p["equal"]) for p in pairs],
-                  {"distill": distill_grade, "math-verify (plain call)": math_verify_plain})
+                  {"distill": distill_grade_answer_text, "math-verify alone": math_verify_wrapped_reference})
         print(f"\ndistill's labelled pairs ({args.pairs}): {len(pairs)} pairs, {sum(p['equal'] for p in pairs)} equal")
         print(table(own))
         for score in own:
-            for source, gold, pred, equal, verdict in score.disagreements:
+            for source, gold, pred, equal, _ in score.disagreements:
                 print(f"  {score.name}: {'missed' if equal else 'FALSE POSITIVE'}: ref {_short(gold)!r} "
                       f"answer {_short(pred)!r} ({source})")
         report["pairs"] = {s.name: {**dict(zip(HEADERS, s.row())), "disagreements": s.disagreements} for s in own}

@@ -87,8 +87,11 @@ def _box_at(text: str, start: int) -> tuple[str, int] | None:
     return (match.group(1).strip(), match.end() - 1) if match else None
 
 
-def _last_box_start(text: str, before: int) -> int:
-    return max(text.rfind("\\boxed", 0, before), text.rfind("\\fbox", 0, before))
+def _last_box_start(text: str, before: int, fbox: bool = True) -> int:
+    """Where the last box command before `before` starts (-1: none). `fbox=False` when the text has
+    no \\fbox: a search for it would scan the whole text back each time."""
+    boxed = text.rfind("\\boxed", 0, before)
+    return max(boxed, text.rfind("\\fbox", 0, before)) if fbox else boxed
 
 
 def last_boxed(text: str) -> str | None:
@@ -102,7 +105,8 @@ def last_boxed(text: str) -> str | None:
 
 _BOX_SEPARATOR = re.compile(r"\b(?:and|or)\b|[,;]")
 _BOX_GROUP_LIMIT = 64
-"""At most this many boxes are read back from the last one (a list of answers is shorter)."""
+"""At most this many boxes are read back from the last one (a list of answers is shorter): the scan
+stays bounded on a text of thousands of adjacent boxes."""
 
 
 def boxed_answers(text: str) -> list[str] | None:
@@ -125,8 +129,9 @@ def _boxed_group(text: str) -> tuple[list[str], int] | None:
     if box is None:
         return None
     contents, end = [box[0]], box[1]
-    while len(contents) < _BOX_GROUP_LIMIT:
-        previous = _last_box_start(text, start)
+    fbox = "\\fbox" in text
+    for _ in range(_BOX_GROUP_LIMIT):
+        previous = _last_box_start(text, start, fbox)
         earlier = _box_at(text, previous) if previous >= 0 else None
         if earlier is None or earlier[1] >= start:  # none, cut off, or the box around this one
             break
@@ -182,9 +187,12 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
             group = _boxed_group(text)  # a linear scan: the box may open before the window
             if group is None:
                 continue
-            after = answer_window(text[group[1] + 1:])
-            restated = next((found for found in (_pattern_answer(after, p) for p in others)
-                             if found and _MATHLIKE.search(found)), None)
+            after = text[group[1] + 1:]
+            restated = None
+            if len(after) > _BOX_TAIL:  # "$." or "}$" closes the box; a restatement takes more
+                after = answer_window(after)
+                restated = next((found for found in (_pattern_answer(after, p) for p in others)
+                                 if found and _MATHLIKE.search(found)), None)
             found = restated or _strip_delimiters(BOX_JOINER.join(group[0]))
         else:
             window = answer_window(text) if window is None else window
@@ -195,6 +203,8 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
 
 
 _MATHLIKE = re.compile(r"[\d$\\]")
+_BOX_TAIL = 8
+"""Characters after the last box that cannot hold a restated answer ('}$.\n', '\\]')."""
 
 
 def _pattern_answer(window: str, pattern: str) -> str | None:
@@ -219,14 +229,17 @@ def _leading_math(found: str) -> str:
     return match.group(2) if match else found
 
 
+_DELIMITERS = tuple((open_, close, re.compile(r"(?<!\\)" + re.escape(close)))
+                    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")))
+
+
 def _strip_delimiters(answer: str) -> str:
     answer = answer.strip().rstrip(".").strip()
-    for open_, close in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")):
-        inner = answer[len(open_):len(answer) - len(close)]
-        # "$5$ and $6$" is two spans, not one to unwrap
-        if answer.startswith(open_) and answer.endswith(close) and len(answer) >= len(open_) + len(close) \
-                and not re.search(r"(?<!\\)" + re.escape(close), inner):
-            answer = inner.strip()
+    for open_, close, closing in _DELIMITERS:
+        if answer.startswith(open_) and answer.endswith(close) and len(answer) >= len(open_) + len(close):
+            inner = answer[len(open_):len(answer) - len(close)]
+            if not closing.search(inner):  # "$5$ and $6$" is two spans, not one to unwrap
+                answer = inner.strip()
     return answer.rstrip(".").strip()
 
 
@@ -321,7 +334,11 @@ def as_number(answer: str) -> tuple[Fraction, bool] | None:
     show (`rounded_equal`), so only an exact pair is compared as numbers alone.
     A number too long to convert (`has_giant_number`) is None too.
     """
-    text = normalize_answer(answer)
+    return _number(normalize_answer(answer))
+
+
+def _number(text: str) -> tuple[Fraction, bool] | None:
+    """`as_number` of an answer already normalised."""
     if has_giant_number(text):
         return None
     if _PLAIN_NUMBER.match(text):
@@ -354,19 +371,28 @@ def _decimal_shapes(text: str) -> list[tuple[int, int]]:
     return [(len(fraction), len((whole + fraction).lstrip("0"))) for whole, fraction in _DECIMAL.findall(text)]
 
 
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]*\}")
+_NOT_RATIONAL = re.compile(r"\\(?!(?:(?:d|t)?frac|left|right|cup|infty)(?![A-Za-z])|[,;:! \\])[A-Za-z]+|(?<![\\A-Za-z])[A-Za-z]")
+"""A command other than a fraction, brackets, ∪, ∞ or spacing, or a letter: pi, a root, a variable."""
+
+
 def rounding_places(answer: str, reference: str) -> int:
     """The places at which math-verify compares decimals with exact values (its `float_rounding`).
 
-    When one side writes decimals and the other none, the decimals are taken to be rounded at the
-    precision they show: the most places any of them shows (so `(0.6, 2.6667]` is compared with
+    When one side writes decimals and the other rational numbers only (integers, fractions, in
+    intervals, tuples or matrices), the decimals are taken to be rounded at the precision they show:
+    the most places any of them shows (so `(0.6, 2.6667]` is compared with
     `(\\frac{3}{5}, \\frac{8}{3}]` at four places), provided those have `MIN_SIGNIFICANT_DIGITS`.
-    Otherwise (decimals on both sides, or too few digits) math-verify's own six places."""
+    Otherwise math-verify's own six places: decimals on both sides (either may be exact), too few
+    digits, or an irrational or symbolic exact side (3.14 is not pi, nor 8.2 the value of
+    12\\sqrt{3} - 4\\pi: a closed form asked for is not to be estimated)."""
     ours, theirs = _decimal_shapes(answer), _decimal_shapes(reference)
     if bool(ours) == bool(theirs):
         return MATH_VERIFY_PLACES
-    shapes = ours or theirs
+    shapes, exact = (ours, reference) if ours else (theirs, answer)
     places = max(p for p, _ in shapes)
-    if places >= MATH_VERIFY_PLACES or any(p == places and s < MIN_SIGNIFICANT_DIGITS for p, s in shapes):
+    if places >= MATH_VERIFY_PLACES or any(p == places and s < MIN_SIGNIFICANT_DIGITS for p, s in shapes) \
+            or _NOT_RATIONAL.search(_ENVIRONMENT.sub("", exact)):
         return MATH_VERIFY_PLACES
     return places
 
@@ -392,12 +418,16 @@ A short table of certain synonyms, not a thesaurus: 'undefined' is not 'does not
 value vs a limit), nor 'none' 'no solution'."""
 
 
-def _phrase(answer: str) -> str:
-    return normalize_answer(answer).lower().replace("'", "").replace("’", "")
+def _phrase(normalized: str) -> str:
+    return normalized.lower().replace("'", "").replace("’", "")
 
 
 def same_meaning(answer: str, reference: str) -> bool:
     """Whether the answer and the reference are two phrases of one `SAME_MEANING` entry."""
+    return _same_meaning(normalize_answer(answer), normalize_answer(reference))
+
+
+def _same_meaning(answer: str, reference: str) -> bool:
     ours, theirs = _phrase(answer), _phrase(reference)
     return any(ours in phrases and theirs in phrases for phrases in SAME_MEANING)
 
@@ -484,17 +514,18 @@ def fast_verdict(answer: str, reference: str) -> bool | None:
 
     A decimal comma is read as a point only against a decimal written with a point: in the answer
     when the reference is such a decimal (1000,99 for 1000.99), in the reference only when the answer
-    is the same digits with a point (reference 1,22, answer 1.22). A comma between digits is more
-    often a list ('1,5': the roots 1 and 5, as MATH writes them), which no other answer may match as
-    a decimal; math-verify reads it as the list.
+    is the same digits with a point (reference 1,22, answer 1.22). A comma between digits in a
+    reference is more often a list ('1,5': the roots 1 and 5, as MATH writes them), which every
+    other answer is compared with as a list (math-verify reads it so); the one answer that matches
+    it as a decimal, 1.5, would be wrong digit for digit by coincidence.
     """
     answer = rename_bound_variables(answer, reference)
-    normalized = normalize_answer(answer)
-    if normalized == normalize_answer(reference) or same_meaning(answer, reference):
+    normalized, normalized_reference = normalize_answer(answer), normalize_answer(reference)
+    if normalized == normalized_reference or _same_meaning(normalized, normalized_reference):
         return True
-    if _decimal_comma(reference) == normalized and _PLAIN_NUMBER.match(normalized) and "." in normalized:
+    if "." in normalized and _PLAIN_NUMBER.match(normalized) and _decimal_comma(reference) == normalized:
         return True
-    ours, gold = as_number(answer), as_number(reference)
+    ours, gold = _number(normalized), _number(normalized_reference)
     comma = _decimal_comma(answer) if ours is None and gold is not None and not gold[1] else None
     if comma is not None:
         ours = Fraction(comma), False
@@ -505,8 +536,8 @@ def fast_verdict(answer: str, reference: str) -> bool | None:
     if ours[1] and gold[1]:
         return False
     if ours[1] != gold[1]:  # one decimal, one exact
-        decimal, value, exact = (reference, gold[0], ours[0]) if ours[1] else (answer, ours[0], gold[0])
-        return rounded_equal(normalize_answer(decimal), value, exact)
+        decimal, value, exact = (normalized_reference, gold[0], ours[0]) if ours[1] else (normalized, ours[0], gold[0])
+        return rounded_equal(decimal, value, exact)
     return None
 
 

@@ -162,6 +162,7 @@ def test_decimals_are_compared_at_the_places_they_show():
     assert rounding_places("0.3", "\\frac{1}{3}") == 6  # one significant digit: no rounding
     assert rounding_places("0.333", "0.33") == 6  # decimals on both sides: either may be exact
     assert rounding_places("\\frac{1}{3}", "0.33") == 2
+    assert rounding_places("3.14", "\\pi") == 6  # a closed form is not to be estimated
 
 
 def test_a_letter_reference_may_carry_its_option_text():

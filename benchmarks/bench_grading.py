@@ -2,7 +2,8 @@
 
 The grading rules grew (several boxes, decimals at their shown precision, renamed bound variables,
 option texts, …); this measures what that costs per answer, both versions in this process on the
-same inputs, rounds alternating (baseline, new, baseline, new …), CPU time of this process:
+same inputs, rounds alternating (baseline, new, baseline, new …), CPU time of this process; the
+median of the per-round ratios, and the ratio of the fastest rounds (noise only ever adds time):
 
 - answer texts: `grade_detailed` (in-process, no timer) on R1-style answer texts (1-2 KB of prose,
   then the boxed answer; integers, fractions, decimals and multiple-choice letters, in the
@@ -88,6 +89,7 @@ def main() -> None:
     import math_verify  # noqa: F401 - sympy's import is nobody's grading time
 
     import distill.grading as new
+    from distill.report import markdown_table
 
     old = load_baseline(args.baseline)
     texts = answer_texts(args.answers)
@@ -107,8 +109,7 @@ def main() -> None:
         for _, work in cases.values():
             work(grading)
     print(f"{args.rounds} rounds, alternating; CPU seconds of this process; baseline {args.baseline}\n")
-    print("| case | baseline | this checkout | × baseline (per round) | × baseline (median) |")
-    print("|---|---:|---:|---|---:|")
+    rows = []
     for name, (count, work) in cases.items():
         times: dict[str, list[float]] = {"old": [], "new": []}
         for _ in range(args.rounds):
@@ -117,9 +118,12 @@ def main() -> None:
         ratios = [n / o for o, n in zip(times["old"], times["new"], strict=True)]
         unit = 1e3 if "math-verify" in name else 1e6
         label = "µs" if unit == 1e6 else "ms"
-        print(f"| {name} | {statistics.median(times['old']) / count * unit:.1f} {label} "
-              f"| {statistics.median(times['new']) / count * unit:.1f} {label} "
-              f"| {', '.join(f'{r:.2f}' for r in ratios)} | **{statistics.median(ratios):.2f}** |")
+        rows.append([name, f"{statistics.median(times['old']) / count * unit:.1f} {label}",
+                     f"{statistics.median(times['new']) / count * unit:.1f} {label}",
+                     ", ".join(f"{r:.2f}" for r in ratios), f"**{statistics.median(ratios):.2f}**",
+                     f"{min(times['new']) / min(times['old']):.2f}"])
+    print(markdown_table(["case", "baseline", "this checkout", "× baseline (per round)", "× baseline (median)",
+                          "fastest / fastest"], rows))
 
 
 if __name__ == "__main__":

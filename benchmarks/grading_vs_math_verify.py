@@ -219,9 +219,9 @@ HEADERS = ["grader", "agree", "equal graded unequal / unequal graded equal", "pr
 
 
 def table(scores: list[Score]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(s.row()) + " |" for s in scores]
-    return "\n".join(lines)
+    from distill.report import markdown_table
+
+    return markdown_table(HEADERS, [s.row() for s in scores])
 
 
 def _short(text: str, width: int = 90) -> str:

@@ -87,11 +87,11 @@ def _box_at(text: str, start: int) -> tuple[str, int] | None:
     return (match.group(1).strip(), match.end() - 1) if match else None
 
 
-def _last_box_start(text: str, before: int, fbox: bool = True) -> int:
-    """Where the last box command before `before` starts (-1: none). `fbox=False` when the text has
-    no \\fbox: a search for it would scan the whole text back each time."""
-    boxed = text.rfind("\\boxed", 0, before)
-    return max(boxed, text.rfind("\\fbox", 0, before)) if fbox else boxed
+def _last_box_start(text: str, before: int, fbox: bool = True, after: int = 0) -> int:
+    """Where the last box command in text[after:before] starts (-1: none). `fbox=False` when the text
+    has no \\fbox: a search for it would scan the whole text back each time."""
+    boxed = text.rfind("\\boxed", after, before)
+    return max(boxed, text.rfind("\\fbox", after, before)) if fbox else boxed
 
 
 def last_boxed(text: str) -> str | None:
@@ -104,6 +104,9 @@ def last_boxed(text: str) -> str | None:
 
 
 _BOX_SEPARATOR = re.compile(r"\b(?:and|or)\b|[,;]")
+_BOX_REACH = 2048
+"""A box joins the next one only if it starts at most this far before it (its content and the gap):
+the search for it then never rescans a long text."""
 _BOX_GROUP_LIMIT = 64
 """At most this many boxes are read back from the last one (a list of answers is shorter): the scan
 stays bounded on a text of thousands of adjacent boxes."""
@@ -131,7 +134,7 @@ def _boxed_group(text: str) -> tuple[list[str], int] | None:
     contents, end = [box[0]], box[1]
     fbox = "\\fbox" in text
     for _ in range(_BOX_GROUP_LIMIT):
-        previous = _last_box_start(text, start, fbox)
+        previous = _last_box_start(text, start, fbox, max(0, start - _BOX_REACH))
         earlier = _box_at(text, previous) if previous >= 0 else None
         if earlier is None or earlier[1] >= start:  # none, cut off, or the box around this one
             break
@@ -281,7 +284,8 @@ _DEGREES = re.compile(r"\^\s*+\{?\\circ\}?|°")
 _TEXT = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 _THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
 """1,000 and 12,345.5 (as math-verify reads them); 0,111 is no thousands grouping"""
-_CURRENCY = re.compile(r"^(-?)(?:\\\$|\$|€|£|¥|₹|\\euro|\\pounds|\\yen)(?=[\d.])|(?<=[\d.])(?:\\\$|\$|€|£|¥|₹)$")
+_LEADING_CURRENCY = re.compile(r"(-?)(?:\\\$|\$|€|£|¥|₹|\\euro|\\pounds|\\yen)(?=[\d.])")
+_TRAILING_CURRENCY = ("\\$", "$", "€", "£", "¥", "₹")
 _FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
 _PLAIN_NUMBER = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
 _SLASH_FRACTION = re.compile(r"^(-?\d+)/(\d+)$")
@@ -305,9 +309,20 @@ def normalize_answer(answer: str) -> str:
     text = _DEGREES.sub("", text)
     text = _normalize_text(text)
     text = re.sub(r"\s+", "", text).rstrip(".")
-    text = _CURRENCY.sub(r"\1", text)
+    text = _strip_currency(text)
     if _THOUSANDS.match(text):
         text = text.replace(",", "")
+    return text
+
+
+def _strip_currency(text: str) -> str:
+    """A currency sign before or after a number dropped: \\$1000, -$5, 2,74€."""
+    match = _LEADING_CURRENCY.match(text)
+    if match:
+        text = match.group(1) + text[match.end():]
+    for sign in _TRAILING_CURRENCY:
+        if text.endswith(sign) and len(text) > len(sign) and text[-len(sign) - 1] in "0123456789.":
+            return text[:-len(sign)]
     return text
 
 
@@ -439,6 +454,9 @@ _FUNCTION_BINDER = re.compile(r"^\s*+([A-Za-z])\s*+\(\s*+([a-z](?:\s*+,\s*+[a-z]
 _INDEX_BINDER = re.compile(r"\\(sum|prod)(?:\\limits)?\s*+_\s*+\{?\s*+([a-z])\s*+=")
 
 
+_MAY_BIND = re.compile(r"\(|\\sum|\\prod")
+
+
 def _variables(text: str) -> set[str]:
     return {match.group(1) for match in _VARIABLE.finditer(text) if match.group(1)}
 
@@ -466,6 +484,8 @@ def rename_bound_variables(answer: str, reference: str) -> str:
     variable the other side alone uses. The renaming is refused when it is not one-to-one or when a
     new name is already a variable of the answer (`f(y) = y + x` against `f(x) = x + y` stays itself),
     so that no free variable is ever renamed into another: `x + 2y` is never `2x + y`."""
+    if not (_MAY_BIND.search(answer) or _MAY_BIND.search(reference)):
+        return answer
     ours, theirs = _binders(answer), _binders(reference)
     if not ours and not theirs:
         return answer
@@ -583,10 +603,10 @@ def choice_reference(reference: str) -> tuple[frozenset[str], str | None] | None
     return None
 
 
-def reference_answers(reference: Any) -> list[str]:
+def reference_answers(reference: Any, kind: str | None = None) -> list[str]:
     """The texts an answer is compared with as math: the reference, each of a list, or the option
-    text a letter reference carries (none for a bare letter or code)."""
-    kind = reference_kind(reference)
+    text a letter reference carries (none for a bare letter or code). `kind`: its `reference_kind`."""
+    kind = kind or reference_kind(reference)
     if kind == "list":
         return [str(r) for r in reference]
     if kind == "math":
@@ -624,7 +644,7 @@ def quick_grade(answer_text: str | None, reference: Any,
     answer = extract_answer(answer_text, patterns)
     if answer is None:
         return Grade(False, "no answer"), None
-    golds = reference_answers(reference)
+    golds = reference_answers(reference, kind)
     verdicts = [fast_verdict(answer, gold) for gold in golds]
     if True in verdicts:
         return Grade(True, "equal"), answer

@@ -4,12 +4,14 @@ Shared by `distill filter` (the correctness check) and `distill eval` (pass@k,
 majority vote). Everything here is a plain function of strings, run in this
 process; `distill.grading_pool` runs `slow_grade` in worker processes.
 
-    answer = extract_answer(completion)            # last \\boxed{…}, then the fallbacks
+    answer = extract_answer(completion)            # the last \\boxed{…} (and those listed with it), then the fallbacks
     grade(answer, "\\frac{1}{2}")                  # True / False / None (cannot tell)
 
 Reference shapes (the `reference` field of a trace):
-- a string or number: a math answer, compared through math-verify (gold first);
-- one letter A-J (also "(B)", "B."): a multiple-choice answer, compared as a letter;
+- a string or number: a math answer, compared by distill's rules (`fast_verdict`, `rename_bound_variables`,
+  `rounding_places`, `parse_math`; the README's "What the rules accept") and math-verify (gold first);
+- one letter A-J (also "(B)", "B."): a multiple-choice answer, compared as a letter; a letter with its
+  option's text ("(B) 42", "B: 1/2") also accepts that text as the answer;
 - a list: acceptable answers, any one matches;
 - an object (MBPP {"tests": [asserts]}, HumanEval {"prompt", "test", "entry_point"}, stdio
   {"tests": [{input, output}]}): a code task, run in `distill.sandbox` (None without it);
@@ -33,7 +35,8 @@ from fractions import Fraction
 from typing import Any
 
 BOXED = "boxed"
-"""The answer pattern name for the last \\boxed{…} (or \\fbox{…}) with balanced braces."""
+"""The answer pattern name for the last \\boxed{…} (or \\fbox{…}) with balanced braces, joined with the boxes
+listed right before it (`boxed_answers`)."""
 DEFAULT_ANSWER_PATTERNS = (
     BOXED,
     r"####\s*+(.+)",  # GSM8K

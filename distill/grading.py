@@ -195,7 +195,7 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
                 continue
             after = text[group[1] + 1:]
             restated = None
-            if len(after) > _BOX_TAIL:  # "$." or "}$" closes the box; a restatement takes more
+            if len(after.strip()) > _BOX_TAIL:  # '$.' or '\\].' closes the box; a restatement takes more
                 after = answer_window(after)
                 restated = next((found for found in (_pattern_answer(after, p) for p in others)
                                  if found and _MATHLIKE.search(found)), None)
@@ -209,8 +209,8 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
 
 
 _MATHLIKE = re.compile(r"[\d$\\]")
-_BOX_TAIL = 8
-"""Characters after the last box that cannot hold a restated answer ('}$.\n', '\\]')."""
+_BOX_TAIL = 3
+"""Characters after the last box (spaces aside) that cannot hold a restated answer ('$.', '\\].', '$$.')."""
 
 
 def _pattern_answer(window: str, pattern: str) -> str | None:
@@ -220,9 +220,12 @@ def _pattern_answer(window: str, pattern: str) -> str | None:
     if not matches:
         return None
     found = matches[-1].group(1)
-    while (inner := re.search(pattern, found, flags=re.MULTILINE)) is not None and len(inner.group(1)) < len(found):
+    while found:
+        inner = re.search(pattern, found, flags=re.MULTILINE)
+        if inner is None or not inner.group(1) or len(inner.group(1)) >= len(found):
+            break
         found = inner.group(1)
-    return _strip_delimiters(_leading_math(found)) or None
+    return (_strip_delimiters(_leading_math(found)) or None) if found else None
 
 
 _LEADING_MATH = re.compile(r"\s*+(\$\$?|\\\(|\\\[)(.+?)(?:\$\$?|\\\)|\\\])(?=[.!;]\s)")

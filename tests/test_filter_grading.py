@@ -144,6 +144,7 @@ def test_a_final_answer_stated_after_the_last_box_is_the_answer():
     worked = "First $\\boxed{200}$, then $\\boxed{255}$. Final Answer: The final answer is $10,455$. I hope it is correct."
     assert extract_answer(worked) == "10,455"
     assert extract_answer("So $\\boxed{5}$.\n\nThe answer is consistent with the figure.") == "5"  # no math stated
+    assert extract_answer("$\\boxed{5}$\n#### 6") == "6"  # any pattern restates: GSM8K's #### too
     assert extract_answer("The answer is $5$ and $6$") == "$5$ and $6$"  # two spans stay two spans
 
 

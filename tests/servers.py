@@ -33,7 +33,7 @@ def transformers_serve(model: Path, log_path: Path):
         process = subprocess.Popen([executable, "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
                                     "--device", "cpu", "--log-level", "warning"], stdout=log, stderr=log)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a loaded 2-core machine takes minutes to import and start it
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:

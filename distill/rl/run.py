@@ -176,14 +176,15 @@ REFERENCE = "reference"
 """--out's subdirectory holding a merged adapter student while it is trained in full (see load_policy)"""
 
 
-def policy_dtype(cfg: RLConfig, hw: Any) -> Any:
+def policy_dtype(cfg: RLConfig, bf16: bool) -> Any:
     import torch
 
-    return getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if hw.bf16 else torch.float32
+    return getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if bf16 else torch.float32
 
 
-def merged_reference(cfg: RLConfig, hw: Any) -> Path:
-    """The adapter student merged into its base, saved once into out/reference/ (a resumed run reuses it).
+def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
+    """The adapter student merged into its base, saved once into out/reference/ with its tokenizer (a
+    colocated vLLM engine loads both from there); a resumed run reuses it.
 
     TRL's GRPOTrainer builds the KL reference of a full-weight policy by loading the policy's
     `name_or_path` again; for an adapter merged in memory that is the bare base, so the KL would pull
@@ -199,23 +200,24 @@ def merged_reference(cfg: RLConfig, hw: Any) -> Path:
         if is_main_process() and not (reference / "config.json").is_file():
             staging = out / f".{REFERENCE}-staging"
             shutil.rmtree(staging, ignore_errors=True)
-            base = AutoModelForCausalLM.from_pretrained(adapter_base(cfg.student), dtype=policy_dtype(cfg, hw))
+            base = AutoModelForCausalLM.from_pretrained(adapter_base(cfg.student), dtype=policy_dtype(cfg, hw.bf16))
             merged = PeftModel.from_pretrained(base, cfg.student).merge_and_unload()
             merged.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
             os.replace(staging, reference)  # whole or absent: a kill mid-save leaves only the staging copy
             log.info("%s merged into its base as the starting policy and KL reference: %s", cfg.student, reference)
     return reference
 
 
-def load_policy(cfg: RLConfig, hw: Any) -> tuple[Any, Any]:
+def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(model, peft_config for TRL or None). A distill train adapter keeps training as it is (for full
     training it is merged into its base first)."""
     from transformers import AutoModelForCausalLM
 
     base = adapter_base(cfg.student) or cfg.student
-    dtype = policy_dtype(cfg, hw)
+    dtype = policy_dtype(cfg, hw.bf16)
     if base != cfg.student and cfg.method == "full" and cfg.objective == "grpo" and cfg.kl_coef > 0:
-        return AutoModelForCausalLM.from_pretrained(merged_reference(cfg, hw), dtype=dtype), None
+        return AutoModelForCausalLM.from_pretrained(merged_reference(cfg, hw, tokenizer), dtype=dtype), None
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -343,7 +345,7 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
     processes.wait_for_everyone()
     run_dir = out / ckpt.CHECKPOINTS
     args = trainer_arguments(cfg, hw, run_dir, backend)
-    model, peft_config = load_policy(cfg, hw)
+    model, peft_config = load_policy(cfg, hw, tokenizer)
 
     progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
     common = dict(model=model, args=args, train_dataset=rollout_dataset(prompts), processing_class=tokenizer,
@@ -379,6 +381,9 @@ def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: i
         result.before, result.after = progress.pick(steps[0]), progress.pick(steps[-1])
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
+        if cfg.merge:
+            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, trainer.args.bf16)))
+            log.info("merged model written to %s", result.merged)
         curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
         result.curves = str(curves) if curves else None
         ckpt.remove_all(out / ckpt.CHECKPOINTS)
@@ -386,6 +391,21 @@ def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: i
         ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def merge_policy(cfg: RLConfig, out: Path, tokenizer: Any, dtype: Any) -> Path:
+    """--merge: the trained adapter folded into its full-precision base, in out/merged (as distill train
+    --merge writes it), with the base's generation settings."""
+    from transformers import GenerationConfig
+
+    from distill.train.outputs import merge_adapter
+
+    base = adapter_base(cfg.student) or cfg.student
+    try:
+        generation = GenerationConfig.from_pretrained(base)
+    except OSError:  # a base saved without generation_config.json
+        generation = GenerationConfig()
+    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer, gen_config=generation)
 
 
 def save_policy(trainer: Any, out: Path) -> None:

@@ -335,6 +335,26 @@ def test_a_teacher_with_another_tokenizer_is_refused_naming_both_vocabularies(mo
     assert not out.exists()
 
 
+def test_a_teacher_whose_chat_markers_differ_shares_the_tokenizer(models, tmp_path, caplog):
+    """As the R1-Distill-Qwen teachers and the Qwen2.5 students: the same base vocabulary, other added tokens
+    at the same ids (R1-Distill's '<｜User｜>' is Qwen2.5's '<|im_start|>'). Accepted, with a warning."""
+    from transformers import AutoTokenizer
+
+    from distill.rl.run import check_same_tokenizer
+
+    renamed = tmp_path / "teacher-tokenizer"
+    AutoTokenizer.from_pretrained(models["student"]).save_pretrained(renamed)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (renamed / name).is_file():
+            text = (renamed / name).read_text(encoding="utf-8")
+            (renamed / name).write_text(text.replace("<｜User｜>", "<|im_start|>"), encoding="utf-8")
+    student, teacher = AutoTokenizer.from_pretrained(models["student"]), AutoTokenizer.from_pretrained(renamed)
+    assert teacher.convert_ids_to_tokens(2) == "<|im_start|>" and student.get_vocab() != teacher.get_vocab()
+    with caplog.at_level("WARNING", logger="distill.rl"):
+        check_same_tokenizer("student", student, "teacher", teacher)
+    assert "1 added tokens differ (id 2 is '<｜User｜>' for the student, '<|im_start|>' for the teacher)" in caplog.text
+
+
 def test_prompts_without_references_are_refused_when_accuracy_is_a_reward(models, tmp_path):
     out = tmp_path / "never"
     bare = write_jsonl(tmp_path / "bare.jsonl", [{"problem": "What is 1 + 1?"}, {"problem": "What is 2 + 2?"}])

@@ -56,12 +56,28 @@ def load_policy_tokenizer(student: str) -> Any:
 
 
 def check_same_tokenizer(student: str, student_tokenizer: Any, teacher: str, teacher_tokenizer: Any) -> None:
-    """On-policy distillation compares the two next-token distributions id by id: one vocabulary, or a refusal."""
+    """On-policy distillation compares the two next-token distributions id by id: one vocabulary, or a refusal.
+
+    What must agree is the base vocabulary, the tokens the text is made of. The added tokens (chat
+    markers, `<think>`) may differ: the R1-Distill-Qwen teachers replaced Qwen2.5's (id 151644 is
+    '<｜User｜>' there, '<|im_start|>' in Qwen2.5), and the teacher reads those few ids as its own."""
     ours, theirs = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
     if ours == theirs:
         return
-    differing = next((t for t in sorted(ours) if theirs.get(t) != ours[t]), None) or \
-        next(t for t in sorted(theirs) if t not in ours)
+    added = set(student_tokenizer.get_added_vocab()) | set(teacher_tokenizer.get_added_vocab())
+    base_ours = {t: i for t, i in ours.items() if t not in added}
+    base_theirs = {t: i for t, i in theirs.items() if t not in added}
+    if base_ours == base_theirs:
+        by_id = {i: t for t, i in theirs.items()}
+        renamed = sorted((i, t, by_id.get(i)) for t, i in ours.items() if t in added and by_id.get(i) != t)
+        if renamed:
+            i, mine, other = renamed[0]
+            log.warning("--student and --teacher share their %s-token base vocabulary, but %d added tokens differ "
+                        "(id %d is %r for the student, %r for the teacher): the teacher scores those ids as its own "
+                        "tokens", f"{len(base_ours):,}", len(renamed), i, mine, other)
+        return
+    differing = next((t for t in sorted(base_ours) if base_theirs.get(t) != base_ours[t]), None) or \
+        next(t for t in sorted(base_theirs) if t not in base_ours)
     raise ModelError(f"--student {student} ({len(ours):,}-token vocabulary) and --teacher {teacher} "
                      f"({len(theirs):,}-token vocabulary) do not share a tokenizer (token {differing!r} is id "
                      f"{ours.get(differing)} vs {theirs.get(differing)}); on-policy distillation compares the "

@@ -279,44 +279,47 @@ def test_grpo_with_a_judge_scores_accuracy_through_it(models, tmp_path):
 # ---------------------------------------------------------------- a real SIGKILL while a checkpoint is written
 
 
-def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, prompts, tmp_path):
-    """The real command, SIGKILLed while its second checkpoint is being written; --resume with other
-    settings is refused; the same command again continues from the first checkpoint and ends with the
-    weights and reward log of an uninterrupted run (tests/test_crash_resume.py kills it 20 times)."""
+def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path):
+    """The real command, SIGKILLed while its third checkpoint is being written; --resume with other settings
+    is refused; the same command again continues from the second checkpoint, in the run's second epoch
+    (4 prompts, 4 steps an epoch), and ends with the weights and reward log of an uninterrupted run
+    (tests/test_crash_resume.py kills it 20 times)."""
     from safetensors.torch import load_file
 
     from distill.train.checkpoints import last_checkpoint
     from tests.test_crash_resume import step_log
 
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
+                                                         "answer": str(2 * i + 1)} for i in range(4)])
     settings = dict(prompts=str(prompts), student=str(models["student"]), method="full",
-                    rewards=["format", "language"], num_generations=2, max_completion_tokens=4, max_steps=4,
+                    rewards=["format", "language"], num_generations=2, max_completion_tokens=4, max_steps=6,
                     save_steps=2, lr=1e-3, kl_coef=0.001)
     reference = rl(RLConfig(**settings, out=str(tmp_path / "reference")))
     out = tmp_path / "killed"
     args = ["rl", prompts, "--student", models["student"], "--out", out, "--method", "full", "--rewards",
-            "format,language", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "4",
+            "format,language", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "6",
             "--save-steps", "2", "--lr", "1e-3", "--kl-coef", "0.001", "--resume"]
     process = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-    staging = out / "checkpoints" / ".staging-4"
+    staging = out / "checkpoints" / ".staging-6"
     deadline = time.monotonic() + 300
     while not staging.exists():
-        assert process.poll() is None, "the run ended before its second save"
+        assert process.poll() is None, "the run ended before its third save"
         assert time.monotonic() < deadline
         time.sleep(0.002)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert last_checkpoint(out / "checkpoints").name == "checkpoint-2" and not (out / "train_summary.json").exists()
+    assert last_checkpoint(out / "checkpoints").name == "checkpoint-4" and not (out / "train_summary.json").exists()
 
     refused = run_in_process([*args, "--lr", "0.5"])
     assert_user_error(refused, "--resume", "lr")  # a resumed run with other settings is refused
     result = rl(RLConfig(**settings, out=str(out), resume=True))
-    assert result.resumed_from and result.resumed_from.endswith("checkpoint-2") and result.steps == 4
+    assert result.resumed_from and result.resumed_from.endswith("checkpoint-4") and result.steps == 6
     weights, expected = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
     assert all(weights[name].equal(expected[name]) for name in expected)
     summary, uninterrupted = (json.loads((path / "train_summary.json").read_text()) for path in (out, tmp_path / "reference"))
-    assert step_log(summary) == step_log(uninterrupted) and reference.steps == 4
+    assert step_log(summary) == step_log(uninterrupted) and reference.steps == 6
     assert not (out / "checkpoints").exists()
 
 

@@ -70,10 +70,35 @@ def sync_cpu_engine(generation: Any) -> None:
     generation.llm.reset_prefix_cache()
 
 
+class EpochSeededPrompts:
+    """The prompt order of each epoch drawn from (--seed, epoch) alone, so that a resumed run sees the order
+    the uninterrupted one saw.
+
+    TRL's RepeatSampler draws every epoch's permutation from one generator seeded once, and has no
+    set_epoch; the Trainer resumes a run at its epoch without replaying the epochs before it, so a run
+    resumed after its first epoch would draw the first epoch's order again (found by the SIGKILL
+    trials of tests/test_crash_resume.py: other weights than the uninterrupted run's)."""
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        from trl.trainer.utils import RepeatSampler
+
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is not RepeatSampler or not sampler.shuffle or sampler.seed is None:
+            return sampler
+
+        class EpochSeededRepeatSampler(RepeatSampler):
+            def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch's pass
+                self.generator.manual_seed(self.seed + epoch)
+
+        return EpochSeededRepeatSampler(sampler.data_source, mini_repeat_count=sampler.mini_repeat_count,
+                                        batch_size=sampler.batch_size, repeat_count=sampler.repeat_count,
+                                        shuffle=True, seed=sampler.seed)
+
+
 def grpo_trainer(**kwargs: Any) -> Any:
     from trl import GRPOTrainer
 
-    class DistillGRPOTrainer(AtomicCheckpoints, ColocatedVLLMOnCPU, GRPOTrainer):
+    class DistillGRPOTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU, GRPOTrainer):
         pass
 
     return DistillGRPOTrainer(**kwargs)
@@ -82,7 +107,8 @@ def grpo_trainer(**kwargs: Any) -> Any:
 def distill_trainer(**kwargs: Any) -> Any:
     from trl import DistillationTrainer
 
-    class OnPolicyDistillationTrainer(AtomicCheckpoints, ColocatedVLLMOnCPU, DistillationTrainer):
+    class OnPolicyDistillationTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU,
+                                      DistillationTrainer):
         pass
 
     return OnPolicyDistillationTrainer(**kwargs)

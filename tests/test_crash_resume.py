@@ -174,25 +174,20 @@ def test_filter_survives_sigkill_at_random_moments_and_torn_lines(tmp_path):
 SAVE_STEPS = 3
 
 
-def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_models):
-    """A quarter of the kills at a random moment of the command, a quarter at a random moment of the
-    training itself, half while a checkpoint is being written (its .staging-N directory exists). Each
-    killed run is rerun with --resume: it must continue from the last complete checkpoint the kill left
-    and end with the uninterrupted run's weights and loss log, bit for bit."""
-    kept = write_kept(tmp_path / "kept.jsonl", 12)  # 5 packed micro-batches per epoch: 100 steps
-
-    def args(out):
-        return ["train", str(kept), "--student", str(tiny_models["qwen"]), "--out", str(out), "--max-seq-len",
-                "512", "--batch-tokens", "600", "--lr", "1e-3", "--epochs", "20", "--save-steps", str(SAVE_STEPS),
-                "--resume"]  # --resume on a new --out starts a new run: the same command every time
-
+def checkpointed_run_trials(tmp_path, args, *, save_steps: int, seed: int, trials: int, same_log,
+                            first_kill_save: int = 1, started_slack_s: float = 1.0):
+    """SIGKILL trials of a command that trains with checkpoints (`train`, `rl`), all with --resume: a quarter
+    of the kills at a random moment of the command, a quarter at a random moment once the run has started
+    (run.json written: steps, saves, rotation, the final save), half while the checkpoint of a random save
+    (from the `first_kill_save`-th on) is being written. Each rerun must resume from the last complete
+    checkpoint the kill left (or start over, saying so, when there was none) and end like the uninterrupted
+    run: the same step count, bit-identical weights, `same_log(summary, reference_summary)` holding, no
+    checkpoints left. Returns the trial stats and the checkpoint each rerun resumed from."""
     reference = tmp_path / "reference"
     full_seconds = time_run(args(reference))
     ref_summary = json.loads((reference / "train_summary.json").read_text())
     steps = ref_summary["steps"]
-    assert steps == 100
     ref_weights = load_file(reference / "model.safetensors")
-    ref_losses = [(e["step"], e["loss"]) for e in ref_summary["log_history"] if "loss" in e]
 
     def out(trial):
         return tmp_path / f"trial{trial}"
@@ -201,14 +196,14 @@ def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_mo
         if trial % 4 == 0:
             return None  # a random moment of the whole command (half of it is starting Python and torch)
         if trial % 4 == 2:  # a random moment once training has started: steps, saves, rotation, the final save
-            delay, run_file, since = rng.uniform(0, ref_summary["elapsed_s"] + 1.0), out(trial) / "run.json", []
+            delay, run_file, since = rng.uniform(0, ref_summary["elapsed_s"] + started_slack_s), out(trial) / "run.json", []
 
             def after_delay():
                 if not since and run_file.exists():
                     since.append(time.monotonic())
                 return bool(since) and time.monotonic() - since[0] >= delay
             return after_delay
-        step = rng.choice(range(SAVE_STEPS, steps, SAVE_STEPS))
+        step = rng.choice(range(first_kill_save * save_steps, steps, save_steps))
         staging = out(trial) / "checkpoints" / f".staging-{step}"
         return staging.exists
 
@@ -249,14 +244,67 @@ def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_mo
         weights = load_file(out(trial) / "model.safetensors")
         assert weights.keys() == ref_weights.keys()
         assert all(torch.equal(weights[k], ref_weights[k]) for k in weights), f"trial {trial}: weights differ"
-        losses = [(e["step"], e["loss"]) for e in summary["log_history"] if "loss" in e]
-        assert losses == ref_losses, f"trial {trial}: the loss curve differs"
+        assert same_log(summary, ref_summary), f"trial {trial}: the log differs from the uninterrupted run's"
         assert not (out(trial) / "checkpoints").exists()
 
-    stats = crash_trials(lambda t: args(out(t)), out, check, trials=TRIALS, full_seconds=full_seconds,
-                         seed=3, kill_condition=kill_condition, classify=classify, after_rerun=after_rerun)
+    stats = crash_trials(lambda t: args(out(t)), out, check, trials=trials, full_seconds=full_seconds,
+                         seed=seed, kill_condition=kill_condition, classify=classify, after_rerun=after_rerun)
+    return stats, resume_from, ref_summary
+
+
+def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_models):
+    """`distill train --resume` killed 20 times (see checkpointed_run_trials); each run ends with the
+    uninterrupted run's weights and loss log, bit for bit."""
+    kept = write_kept(tmp_path / "kept.jsonl", 12)  # 5 packed micro-batches per epoch: 100 steps
+
+    def args(out):
+        return ["train", str(kept), "--student", str(tiny_models["qwen"]), "--out", str(out), "--max-seq-len",
+                "512", "--batch-tokens", "600", "--lr", "1e-3", "--epochs", "20", "--save-steps", str(SAVE_STEPS),
+                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+
+    def losses(summary):
+        return [(e["step"], e["loss"]) for e in summary["log_history"] if "loss" in e]
+
+    stats, resume_from, reference = checkpointed_run_trials(
+        tmp_path, args, save_steps=SAVE_STEPS, seed=3, trials=TRIALS, same_log=lambda a, b: losses(a) == losses(b))
     print(f"train: {stats}")
+    assert reference["steps"] == 100
     assert stats.trials == TRIALS
     assert stats.landed["mid-save (.staging-N present)"] >= TRIALS // 4, stats
     assert sum(1 for t in resume_from.values() if t) >= TRIALS // 2, resume_from  # most resumed from a checkpoint
 
+
+# ---------------------------------------------------------------- rl
+
+RL_SAVE_STEPS = 3
+
+
+def step_log(summary: dict) -> list[dict]:
+    """The per-step log (rewards, KL, loss, lengths …) without what depends on the clock, and without the
+    final training summary (its mean loss covers only the resumed part)."""
+    return [{k: v for k, v in entry.items() if "time" not in k and "per_second" not in k}
+            for entry in summary["log_history"] if "train_runtime" not in entry]
+
+
+def test_rl_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_models):
+    """`distill rl` (GRPO, all weights, a KL reference) killed 20 times as train is (see
+    checkpointed_run_trials; the kills during a save come from the second save on, so that the rerun has
+    a checkpoint to resume from); each run ends with the uninterrupted run's weights, reward log and
+    step count."""
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
+                                                         "answer": str(2 * i + 1)} for i in range(8)])
+
+    def args(out):
+        return ["rl", str(prompts), "--student", str(tiny_models["r1"]), "--out", str(out), "--method", "full",
+                "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "6",
+                "--max-steps", "24", "--save-steps", str(RL_SAVE_STEPS), "--lr", "1e-3", "--kl-coef", "0.001",
+                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+
+    stats, resume_from, reference = checkpointed_run_trials(
+        tmp_path, args, save_steps=RL_SAVE_STEPS, seed=7, trials=TRIALS, first_kill_save=2, started_slack_s=3.0,
+        same_log=lambda a, b: step_log(a) == step_log(b))
+    print(f"rl: {stats}")
+    assert reference["steps"] == 24 and sum("reward" in entry for entry in step_log(reference)) == 24
+    assert stats.trials == TRIALS
+    assert stats.landed["mid-save (.staging-N present)"] >= TRIALS // 4, stats
+    assert sum(1 for t in resume_from.values() if t) >= TRIALS // 2, resume_from

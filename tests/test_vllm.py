@@ -9,6 +9,7 @@ one, whose engine stops at sizing its cache (a second, short-lived engine next t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -197,6 +198,45 @@ def test_auto_chooses_hf_on_a_cpu_even_with_vllm_installed_and_says_why(engine, 
                                       backend="auto", n=1, max_tokens=4, dtype="float32"))
     assert summary.backend == "hf"
     assert "backend auto -> hf (no CUDA GPU; vLLM's CPU build runs only with --backend vllm)" in caplog.text
+
+
+def test_the_engine_reaper_ends_the_vllm_processes_a_killed_run_leaves():
+    """The watcher distill starts beside an engine whose processes are its own (vLLM's default): once the
+    watched process is gone, it kills the VLLM:: processes it saw under it, which vLLM leaves running
+    (tests/test_crash_resume.py shows it on real engines), and nothing else."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    from distill.backends.engine_reaper import watch
+
+    child = "import setproctitle, sys, time; setproctitle.setproctitle(sys.argv[1]); time.sleep(600)"
+    code = (f"import subprocess, sys, time\nkids = [subprocess.Popen([sys.executable, '-c', {child!r}, title]) "
+            "for title in ('VLLM::EngineCore', 'bystander')]\n"
+            "print(*(k.pid for k in kids), flush=True)\ntime.sleep(600)")
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    engine, bystander = map(int, run.stdout.readline().split())
+    try:
+        deadline = time.monotonic() + 60
+        while not psutil.Process(engine).name().startswith("VLLM::EngineCor"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        killed: list[int] = []
+        watcher = threading.Thread(target=lambda: killed.extend(watch(run.pid, poll_s=0.05)))
+        watcher.start()
+        time.sleep(0.5)  # it has looked under the run at least once
+        run.kill()
+        run.wait()
+        watcher.join(timeout=30)
+        assert killed == [engine]
+        assert psutil.Process(bystander).is_running()
+    finally:
+        for pid in (engine, bystander):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
 
 
 # ------------------------------------------------------------ the judge on the same engine

@@ -16,7 +16,11 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -135,30 +139,22 @@ class VLLMBackend(Backend):
                 if len(inflight) >= self.options.max_inflight:
                     return
 
-        refill()
-        try:
-            while inflight or rejected:
-                yield from rejected
-                rejected.clear()
-                for output in self._step() if inflight else ():
-                    if not output.finished or output.request_id not in inflight:
-                        continue
-                    request, prefill = inflight.pop(output.request_id)
-                    yield _result(request.key, prefill, output)
-                refill()
-        finally:
-            if inflight:  # interrupted: do not leave requests running in the engine
-                with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
-                    engine.abort_request(list(inflight))
-
-    def _step(self) -> list:
-        from vllm.v1.engine.exceptions import EngineDeadError
-
-        try:
-            return self.llm.llm_engine.step()
-        except EngineDeadError as exc:
-            raise BackendError(f"the vLLM engine died ({first_line(exc)}); the prompts finished so far are "
-                               "written: rerun the same command to generate the rest") from None
+        with _engine_watch(engine):
+            refill()
+            try:
+                while inflight or rejected:
+                    yield from rejected
+                    rejected.clear()
+                    for output in engine.step() if inflight else ():
+                        if not output.finished or output.request_id not in inflight:
+                            continue
+                        request, prefill = inflight.pop(output.request_id)
+                        yield _result(request.key, prefill, output)
+                    refill()
+            finally:
+                if inflight:  # interrupted: do not leave requests running in the engine
+                    with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
+                        engine.abort_request(list(inflight))
 
     def close(self) -> None:
         if _kept is not None and _kept.get("llm") is self.llm:
@@ -166,6 +162,39 @@ class VLLMBackend(Backend):
             return
         del self.llm
         _free_memory()
+
+
+@contextlib.contextmanager
+def _engine_watch(engine) -> Iterator[None]:
+    """A dead engine becomes one BackendError, and a wait on it an error instead of a hang.
+
+    vLLM 0.32's engine client notices when its engine-core process dies (killed, crashed) and shuts
+    itself down, but leaves step() waiting forever on its output queue: a watcher puts the error
+    there. The in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) raises on its own.
+    """
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    client = getattr(engine, "engine_core", None)
+    resources, outputs = getattr(client, "resources", None), getattr(client, "outputs_queue", None)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            if getattr(resources, "engine_dead", False):
+                outputs.put_nowait(EngineDeadError())
+                return
+
+    watcher = threading.Thread(target=watch, name="distill-vllm-watch", daemon=True)
+    if resources is not None and outputs is not None:
+        watcher.start()
+    try:
+        yield
+    except EngineDeadError as exc:
+        raise BackendError(f"the vLLM engine stopped ({first_line(exc).split('. ')[0]}: killed, or crashed, see "
+                           "vLLM's log above); the prompts finished so far are written: rerun the same command to "
+                           "generate the rest") from None
+    finally:
+        done.set()
 
 
 def _result(key: str, prefill: str, output) -> GenerationResult:
@@ -242,6 +271,7 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     if _kept:  # another engine: free it first, never two at once
         _kept.clear()
         _free_memory()
+    _start_reaper()
     try:
         llm = LLM(model=model, **own, **extra)
     except Exception as exc:
@@ -249,6 +279,22 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
+
+
+_reaper: subprocess.Popen | None = None
+
+
+def _start_reaper() -> None:
+    """Once per process, before the first engine starts: the watcher that ends the engine's processes
+    if this one dies without stopping them (see engine_reaper). An in-process engine needs none."""
+    global _reaper
+    if _reaper is not None or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
+        return
+    script = os.path.join(os.path.dirname(__file__), "engine_reaper.py")
+    # -I: nothing from the environment, and not this directory on sys.path; its own session: a signal to
+    # this process group (a Ctrl-C, a job scheduler's kill of the group) does not end it before it acts
+    _reaper = subprocess.Popen([sys.executable, "-I", script, str(os.getpid())], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _load_error(model: str, own: dict, exc: Exception, flags: dict[str, str]) -> DistillError:

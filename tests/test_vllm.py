@@ -82,6 +82,20 @@ def test_n_samples_seeds_prefill_finish_reasons_and_token_counts(engine, prompts
         {k: r["completion"] for k, r in records.items() if k.startswith(("v0:", "v1:"))}
 
 
+def test_prompts_beyond_one_step_of_prefill_sample_as_alone(engine, tmp_path):
+    """Nine prompts of ~600 tokens: more prefill than one engine step takes (4096 tokens). vLLM's CPU build
+    would split a prompt over two steps and then die rewinding its seeded generator; distill turns chunked
+    prefill off there. The samples are those each prompt gets alone."""
+    rows = [{"id": f"long{i}", "problem": f"Item {i}: " + "seven plus eight is fifteen; " * 36} for i in range(9)]
+    prompts = write_jsonl(tmp_path / "p.jsonl", rows)
+    together = run(engine, prompts, tmp_path / "together.jsonl", n=2, max_tokens=16, max_inflight=9)
+    assert together.complete and together.records == 18
+    assert min(r["prompt_tokens"] for _, r in read_traces(together.output)) > 4096 // 9
+    alone = run(engine, prompts, tmp_path / "alone.jsonl", n=2, max_tokens=16, max_inflight=1)
+    assert {r["id"]: r["completion"] for _, r in read_traces(alone.output)} == \
+        {r["id"]: r["completion"] for _, r in read_traces(together.output)}
+
+
 def test_max_inflight_one_finishes_prompts_in_order(engine, prompts, tmp_path):
     summary = run(engine, prompts, tmp_path / "t.jsonl", max_inflight=1, n=2, limit=5)
     assert summary.complete
@@ -130,7 +144,7 @@ def served(engine, tmp_path_factory):
 
     log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
     with vllm_serve(engine, log, "--served-model-name", "r1-served", "--reasoning-parser", "deepseek_r1",
-                    "--dtype", "float32", "--max-model-len", "1024", "--seed", "0",
+                    "--dtype", "float32", "--max-model-len", "1024", "--seed", "0", "--no-enable-chunked-prefill",
                     *(f"--{k.replace('_', '-')}={v}" for k, v in json.loads(ENGINE_ARGS).items()
                       if k != "enforce_eager"), "--enforce-eager") as url:
         yield url

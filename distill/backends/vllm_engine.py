@@ -145,7 +145,7 @@ class VLLMBackend(Backend):
                 while inflight or rejected:
                     yield from rejected
                     rejected.clear()
-                    for output in engine.step() if inflight else ():
+                    for output in _step(engine) if inflight else ():
                         if not output.finished or output.request_id not in inflight:
                             continue
                         request, prefill = inflight.pop(output.request_id)
@@ -162,6 +162,19 @@ class VLLMBackend(Backend):
             return
         del self.llm
         _free_memory()
+
+
+def _step(engine) -> list:
+    """One engine step; an engine in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) raises its own errors."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    try:
+        return engine.step()
+    except EngineDeadError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"the vLLM engine failed ({type(exc).__name__}: {first_line(exc)}); the prompts finished "
+                           "so far are written: rerun the same command to generate the rest") from exc
 
 
 @contextlib.contextmanager
@@ -265,6 +278,13 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
         if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
             raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument (see `vllm serve "
                               "--help`, with '-' written as '_'); fix or remove it")
+    if current_platform.is_cpu() and "enable_chunked_prefill" not in extra:
+        # vLLM's CPU build (0.32) dies with "CPU Generator does not use offset" as soon as a seeded request's
+        # prompt is split over two steps (prompts beyond max_num_batched_tokens in one step, 4096 tokens): it
+        # rewinds the request's generator, which only a CUDA generator can. distill seeds every request.
+        extra = {**extra, "enable_chunked_prefill": False}
+        log.info("vLLM on a CPU: chunked prefill off (it fails on seeded requests there); %s "
+                 "'{\"enable_chunked_prefill\": true}' turns it back on", flags["vllm_args"])
     key = (model, sorted(own.items()), json.dumps(extra, sort_keys=True, default=str))
     if _kept is not None and _kept.get("key") == key:
         return _kept["llm"]

@@ -11,16 +11,20 @@ the same bytes, the same weights.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from distill.traces import intact_length, read_traces
 from distill.train.checkpoints import last_checkpoint
-from tests.conftest import write_jsonl
-from tests.crash import crash_trials, time_run
+from tests.conftest import ROOT, write_jsonl
+from tests.crash import crash_trials, run_to_completion, time_run
 from tests.test_filter import many_traces
 from tests.train_data import write_kept
 
@@ -80,6 +84,144 @@ def test_generate_survives_sigkill_at_random_moments(tmp_path, tiny_models):
     assert stats.trials == TRIALS
     assert stats.killed_mid_output >= TRIALS // 2, stats  # enough kills landed while records were being written
     assert len(torn) >= 3, torn
+
+
+# ---------------------------------------------------------------- generate on vLLM
+
+VLLM_ARGS = json.dumps({"enforce_eager": True, "kv_cache_memory_bytes": 1 << 30})
+
+
+@pytest.fixture(scope="module")
+def vllm_run(tmp_path_factory):
+    """The tiny R1 teacher (head size 64 for vLLM's CPU attention), the prompts, the command line and an
+    uninterrupted run's records. The engine runs as vLLM runs it by default: its engine core (and its
+    worker) in processes of their own, which must not outlive a killed run."""
+    pytest.importorskip("vllm")
+    from distill.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("vllm-crash")
+    teacher = save_tiny(root / "r1", "r1", hidden_size=128, heads=2, kv_heads=1)
+    prompts = write_jsonl(root / "p.jsonl", [{"id": f"c{i}", "problem": f"Add {i} and {2 * i}.", "answer": str(3 * i)}
+                                             for i in range(24)])
+
+    def args(out):
+        # two prompts in the engine at a time: the records come out over seconds, not all at once
+        return ["generate", str(prompts), "--teacher", str(teacher), "--out", str(out), "--backend", "vllm",
+                "--n", "2", "--max-tokens", "48", "--dtype", "float32", "--max-model-len", "1024",
+                "--max-inflight", "2", "--vllm-args", VLLM_ARGS]
+
+    reference = root / "reference.jsonl"
+    started = time.monotonic()
+    time_run(args(reference))
+    expected = records_by_id(reference)
+    assert len(expected) == 48
+    return args, expected, time.monotonic() - started
+
+
+@pytest.fixture
+def marked(monkeypatch):
+    """A mark in the environment of every process the test starts (vLLM's inherit it): finds them later."""
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    monkeypatch.setenv("DISTILL_TEST_RUN", mark)
+    return mark
+
+
+def engine_processes(mark: str) -> list[psutil.Process]:
+    """The live vLLM engine processes started under `mark` (their titles start with VLLM::)."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        try:
+            title = process.info["name"] or ""
+            engine = title.startswith("VLLM::") or (process.info["cmdline"] or [""])[0].startswith("VLLM::")
+            if engine and process.environ().get("DISTILL_TEST_RUN") == mark:
+                found.append(process)
+        except (psutil.Error, IndexError):
+            pass
+    return found
+
+
+def assert_no_engine_outlives(mark: str, seconds: float = 15.0) -> None:
+    """A killed run's engine processes are gone within `seconds` (the reaper polls once a second)."""
+    deadline = time.monotonic() + seconds
+    while (left := engine_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"vLLM processes outlived their run: {[(p.pid, p.name()) for p in left]}"
+
+
+def test_generate_on_vllm_survives_sigkill_at_random_moments(tmp_path, vllm_run, marked):
+    """Each SIGKILLed run's rerun ends with the uninterrupted run's records, field for field: every prompt
+    samples with its own seed, so neither the batch it ran in nor what the killed run finished changes it."""
+    args, expected, full_seconds = vllm_run
+    trials = 10
+
+    def output(trial):
+        return tmp_path / f"trial{trial}.jsonl"
+
+    def kill_condition(trial, rng):
+        """Odd trials: as soon as a random number of records is written (the output half written)."""
+        if trial % 2 == 0:
+            return None  # a random moment: often while the engine starts
+        records = rng.randint(1, len(expected) - 2)
+        return lambda: output(trial).exists() and output(trial).read_bytes().count(b"\n") >= records
+
+    def classify(trial):
+        assert_no_engine_outlives(marked)
+        return "mid-output" if output(trial).exists() and output(trial).stat().st_size else "before any output"
+
+    torn = []
+
+    def damage(trial, rng):
+        if trial % 4 == 1 and output(trial).exists():
+            torn.append(trial)
+            with output(trial).open("ab") as handle:
+                handle.write(b'{"id": "c7:1", "prompt_id": "c7", "sample": 1, "messages": [{"role": "us')
+
+    def check(trial):
+        assert records_by_id(output(trial)) == expected, f"trial {trial}: output differs from the uninterrupted run"
+        assert_no_engine_outlives(marked, seconds=5)
+
+    stats = crash_trials(lambda t: args(output(t)), output, check, trials=trials, full_seconds=full_seconds,
+                         seed=13, kill_condition=kill_condition, classify=classify, damage=damage)
+    print(f"generate --backend vllm: {stats}; torn lines added after the kill: {len(torn)}")
+    assert stats.trials == trials
+    assert stats.killed_mid_output >= trials // 2, stats
+
+
+def test_a_vllm_engine_that_dies_mid_run_loses_only_unfinished_prompts(tmp_path, vllm_run, marked):
+    """The engine core process killed while prompts are in flight: the run stops with one line and exit 1
+    instead of waiting forever (vLLM's client would), every prompt written is whole, and the rerun
+    produces exactly the rest."""
+    args, expected, _ = vllm_run
+    out = tmp_path / "t.jsonl"
+    command = [*args(out), "--max-inflight", "1"]  # one prompt at a time: the run lasts long enough to be cut
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", *command], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
+    written = 6
+    try:
+        deadline = time.monotonic() + 600
+        while not (out.exists() and out.read_bytes().count(b"\n") >= written):
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before its engine was killed"
+            time.sleep(0.002)
+        [core] = [p for p in psutil.Process(process.pid).children(recursive=True)
+                  if p.name().startswith("VLLM::EngineCor")]
+        core.kill()
+        process.wait(timeout=120)  # vLLM's own client would wait forever for the dead engine
+    finally:
+        if process.poll() is None:
+            process.kill()
+    errors = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if line.startswith("error:")]
+    assert process.returncode == 1 and len(errors) == 1, (process.returncode, errors)
+    assert "the vLLM engine stopped" in errors[0] and "rerun the same command" in errors[0]
+    assert "Traceback" not in (tmp_path / "stderr.txt").read_text()
+    assert_no_engine_outlives(marked)
+    kept = records_by_id(out)
+    assert written <= len(kept) < len(expected)
+    assert all(kept[key] == expected[key] for key in kept)
+    assert len({r["prompt_id"] for r in kept.values()}) * 2 == len(kept)  # whole prompts only
+    result = run_to_completion(command)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert records_by_id(out) == expected
 
 
 # ---------------------------------------------------------------- filter

@@ -31,8 +31,9 @@ def transformers_serve(model: Path, log_path: Path):
     """Start `transformers serve MODEL` on a free port; yield its /v1 base URL."""
     executable = shutil.which("transformers") or str(Path(sys.executable).with_name("transformers"))
     port = free_port()
+    # 300 s: a loaded 2-core machine takes minutes to import and start it
     with _serving([executable, "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-                   "--log-level", "warning"], port, log_path, "transformers serve", timeout=300)  # a loaded 2-core machine takes minutes as url:
+                   "--log-level", "warning"], port, log_path, "transformers serve", timeout=300) as url:
         yield url
 
 

@@ -17,6 +17,7 @@ only the replies in flight, and a rerun reuses the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -284,7 +285,7 @@ class JudgeOptions(Options):
     judge_concurrency: int = field(default=32, metadata=FREE)
     """judge: requests in flight at once (openai backend)."""
     judge_vllm_args: str | None = field(default=None, metadata=FREE)
-    """judge: more vllm.LLM arguments as a JSON object (vllm backend), e.g. '{"tensor_parallel_size": 4}'."""
+    """judge: vllm.LLM arguments as a JSON object (vllm backend), e.g. '{"tensor_parallel_size": 4, "max_model_len": 8192}'."""
     judge_prompt: str = field(default=DEFAULT_REFERENCE_PROMPT, metadata=MUST_MATCH)
     """judge: the prompt for records with a reference (a shipped name such as reference-v1, or a file with {problem}, {reference}, {answer})."""
     judge_rubric_prompt: str = field(default=DEFAULT_RUBRIC_PROMPT, metadata=MUST_MATCH)
@@ -317,18 +318,48 @@ class JudgeOptions(Options):
                               ("judge_vllm_args", "vllm")):
             require(getattr(self, name) is None or self.judge_backend == backend, name,
                     f"only applies to --judge-backend {backend}; add --judge-backend {backend} or drop {flag(name)}")
+        engine_args = self._vllm_args()
+        require("model" not in engine_args, "judge_vllm_args", "sets 'model': name the judge with --judge")
+        require("seed" not in engine_args, "judge_vllm_args", "sets 'seed': distill seeds every judge request itself")
         load_prompt(self.judge_prompt, needs_reference=True)
         load_prompt(self.judge_rubric_prompt, needs_reference=False)
+
+    def _vllm_args(self) -> dict[str, Any]:
+        try:
+            engine_args = json.loads(self.judge_vllm_args) if self.judge_vllm_args else {}
+        except json.JSONDecodeError:
+            engine_args = None
+        require(isinstance(engine_args, dict), "judge_vllm_args", "must be a JSON object")
+        return engine_args
 
     def make_judge(self, cache_path: Path | None, *, seed: int = 0) -> Judge:
         """The Judge these options describe (its engine started: a server checked, weights loaded)."""
         from distill.backends import BACKENDS
+        from distill.backends.vllm_engine import VLLMOptions
 
         engine, options_class = BACKENDS[self.judge_backend]
-        values: dict[str, Any] = {"openai": {"base_url": self.judge_base_url, "api_key_env": self.judge_api_key_env,
-                                             "concurrency": self.judge_concurrency, "tokenizer": "none"},
-                                  "vllm": {"vllm_args": self.judge_vllm_args}, "hf": {}}[self.judge_backend]
-        backend = engine(self.judge or "", options_class(**values), seed=seed)
+        kwargs: dict[str, Any] = {}
+        if self.judge_backend == "openai":
+            values: dict[str, Any] = {"base_url": self.judge_base_url, "api_key_env": self.judge_api_key_env,
+                                      "concurrency": self.judge_concurrency, "tokenizer": "none"}
+        elif self.judge_backend == "vllm":
+            # the filter has no engine flags of its own: the ones generate has (--max-model-len, --dtype, …)
+            # come in --judge-vllm-args, with the engine's other arguments
+            engine_args = self._vllm_args()
+            own = {f.name for f in dataclasses.fields(VLLMOptions)} & set(engine_args) - {"vllm_args"}
+            values = {name: engine_args.pop(name) for name in own}
+            values["vllm_args"] = json.dumps(engine_args) if engine_args else None
+            kwargs["flags"] = {"model": "--judge", "vllm_args": "--judge-vllm-args", "max_tokens": "--judge-max-tokens",
+                               **{name: f"{name} in --judge-vllm-args" for name in
+                                  ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype")}}
+        else:
+            values = {}
+        backend = engine(self.judge or "", options_class(**values), seed=seed, **kwargs)
+        try:  # a --judge-max-tokens the engine's context cannot hold: one line now, not a failed request per item
+            backend.check(SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=self.judge_max_tokens, seed=seed))
+        except BaseException:
+            backend.close()
+            raise
         return Judge(backend, self.judge or "", load_prompt(self.judge_prompt, needs_reference=True),
                      load_prompt(self.judge_rubric_prompt, needs_reference=False), cache_path=cache_path,
                      max_attempts=self.judge_attempts, max_tokens=self.judge_max_tokens, seed=seed)

@@ -62,14 +62,19 @@ def restore_prefill(prefill: str, text: str, open_tag: str = THINK_OPEN) -> str:
 
 
 def fold_reasoning_field(reasoning: str | None, content: str | None, open_tag: str = THINK_OPEN,
-                         close_tag: str = THINK_CLOSE) -> str:
+                         close_tag: str = THINK_CLOSE, *, cut: bool = False) -> str:
     """One completion text from an API reply that returns the reasoning in a separate field.
 
     DeepSeek's API and servers run with a reasoning parser (vLLM's
-    `--reasoning-parser deepseek_r1`) return `reasoning_content` beside `content`;
-    the trace keeps both, folded back into one `<think>` block.
+    `--reasoning-parser deepseek_r1`, whose field is `reasoning` since vLLM 0.11)
+    return the reasoning beside `content`; the trace keeps both, folded back into one
+    `<think>` block. `cut`: the sample hit max_tokens. With no content, it was then cut
+    inside its reasoning (the parser calls all of an unclosed output reasoning), so the
+    block stays open, as the model left it and as the vllm backend stores it.
     """
     content = content or ""
+    if reasoning and cut and not content:
+        return f"{open_tag}\n{reasoning.lstrip(chr(10))}"
     if reasoning:
         return f"{open_tag}\n{reasoning.strip(chr(10))}\n{close_tag}\n\n{content.lstrip(chr(10))}"
     # A server without a reasoning parser whose template pre-fills '<think>\n' returns the

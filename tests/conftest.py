@@ -12,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One torch thread per process (inherited by every CLI subprocess a test starts): the models here are tiny,
+# so a second thread only adds OpenMP spin-waiting, and with tests running side by side (pytest -n 2) two
+# threads per process on two cores made a step several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

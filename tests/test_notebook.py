@@ -42,12 +42,14 @@ def test_the_walkthrough_executes_in_tiny_mode(tmp_path, monkeypatch):
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     assert not [out for out in outputs if out.get("output_type") == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(images) >= 5  # three filter plots, the loss curve PNG and the inline loss plot
+    assert len(images) >= 6  # three filter plots, the loss curve PNG, the inline loss plot, GRPO's reward curves
     tables = [out["data"]["text/markdown"] for out in outputs if "text/markdown" in out.get("data", {})]
     final = tables[-1]
-    for model in ("teacher", "student-before", "student-after"):
+    for model in ("teacher", "student-before", "student-after", "student-grpo"):
         assert f"| {model}" in final
     run = tmp_path / "run"
     for path in ("traces.jsonl", "kept.jsonl", "kept.report.json", "eval/before.json", "eval/after.json",
-                 "student/adapter_config.json", "student/merged/config.json", "student/loss.png"):
+                 "student/adapter_config.json", "student/merged/config.json", "student/loss.png",
+                 "student-grpo/adapter_config.json", "student-grpo/merged/config.json", "student-grpo/rewards.png",
+                 "eval/after-rl.json"):
         assert (run / path).is_file(), path

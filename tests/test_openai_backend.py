@@ -97,6 +97,33 @@ def test_failed_prompts_are_listed_and_a_rerun_picks_them_up(server, tiny_models
     assert completions(out) == completions(reference_out)
 
 
+def test_n_choices_under_one_usage_are_counted_by_the_tokenizer_loaded_before_any_request(tiny_models):
+    """A server that does n but reports one usage for all choices and no token ids (not vLLM: SGLang, most
+    hosted APIs): each choice is counted with the tokenizer, loaded before the first request goes out
+    (not inside the event loop, where it would hold up every reply in flight)."""
+    from transformers import AutoTokenizer
+
+    from distill.backends import GenerationRequest, SamplingParams
+    from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
+    from tests.scripted_server import ScriptedChatServer
+
+    texts = ["The answer is 4.", "Four, surely: 2 + 2 = 4.", "<think>\nadd\n</think>\n\n\\boxed{4}"]
+    tokenizer_at_request = []
+
+    def script(prompt, call):
+        tokenizer_at_request.append(bool(backend._tokenizer))
+        return texts
+
+    with ScriptedChatServer(script) as scripted:
+        backend = OpenAIBackend("m", OpenAIOptions(base_url=scripted.base_url, tokenizer=str(tiny_models["qwen"])))
+        [result] = backend.generate([GenerationRequest("p", [{"role": "user", "content": "2 + 2?"}])],
+                                    SamplingParams(n=3, temperature=0.6, top_p=0.95, max_tokens=16, seed=0))
+    assert backend.server == "" and tokenizer_at_request == [True]  # /models did not say vLLM
+    counts = [len(ids) for ids in AutoTokenizer.from_pretrained(tiny_models["qwen"])(texts, add_special_tokens=False)
+              ["input_ids"]]
+    assert [s.completion_tokens for s in result.samples] == counts and [s.text for s in result.samples] == texts
+
+
 def test_reasoning_content_is_folded_back_into_think(server, tiny_models, reference, tmp_path):
     prompts, reference_out = reference
     with FaultProxy(server, {}, reasoning_split=True) as proxy:

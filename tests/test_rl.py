@@ -1,22 +1,39 @@
-"""`distill rl`: the rule rewards on literal completions, GRPO and on-policy distillation with the real
-TRL trainers on tiny models, resuming, and bad input refused before --out is touched."""
+"""`distill rl`: the rule rewards on literal completions (and the judge where the rules cannot tell),
+GRPO and on-policy distillation with the real TRL trainers on tiny models, a real SIGKILL mid-save and
+the resume, an adapter student's KL reference, and bad input refused before --out is touched.
+
+The trainers run in this process on one thread: on 2 shared cores, torch's second thread only waits
+at every tiny matmul (several times slower), and the killed CLI run is compared bit for bit with an
+in-process one, so both must reduce in the same order.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from distill.rl import RLConfig, rl
+from distill.rl.measure import language_consistency, per_token_kl
 from distill.rl.rewards import (
+    JudgedCorrectness,
     accuracy_score,
+    accuracy_scores,
     as_record,
     format_score,
     language_score,
     overlong_score,
     reward_functions,
 )
-from tests.conftest import assert_user_error, run_cli, write_jsonl
+from tests.conftest import ROOT, assert_user_error, run_cli, write_jsonl
+from tests.scripted_server import ScriptedChatServer
+from tests.test_bad_inputs import run_in_process
 
 PROMPT = [{"role": "user", "content": "What is 2 + 3?\nPlease reason step by step, and put your final answer "
                                       "within \\boxed{}."}]
@@ -76,15 +93,81 @@ def test_reward_functions_take_trls_arguments_and_are_named_for_the_log():
     assert [f(**columns) for f in funcs] == [[1.0, 0.0], [1.0, 0.0], [1.0, 0.5], [0.0, -1.0]]
 
 
+# ---------------------------------------------------------------- the judge, for what the rules leave open
+
+# a rule false negative: the same words in another order (the rules compare text as written)
+REWORDED = "<think>\nwork it out\n</think>\n\nThe answer is \\boxed{\\text{right isosceles}}."
+
+
+def judge_reply(prompt: str, call: int) -> str:
+    """A scripted judge (not a model: a tiny one cannot judge): right for the reworded triangle."""
+    answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0]
+    if "garbage" in answer:
+        return "I cannot decide."
+    same = answer == "\\text{right isosceles}"
+    return f"REASON: scripted\nVERDICT: {'CORRECT' if same else 'INCORRECT'}"
+
+
+def judged(server, tmp_path, **options) -> JudgedCorrectness:
+    from distill.judge import JudgeOptions
+
+    settings = dict(judge="judge-model", judge_base_url=server.base_url, judge_attempts=1, **options)
+    return JudgedCorrectness.of(JudgeOptions(**settings), out=str(tmp_path / "student-rl"))
+
+
+def test_the_judge_grades_the_accuracy_reward_where_the_rules_cannot(tmp_path):
+    triangle = [{"role": "user", "content": "What kind of triangle has sides 1, 1 and sqrt(2)?"}]
+    haiku = [{"role": "user", "content": "Write a haiku about rain."}]
+    records = [as_record(triangle, REWORDED, "isosceles right"),                                # rules: wrong
+               as_record(triangle, REWORDED.replace("right", "obtuse"), "isosceles right"),       # rules: wrong
+               as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{4}", "5"),              # a plain number
+               as_record(PROMPT, "<think>\nAdd.\n</think>\n\n\\boxed{5}", "5"),              # rules: right
+               as_record(triangle, "<think>\nstill thinking: right isosceles", "isosceles right"),
+               as_record(haiku, "<think>\nw\n</think>\n\ngarbage", None)]                   # rules: cannot tell
+    assert accuracy_scores(records) == [0.0, 0.0, 0.0, 1.0, 0.0, None]
+    with ScriptedChatServer(judge_reply) as server:
+        judge = judged(server, tmp_path)
+        try:
+            # the reworded answer is right; a plain number's False and the rules' True stand; an unclosed
+            # think block has no final answer to show (the judge never sees reasoning); no verdict: rules stand
+            assert accuracy_scores(records, judge) == [1.0, 0.0, 0.0, 1.0, 0.0, None]
+            assert len(server.calls) == 3 and not any("work it out" in call for call in server.calls)
+            assert judge.stats.judged == 3 and judge.stats.unparsed == 1
+            # the reward function TRL calls, its verdicts now from the cache (beside --out)
+            accuracy = reward_functions(["accuracy"], judge=judge)[0]
+            columns = dict(prompts=[triangle, triangle], completions=[[{"role": "assistant", "content": REWORDED}]] * 2,
+                           reference_json=[json.dumps("isosceles right")] * 2)
+            assert accuracy(**columns) == [1.0, 1.0] and len(server.calls) == 3
+        finally:
+            judge.close()
+        assert (tmp_path / "student-rl.judge-cache.jsonl").is_file()
+        strict = judged(server, tmp_path, judge_unknown="reject")  # no verdict counts as wrong
+        try:
+            assert accuracy_scores(records[-1:], strict) == [0.0]
+        finally:
+            strict.close()
+
+
 # ---------------------------------------------------------------- the trainers, for real
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """A student with the R1-Distill template, a peaked teacher sharing its tokenizer, and a student of
-    another vocabulary."""
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
     import torch
-    from transformers import AutoModelForCausalLM
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_models):
+    """A student with the R1-Distill template, a peaked teacher sharing its tokenizer, a LoRA adapter on the
+    student (a `distill train --method lora` output), and a student of another vocabulary."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill.tiny import save_tiny
 
@@ -97,10 +180,15 @@ def models(tmp_path_factory):
             parameter.copy_(torch.randn_like(parameter) * parameter.std().clamp(min=0.02))
         teacher.lm_head.weight.mul_(6)  # a confident teacher: its distribution is far from the random student's
     teacher.save_pretrained(root / "teacher")
-    from transformers import AutoTokenizer
-
     AutoTokenizer.from_pretrained(student).save_pretrained(root / "teacher")
-    return {"student": student, "teacher": root / "teacher", "other": save_tiny(root / "other", "qwen")}
+    adapter = get_peft_model(AutoModelForCausalLM.from_pretrained(student),
+                             LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    with torch.no_grad():  # a trained adapter: base+adapter is another model than the base
+        for name, parameter in adapter.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    adapter.save_pretrained(root / "adapter")
+    return {"student": student, "teacher": root / "teacher", "adapter": root / "adapter", "other": tiny_models["qwen"]}
 
 
 @pytest.fixture
@@ -113,28 +201,8 @@ EVAL_PROMPTS = [[{"role": "user", "content": f"What is {i} + {i + 1}?\nPlease re
                                              "final answer within \\boxed{}."}] for i in range(4)]
 
 
-def sample(model_dir, *, max_new_tokens: int, n: int, seed: int = 1):
-    """(prompt index, completion ids, model, tokenizer, batch) of n seeded samples per evaluation prompt."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    batch = tokenizer.apply_chat_template(EVAL_PROMPTS, add_generation_prompt=True, return_tensors="pt",
-                                          return_dict=True, padding=True)
-    torch.manual_seed(seed)
-    out = model.generate(**batch, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens,
-                         num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
-    return out, model, tokenizer, batch
-
-
 def mean_language_reward(model_dir) -> float:
-    out, _, tokenizer, batch = sample(model_dir, max_new_tokens=8, n=8)
-    texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-    scores = [language_score(as_record(EVAL_PROMPTS[i // 8], text, prefill="<think>\n"))
-              for i, text in enumerate(texts)]
-    scores = [s for s in scores if s is not None]
-    return sum(scores) / len(scores)
+    return language_consistency(str(model_dir), EVAL_PROMPTS, max_new_tokens=8, n=8)["mean_reward"]
 
 
 def test_grpo_raises_the_mean_reward_over_the_untrained_student(models, prompts, tmp_path):
@@ -149,64 +217,111 @@ def test_grpo_raises_the_mean_reward_over_the_untrained_student(models, prompts,
     assert not (out / "checkpoints").exists()
 
 
-def per_token_kl(student_dir, teacher_dir) -> float:
-    """Mean KL(student ‖ teacher) per completion token, on seeded samples of the student."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    out, student, tokenizer, batch = sample(student_dir, max_new_tokens=12, n=4)
-    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
-    start = batch["input_ids"].shape[1]
-    mask = (out != tokenizer.pad_token_id).long()
-    mask[:, :start] = batch["attention_mask"].repeat_interleave(4, 0)
-    with torch.no_grad():
-        ours = student(out, attention_mask=mask).logits[:, start - 1:-1].log_softmax(-1)
-        theirs = teacher(out, attention_mask=mask).logits[:, start - 1:-1].log_softmax(-1)
-    kl = (ours.exp() * (ours - theirs)).sum(-1)
-    weights = mask[:, start:].float()
-    return float((kl * weights).sum() / weights.sum())
-
-
 def test_on_policy_distillation_lowers_the_per_token_kl_to_the_teacher(models, prompts, tmp_path):
     out = tmp_path / "opd"
     result = rl(RLConfig(prompts=str(prompts), student=str(models["student"]), out=str(out), objective="on-policy",
                          teacher=str(models["teacher"]), method="lora", lora_r=8, num_generations=4,
                          max_completion_tokens=12, max_steps=6, lr=1e-2, save_steps=0))
     assert (out / "adapter_config.json").is_file()  # a LoRA student: the adapter is what is saved
-    before, after = per_token_kl(models["student"], models["teacher"]), per_token_kl(out, models["teacher"])
+    before, after = (per_token_kl(str(student), str(models["teacher"]), EVAL_PROMPTS, max_new_tokens=12, n=4)
+                     for student in (models["student"], out))
     assert after < 0.7 * before, (before, after)
     assert result.after["divergence"] < result.before["divergence"]
 
 
-class StopAt:
-    """A kill between two steps, seen from inside: the run stops after `step` like a Ctrl-C would."""
-
-    def __new__(cls, step: int):
-        from transformers import TrainerCallback
-
-        class _Stop(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step == step:
-                    raise KeyboardInterrupt
-
-        return _Stop()
+def first_step_kl(result) -> float:
+    history = json.loads((Path(result.out) / "train_summary.json").read_text())["log_history"]
+    return next(entry["kl"] for entry in history if "kl" in entry)
 
 
-def test_an_interrupted_run_resumes_from_its_last_checkpoint(models, prompts, tmp_path):
-    out = tmp_path / "resumed"
-    settings = dict(prompts=str(prompts), student=str(models["student"]), out=str(out), method="full",
-                    rewards=["format", "language"], num_generations=2, max_completion_tokens=4, max_steps=3,
-                    save_steps=2, kl_coef=0.0)
-    with pytest.raises(KeyboardInterrupt):
-        rl(RLConfig(**settings), callbacks=[StopAt(3)])
-    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "train_summary.json").exists()
-    refused = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--method", "full",
-                      "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "4",
-                      "--max-steps", "3", "--save-steps", "2", "--kl-coef", "0", "--resume", "--lr", "0.5")
+def test_the_kl_reference_of_an_adapter_student_is_the_adapter(models, prompts, tmp_path):
+    """The KL term pulls towards the policy the run starts from. For a `distill train` adapter that is
+    base+adapter, trained in full (merged) or as the adapter itself: both start at KL 0 exactly, which
+    the bare base (a KL far from 0) would not."""
+    settings = dict(prompts=str(prompts), student=str(models["adapter"]), rewards=["format", "language"],
+                    num_generations=2, max_completion_tokens=4, max_steps=1, kl_coef=0.1, save_steps=0)
+    full = rl(RLConfig(**settings, out=str(tmp_path / "full"), method="full"))
+    assert first_step_kl(full) == 0.0
+    assert (tmp_path / "full" / "model.safetensors").is_file() and not (tmp_path / "full" / "reference").exists()
+    lora = rl(RLConfig(**settings, out=str(tmp_path / "lora"), method="lora", merge=True))
+    assert first_step_kl(lora) == 0.0
+    saved = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert saved["r"] == 4 and not (tmp_path / "lora" / "ref").exists()  # the adapter kept training, alone
+    assert lora.merged and (tmp_path / "lora" / "merged" / "model.safetensors").is_file()  # --merge: a plain model
+    # KL 0 says something: the base alone (what TRL would load as the reference) is another model
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(models["student"])
+    tokens = torch.tensor([[5, 17, 42, 99]])
+    with torch.no_grad():
+        alone = base(tokens).logits
+        adapted = PeftModel.from_pretrained(base, models["adapter"])(tokens).logits
+    assert (alone - adapted).abs().max() > 0.1
+
+
+def test_grpo_with_a_judge_scores_accuracy_through_it(models, tmp_path):
+    """A run's accuracy reward asks the judge: a scripted one calls every final answer right, where the rules
+    call each of the tiny student's (which never writes a cost function) wrong. A student without a think
+    template (the tiny Qwen) answers from its first token, so every rollout has a final answer to judge."""
+    prompts = write_jsonl(tmp_path / "cost.jsonl", [{"id": f"c{i}", "problem": f"Cost function {i}?",
+                                                     "answer": f"C(n) = {i}n + 500"} for i in range(4)])
+    with ScriptedChatServer(lambda prompt, call: "REASON: scripted\nVERDICT: CORRECT") as server:
+        result = rl(RLConfig(prompts=str(prompts), student=str(models["other"]), out=str(tmp_path / "judged"),
+                             method="full", rewards=["accuracy"], num_generations=2, max_completion_tokens=4,
+                             max_steps=2, kl_coef=0.0, save_steps=0, judge="judge-model",
+                             judge_base_url=server.base_url))
+        assert server.calls and all("Final answer to grade" in call for call in server.calls)
+    assert result.judge["judged"] == len(server.calls) and result.before["accuracy"] > 0
+    assert (tmp_path / "judged.judge-cache.jsonl").is_file()
+
+
+# ---------------------------------------------------------------- a real SIGKILL while a checkpoint is written
+
+
+def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path):
+    """The real command, SIGKILLed while its third checkpoint is being written; --resume with other settings
+    is refused; the same command again continues from the second checkpoint, in the run's second epoch
+    (4 prompts, 4 steps an epoch), and ends with the weights and reward log of an uninterrupted run
+    (tests/test_crash_resume.py kills it 20 times)."""
+    from safetensors.torch import load_file
+
+    from distill.train.checkpoints import last_checkpoint
+    from tests.test_crash_resume import step_log
+
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
+                                                         "answer": str(2 * i + 1)} for i in range(4)])
+    settings = dict(prompts=str(prompts), student=str(models["student"]), method="full",
+                    rewards=["format", "language"], num_generations=2, max_completion_tokens=4, max_steps=6,
+                    save_steps=2, lr=1e-3, kl_coef=0.001)
+    reference = rl(RLConfig(**settings, out=str(tmp_path / "reference")))
+    out = tmp_path / "killed"
+    args = ["rl", prompts, "--student", models["student"], "--out", out, "--method", "full", "--rewards",
+            "format,language", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "6",
+            "--save-steps", "2", "--lr", "1e-3", "--kl-coef", "0.001", "--resume"]
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    staging = out / "checkpoints" / ".staging-6"
+    deadline = time.monotonic() + 300
+    while not staging.exists():
+        assert process.poll() is None, "the run ended before its third save"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last_checkpoint(out / "checkpoints").name == "checkpoint-4" and not (out / "train_summary.json").exists()
+
+    refused = run_in_process([*args, "--lr", "0.5"])
     assert_user_error(refused, "--resume", "lr")  # a resumed run with other settings is refused
-    result = rl(RLConfig(**settings, resume=True))
-    assert result.resumed_from and result.resumed_from.endswith("checkpoint-2")
-    assert result.steps == 3 and (out / "train_summary.json").is_file()
+    result = rl(RLConfig(**settings, out=str(out), resume=True))
+    assert result.resumed_from and result.resumed_from.endswith("checkpoint-4") and result.steps == 6
+    weights, expected = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
+    assert all(weights[name].equal(expected[name]) for name in expected)
+    summary, uninterrupted = (json.loads((path / "train_summary.json").read_text()) for path in (out, tmp_path / "reference"))
+    assert step_log(summary) == step_log(uninterrupted) and reference.steps == 6
+    assert not (out / "checkpoints").exists()
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 1, nothing written
@@ -214,8 +329,8 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(models, prompts, tm
 
 def test_a_teacher_with_another_tokenizer_is_refused_naming_both_vocabularies(models, prompts, tmp_path):
     out = tmp_path / "never"
-    result = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--objective", "on-policy",
-                     "--teacher", models["other"])
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--objective",
+                             "on-policy", "--teacher", models["other"]])
     from transformers import AutoTokenizer
 
     sizes = [len(AutoTokenizer.from_pretrained(models[name]).get_vocab()) for name in ("student", "other")]
@@ -224,11 +339,31 @@ def test_a_teacher_with_another_tokenizer_is_refused_naming_both_vocabularies(mo
     assert not out.exists()
 
 
+def test_a_teacher_whose_chat_markers_differ_shares_the_tokenizer(models, tmp_path, caplog):
+    """As the R1-Distill-Qwen teachers and the Qwen2.5 students: the same base vocabulary, other added tokens
+    at the same ids (R1-Distill's '<｜User｜>' is Qwen2.5's '<|im_start|>'). Accepted, with a warning."""
+    from transformers import AutoTokenizer
+
+    from distill.rl.run import check_same_tokenizer
+
+    renamed = tmp_path / "teacher-tokenizer"
+    AutoTokenizer.from_pretrained(models["student"]).save_pretrained(renamed)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (renamed / name).is_file():
+            text = (renamed / name).read_text(encoding="utf-8")
+            (renamed / name).write_text(text.replace("<｜User｜>", "<|im_start|>"), encoding="utf-8")
+    student, teacher = AutoTokenizer.from_pretrained(models["student"]), AutoTokenizer.from_pretrained(renamed)
+    assert teacher.convert_ids_to_tokens(2) == "<|im_start|>" and student.get_vocab() != teacher.get_vocab()
+    with caplog.at_level("WARNING", logger="distill.rl"):
+        check_same_tokenizer("student", student, "teacher", teacher)
+    assert "1 added tokens differ (id 2 is '<｜User｜>' for the student, '<|im_start|>' for the teacher)" in caplog.text
+
+
 def test_prompts_without_references_are_refused_when_accuracy_is_a_reward(models, tmp_path):
     out = tmp_path / "never"
     bare = write_jsonl(tmp_path / "bare.jsonl", [{"problem": "What is 1 + 1?"}, {"problem": "What is 2 + 2?"}])
-    result = run_cli("rl", bare, "--student", models["student"], "--out", out)
-    assert_user_error(result, "bare.jsonl:1", "no reference answer", "--answer-column")
+    result = run_in_process(["rl", bare, "--student", models["student"], "--out", out])
+    assert_user_error(result, "bare.jsonl:1", "no reference answer", "--answer-column", "--judge")
     assert not out.exists()
 
 
@@ -244,3 +379,51 @@ def test_a_reward_weight_that_is_not_a_number_is_refused(models, prompts, tmp_pa
     flag = run_cli("rl", prompts, "--student", models["student"], "--out", out, "--format-weight", "high")
     assert flag.returncode == 2 and "--format-weight" in flag.stderr and "Traceback" not in flag.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_a_judge_without_the_accuracy_reward_is_refused(models, prompts, tmp_path):
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", tmp_path / "never",
+                             "--rewards", "format", "--judge", "m", "--judge-base-url", "http://127.0.0.1:9/v1"])
+    assert_user_error(result, "--judge", "accuracy")
+    assert not (tmp_path / "never").exists()
+
+
+# ---------------------------------------------------------------- rollouts by a colocated vLLM engine (vllm-cpu here)
+
+
+def test_vllm_rollouts_refuse_a_head_size_the_cpu_engine_lacks(models, prompts, tmp_path):
+    """vLLM's CPU attention runs a fixed set of head sizes; the tiny student's 16 is not among them."""
+    pytest.importorskip("vllm")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the CPU engine's limits: this machine trains on a GPU")
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", tmp_path / "never",
+                             "--rollout-backend", "vllm"])
+    assert_user_error(result, "--rollout-backend vllm", "CPU attention runs head sizes", "has 16",
+                      "--rollout-backend hf")
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_vllm_rollouts_follow_the_policy(prompts, tmp_path, monkeypatch, method):
+    """GRPO with rollouts from TRL's colocated vLLM engine (vllm-cpu on this machine, ~40 s to start on 2
+    cores). TRL logs how far the engine's log-probabilities of the sampled tokens are from the policy's:
+    after each step's update they stay as close as at the start while the policy moves far from where it
+    began (the KL to the start), so every step's weights reached the engine."""
+    pytest.importorskip("vllm")
+    from distill.tiny import save_tiny
+
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache (vLLM's CPU default is a share of memory)
+    student = save_tiny(tmp_path / "student", "r1", corpus=MIXED_CORPUS, vocab_size=400, hidden_size=128, heads=2,
+                        kv_heads=1)  # head size 64, which vLLM's CPU attention runs
+    result = rl(RLConfig(prompts=str(prompts), student=str(student), out=str(tmp_path / "out"), method=method,
+                         rewards=["language"], num_generations=4, max_completion_tokens=8, max_steps=3,
+                         lr=1e-2 if method == "full" else 5e-2, kl_coef=0.001, save_steps=0, rollout_backend="vllm"))
+    history = json.loads((tmp_path / "out" / "train_summary.json").read_text())["log_history"]
+    steps = [entry for entry in history if "reward" in entry]
+    assert len(steps) == 3 and result.steps == 3
+    gaps = [entry["sampling/sampling_logp_difference/mean"] for entry in steps]
+    assert max(gaps) < 0.01, gaps
+    assert steps[-1]["kl"] > 10 * max(gaps), (steps[-1]["kl"], gaps)

@@ -9,6 +9,7 @@ one, whose engine stops at sizing its cache (a second, short-lived engine next t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -81,6 +82,20 @@ def test_n_samples_seeds_prefill_finish_reasons_and_token_counts(engine, prompts
         {k: r["completion"] for k, r in records.items() if k.startswith(("v0:", "v1:"))}
 
 
+def test_prompts_beyond_one_step_of_prefill_sample_as_alone(engine, tmp_path):
+    """Nine prompts of ~600 tokens: more prefill than one engine step takes (4096 tokens). vLLM's CPU build
+    would split a prompt over two steps and then die rewinding its seeded generator; distill turns chunked
+    prefill off there. The samples are those each prompt gets alone."""
+    rows = [{"id": f"long{i}", "problem": f"Item {i}: " + "seven plus eight is fifteen; " * 36} for i in range(9)]
+    prompts = write_jsonl(tmp_path / "p.jsonl", rows)
+    together = run(engine, prompts, tmp_path / "together.jsonl", n=2, max_tokens=16, max_inflight=9)
+    assert together.complete and together.records == 18
+    assert min(r["prompt_tokens"] for _, r in read_traces(together.output)) > 4096 // 9
+    alone = run(engine, prompts, tmp_path / "alone.jsonl", n=2, max_tokens=16, max_inflight=1)
+    assert {r["id"]: r["completion"] for _, r in read_traces(alone.output)} == \
+        {r["id"]: r["completion"] for _, r in read_traces(together.output)}
+
+
 def test_max_inflight_one_finishes_prompts_in_order(engine, prompts, tmp_path):
     summary = run(engine, prompts, tmp_path / "t.jsonl", max_inflight=1, n=2, limit=5)
     assert summary.complete
@@ -117,6 +132,205 @@ def test_eval_on_the_same_engine(engine, tmp_path):
     assert result.scores[0].problems == 3 and scores
 
 
+# ------------------------------------------------------------ vllm serve: the openai backend on the same teacher
+
+
+@pytest.fixture(scope="module")
+def served(engine, tmp_path_factory):
+    """vLLM's OpenAI-compatible server on the module's teacher, with DeepSeek-R1's reasoning parser
+    (one for the module: its start is most of its cost). The engine core runs in its own process
+    (the API server needs it), the model in that one ('uni': no third process)."""
+    from tests.servers import vllm_serve
+
+    log = tmp_path_factory.mktemp("serve") / "vllm-serve.log"
+    with vllm_serve(engine, log, "--served-model-name", "r1-served", "--reasoning-parser", "deepseek_r1",
+                    "--dtype", "float32", "--max-model-len", "1024", "--seed", "0", "--no-enable-chunked-prefill",
+                    *(f"--{k.replace('_', '-')}={v}" for k, v in json.loads(ENGINE_ARGS).items()
+                      if k != "enforce_eager"), "--enforce-eager") as url:
+        yield url
+
+
+def generated_tokens(base_url: str) -> int:
+    """vLLM's own count of the tokens it has generated (its Prometheus counter)."""
+    import urllib.request
+
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/metrics", timeout=10) as reply:
+        lines = reply.read().decode().splitlines()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("vllm:generation_tokens_total")))
+
+
+def test_openai_backend_on_vllm_serve_reproduces_the_offline_engine(engine, served, prompts, tmp_path, caplog):
+    """n done by the server, each sample's token count taken from the server, the reasoning field folded back:
+    the served traces are the offline engine's (the same per-prompt seeds, the same vLLM sampler)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="distill")
+    offline = {r["id"]: r for _, r in read_traces(run(engine, prompts, tmp_path / "offline.jsonl").output)}
+    before = generated_tokens(served)
+    # 'r1-served' names no tokenizer: the counts can only come from the server
+    summary = generate(GenerateConfig(prompts=str(prompts), teacher="r1-served", out=str(tmp_path / "served.jsonl"),
+                                      backend="openai", base_url=served, n=3, max_tokens=48, concurrency=4))
+    assert summary.complete and summary.records == 30
+    assert "one by one" not in caplog.text and "is vLLM" in caplog.text  # n natively; token ids asked for
+    records = {r["id"]: r for _, r in read_traces(summary.output)}
+    assert set(records) == set(offline)
+    assert sum(r["completion_tokens"] for r in records.values()) == generated_tokens(served) - before
+    closed = 0
+    for key, record in records.items():
+        expected = offline[key]
+        assert (record["finish_reason"], record["completion_tokens"], record["prompt_tokens"]) == \
+            (expected["finish_reason"], expected["completion_tokens"], expected["prompt_tokens"]), key
+        # the parser splits the text at </think> and distill folds it back: the same words, the spacing
+        # around the tags made canonical
+        generated = expected["completion"].removeprefix("<think>\n")
+        if "<think>" in generated:  # vLLM's parser drops what comes before a <think> the model writes itself
+            generated = generated.partition("<think>")[2]
+        if "</think>" in generated:
+            closed += 1
+        elif record["finish_reason"] == "stop":
+            # ended inside its reasoning: to the parser the same as ending right after </think>, so it is closed
+            generated += "</think>"
+        else:  # cut short inside its reasoning: the block stays open, as the model left it
+            assert "</think>" not in record["completion"], key
+        words = "<think> " + generated.replace("</think>", " </think> ", 1)
+        assert record["completion"].split() == words.split(), key
+    assert closed, "no sample closed its reasoning: the fold went untested"
+
+
+def test_auto_chooses_hf_on_a_cpu_even_with_vllm_installed_and_says_why(engine, tmp_path, caplog):
+    """vLLM's CPU build runs (this module shows it) but starts in tens of seconds where hf takes one:
+    auto takes it only on a CUDA GPU (tests/test_gpu_vllm.py checks that side)."""
+    import logging
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: auto picks vllm (tests/test_gpu_vllm.py)")
+    caplog.set_level(logging.INFO, logger="distill")
+    rows = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "problem": "1 + 1?"}])
+    summary = generate(GenerateConfig(prompts=str(rows), teacher=str(engine), out=str(tmp_path / "t.jsonl"),
+                                      backend="auto", n=1, max_tokens=4, dtype="float32"))
+    assert summary.backend == "hf"
+    assert "backend auto -> hf (no CUDA GPU; vLLM's CPU build runs only with --backend vllm)" in caplog.text
+
+
+def test_the_engine_reaper_ends_the_vllm_processes_a_killed_run_leaves():
+    """The watcher distill starts beside an engine whose processes are its own (vLLM's default): once the
+    watched process is gone, it kills the VLLM:: processes it saw under it, which vLLM leaves running
+    (tests/test_crash_resume.py shows it on real engines), and nothing else."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    from distill.backends.engine_reaper import watch
+
+    child = "import setproctitle, sys, time; setproctitle.setproctitle(sys.argv[1]); time.sleep(600)"
+    code = (f"import subprocess, sys, time\nkids = [subprocess.Popen([sys.executable, '-c', {child!r}, title]) "
+            "for title in ('VLLM::EngineCore', 'bystander')]\n"
+            "print(*(k.pid for k in kids), flush=True)\ntime.sleep(600)")
+    run = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    engine, bystander = map(int, run.stdout.readline().split())
+    try:
+        deadline = time.monotonic() + 60
+        while not psutil.Process(engine).name().startswith("VLLM::EngineCor"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        killed: list[int] = []
+        watcher = threading.Thread(target=lambda: killed.extend(watch(run.pid, poll_s=0.05)))
+        watcher.start()
+        time.sleep(0.5)  # it has looked under the run at least once
+        run.kill()
+        run.wait()
+        watcher.join(timeout=30)
+        assert killed == [engine]
+        assert psutil.Process(bystander).is_running()
+    finally:
+        for pid in (engine, bystander):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+
+
+# ------------------------------------------------------------ the judge on the same engine
+
+
+def judge_traces(path):
+    def trace(key, reference, answer, problem="Cost function of producing n items?"):
+        return {"id": f"{key}:0", "prompt_id": key, "sample": 0, "messages": [{"role": "user", "content": problem}],
+                "reference": reference, "completion": f"<think>\nwork\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
+                "finish_reason": "stop", "completion_tokens": 20}
+
+    return write_jsonl(path, [
+        trace("renamed", "C(n) = 542n + 500", "C(x) = 542x + 500"),   # a rule's False on a non-number: judged
+        trace("again", "C(n) = 542n + 500", "C(x) = 542x + 500"),     # the same item: judged once
+        trace("number", "42", "41"),                                  # a plain number: the rule's False stands
+        trace("right", "42", "42"),                                   # the rules decide: never judged
+        trace("haiku", None, "Rain taps the window", problem="Write a haiku about rain."),  # the rubric prompt
+    ])
+
+
+def judge_config(engine, traces, out, **kwargs):
+    from distill.filter.config import FilterConfig
+
+    # the engine's own settings in --judge-vllm-args: the same engine as generate's, so the kept one serves
+    engine_args = {**json.loads(ENGINE_ARGS), "dtype": "float32", "max_model_len": 1024}
+    options = dict(checks=["format", "correctness", "judge"], workers=1, judge=str(engine), judge_backend="vllm",
+                   judge_vllm_args=json.dumps(engine_args), judge_max_tokens=16)
+    options.update(kwargs)
+    return FilterConfig(traces=str(traces), out=str(out), **options)
+
+
+def test_the_judge_through_the_offline_engine(engine, tmp_path):
+    """A tiny random judge cannot judge: what is tested is the plumbing through the real engine (the
+    verdict semantics are test_judge.py's, with a scripted server). Every reply parses to a verdict or
+    to None after its attempts, never a guess; the cache holds one row per distinct item; the report
+    counts what the judge did; a rerun is answered from the cache without asking the engine again."""
+    from distill.filter.run import filter_traces
+    from tests.conftest import read_jsonl
+
+    traces, out = judge_traces(tmp_path / "traces.jsonl"), tmp_path / "kept.jsonl"
+    filter_traces(judge_config(engine, traces, out))
+    records = {r["prompt_id"]: r for r in read_jsonl(out) + read_jsonl(tmp_path / "kept.rejects.jsonl")}
+    assert len(records) == 5
+    assert "judge" in records["right"]["filter_details"]["not_run"]
+    assert "judge" in records["number"]["filter_details"]["not_run"]
+    judged = {key: records[key] for key in ("renamed", "again", "haiku")}
+    cache = read_jsonl(tmp_path / "kept.judge-cache.jsonl")
+    assert len(cache) == 2  # 'renamed' and 'again' are one item
+    for record in judged.values():
+        verdict = record["verdicts"]["judge"]
+        assert verdict in (True, False, None)
+        assert not record["filter_details"]["judge"].startswith("judge failed"), record["filter_details"]
+        if verdict is None:  # --judge-unknown keep: the rules' verdict stands
+            assert "no parsable verdict in 3 replies" in record["filter_details"]["judge"]
+    assert {row["verdict"] for row in cache} == {r["verdicts"]["judge"] for r in judged.values()}
+    assert all(1 <= row["attempts"] <= 3 and row["tokens"] > 0 for row in cache)
+    report = json.loads((tmp_path / "kept.report.json").read_text())["correctness"]["this_run"]["judge"]
+    assert report["judged"] == 3 and report["distinct_judged"] == 2 and report["cached"] == 0
+    assert report["requests"] == sum(row["attempts"] for row in cache)
+    assert report["tokens"] == sum(row["tokens"] for row in cache)
+    assert report["unparsed"] == sum(row["verdict"] is None for row in cache) and report["failed"] == 0
+
+    filter_traces(judge_config(engine, traces, out, overwrite=True))
+    again = json.loads((tmp_path / "kept.report.json").read_text())["correctness"]["this_run"]["judge"]
+    assert again["cached"] == 2 and again["requests"] == 0 and again["tokens"] == 0
+    rerun = {r["prompt_id"]: r for r in read_jsonl(out) + read_jsonl(tmp_path / "kept.rejects.jsonl")}
+    assert {k: r["verdicts"] for k, r in rerun.items()} == {k: r["verdicts"] for k, r in records.items()}
+
+
+def test_a_judge_reply_longer_than_the_engine_context_is_refused_with_outputs_untouched(engine, tmp_path):
+    from distill.errors import ConfigError
+    from distill.filter.run import filter_traces
+
+    traces, out = judge_traces(tmp_path / "traces.jsonl"), tmp_path / "kept.jsonl"
+    out.write_text("old\n")
+    with pytest.raises(ConfigError, match=r"--judge-max-tokens 2000 does not fit .*max_model_len in --judge-vllm-args"):
+        filter_traces(judge_config(engine, traces, out, judge_max_tokens=2000, overwrite=True))
+    assert out.read_text() == "old\n" and not (tmp_path / "kept.rejects.jsonl").exists()
+
+
 # ------------------------------------------------------------ the CLI: one clear line, output untouched
 
 
@@ -137,15 +351,20 @@ def test_bad_vllm_args_get_one_line(engine, tmp_path, args, needles):
     assert out.read_text() == ""
 
 
-def test_a_model_vllm_cannot_load_gets_one_line(engine, tmp_path):
-    broken = tmp_path / "broken"
+def broken_model(model, broken):
+    """`model` without weights, of an architecture vLLM does not know."""
     broken.mkdir()
-    for name in os.listdir(engine):
+    for name in os.listdir(model):
         if not name.endswith(".safetensors"):
-            (broken / name).write_bytes((engine / name).read_bytes())
+            (broken / name).write_bytes((model / name).read_bytes())
     config = json.loads((broken / "config.json").read_text())
     config["architectures"] = ["NoSuchForCausalLM"]
     (broken / "config.json").write_text(json.dumps(config))
+    return broken
+
+
+def test_a_model_vllm_cannot_load_gets_one_line(engine, tmp_path):
+    broken = broken_model(engine, tmp_path / "broken")
     write_jsonl(tmp_path / "p.jsonl", [{"problem": "1+1?"}])
     result = cli(broken, tmp_path / "t.jsonl", "--vllm-args", ENGINE_ARGS)
     assert_user_error(result, "vLLM cannot load --teacher", "NoSuchForCausalLM")
@@ -159,3 +378,20 @@ def test_a_kv_cache_too_small_gets_one_line(engine, tmp_path):
     result = cli(engine, tmp_path / "t.jsonl", "--vllm-args", small, "--max-model-len", "1024")
     assert_user_error(result, "KV cache cannot hold", "--max-model-len", "VLLM_CPU_KVCACHE_SPACE")
     assert not (tmp_path / "t.jsonl").exists()
+
+
+# ------------------------------------------------------------ last: it replaces the module's kept engine
+
+
+def test_a_judge_vllm_cannot_load_stops_before_the_outputs_are_touched(engine, tmp_path):
+    """In-process (a CLI run would start Python and vLLM again for one line): the kept engine is freed to
+    try the broken model, so this test comes last in the module."""
+    from distill.errors import ModelError
+    from distill.filter.run import filter_traces
+
+    broken = broken_model(engine, tmp_path / "broken")
+    traces, out = judge_traces(tmp_path / "traces.jsonl"), tmp_path / "kept.jsonl"
+    out.write_text("old\n")
+    with pytest.raises(ModelError, match="vLLM cannot load --judge .*NoSuchForCausalLM"):
+        filter_traces(judge_config(broken, traces, out, overwrite=True))
+    assert out.read_text() == "old\n" and not (tmp_path / "kept.rejects.jsonl").exists()

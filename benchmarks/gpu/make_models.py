@@ -18,6 +18,7 @@ sample any of them). Special-token ids are the synthetic tokenizer's, not the re
 
     python benchmarks/gpu/make_models.py --out /root/gpu/models qwen2.5-1.5b:gen qwen2.5-1.5b:train
     python benchmarks/gpu/make_models.py --out /tmp/m --tiny qwen2.5-7b:train    # CPU check: 2 small layers
+    python benchmarks/gpu/make_models.py --out /tmp/m --cpu qwen2.5-1.5b:gen     # for vLLM's CPU build
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ SHAPES: dict[str, dict[str, Any]] = {
 # --tiny: the same vocabulary and family on two small layers (checks the pipeline on a CPU)
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16, "max_window_layers": 2}
+# --cpu: the same on two layers of the head size vLLM's CPU attention takes (64; it refuses 16), for
+# benchmarks/bench_vllm_cpu.py
+CPU = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 2,
+       "num_key_value_heads": 1, "head_dim": 64, "max_window_layers": 2}
 KINDS = ("gen", "train")
 
 
@@ -72,12 +77,16 @@ def model_dir(out: Path, name: str, kind: str) -> Path:
     return out / (f"{name}-gen" if kind == "gen" else name)
 
 
-def make_config(name: str, tokenizer: Any, *, kind: str, tiny: bool = False) -> Any:
+def make_config(name: str, tokenizer: Any, *, kind: str, tiny: bool | str = False, vocab: int | None = None) -> Any:
+    """`tiny`: True for the TINY layers, "cpu" for the CPU ones; `vocab`: another vocabulary size."""
     from transformers import AutoConfig
 
     numbers = {k: v for k, v in SHAPES[name].items() if k != "family"}
+    if vocab:
+        numbers["vocab_size"] = vocab
     if tiny:
-        numbers.update({k: v for k, v in TINY.items() if k in numbers or k == "head_dim"})
+        small = CPU if tiny == "cpu" else TINY
+        numbers.update({k: v for k, v in small.items() if k in numbers or k == "head_dim"})
     model_type = numbers.pop("model_type")
     eos = tokenizer.eos_token_id if kind == "train" else None
     return AutoConfig.for_model(model_type, **numbers, bos_token_id=tokenizer.bos_token_id, eos_token_id=eos,
@@ -101,8 +110,9 @@ def make_room(out: Path, needed: int, keep: Path) -> list[str]:
     return evicted
 
 
-def make_model(out: Path, name: str, kind: str, *, tiny: bool = False, seed: int = 0,
-               overwrite: bool = False) -> dict[str, Any]:
+def make_model(out: Path, name: str, kind: str, *, tiny: bool | str = False, seed: int = 0,
+               overwrite: bool = False, vocab: int | None = None) -> dict[str, Any]:
+    """`vocab`: another vocabulary size than the real one (a smaller one makes a CPU step cheaper)."""
     """Write one model directory; returns what was written (skips a complete one unless overwrite)."""
     import torch
 
@@ -116,10 +126,10 @@ def make_model(out: Path, name: str, kind: str, *, tiny: bool = False, seed: int
         return json.loads(done_marker.read_text())
     started = time.perf_counter()
     spec = SHAPES[name]
-    tokenizer = synthetic_tokenizer(spec["vocab_size"], spec["family"])
+    tokenizer = synthetic_tokenizer(vocab or spec["vocab_size"], spec["family"])
     if kind == "gen":
         tokenizer.eos_token = None  # nothing can end a sample early: every one runs to max_tokens
-    config = make_config(name, tokenizer, kind=kind, tiny=tiny)
+    config = make_config(name, tokenizer, kind=kind, tiny=tiny, vocab=vocab)
     target.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(target)
     written = {"path": str(target), "name": name, "kind": kind, "tiny": tiny, "vocab": len(tokenizer)}
@@ -149,13 +159,16 @@ def main() -> None:
     parser.add_argument("models", nargs="+", help="NAME:KIND, NAME one of " + ", ".join(SHAPES) + "; KIND gen|train")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tiny", action="store_true", help="two small layers, real vocabulary (CPU checks)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="two small layers of head size 64, real vocabulary (vLLM's CPU build)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     for item in args.models:
         name, _, kind = item.partition(":")
         if name not in SHAPES:
             raise SystemExit(f"unknown model {name!r}; one of {', '.join(SHAPES)}")
-        print(json.dumps(make_model(args.out, name, kind or "gen", tiny=args.tiny, overwrite=args.overwrite)),
+        print(json.dumps(make_model(args.out, name, kind or "gen", tiny="cpu" if args.cpu else args.tiny,
+                                    overwrite=args.overwrite)),
               flush=True)
 
 

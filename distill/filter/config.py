@@ -99,7 +99,7 @@ class FilterConfig(SandboxLimits, JudgeOptions, DecontaminationOptions):
     # correctness
     answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS),
                                        metadata=MUST_MATCH)
-    """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
+    """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}, with the boxes listed just before it) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
     verify_timeout: float = field(default=5.0, metadata=MUST_MATCH)
     """correctness: seconds math-verify may spend on one answer; a timeout is verdict null."""
     drop_unverified: bool = field(default=False, metadata=MUST_MATCH)

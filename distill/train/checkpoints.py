@@ -187,6 +187,23 @@ def set_aside_damaged(run_dir: Path) -> Path | None:
     return path
 
 
+def resume_point(run_dir: Path, main: bool) -> Path | None:
+    """The newest intact checkpoint to resume from (rank 0 first removes what a killed save left and sets
+    damaged ones aside), or None to start over."""
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        if main:
+            remove_incomplete(run_dir)
+            set_aside_damaged(run_dir)
+    resume_from = last_checkpoint(run_dir)
+    if main and resume_from is not None:
+        log.info("resuming from %s", resume_from)
+    elif main:
+        log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+    return resume_from
+
+
 def remove_incomplete(run_dir: Path) -> list[str]:
     """Delete what a killed save or rotation left behind (staging dirs, unmarked checkpoints)."""
     removed = []

@@ -246,7 +246,7 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
         checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints,
         max_bad_steps=cfg.max_bad_steps)
 
-    resume_from = _resume_point(run_dir, main) if resuming else None
+    resume_from = ckpt.resume_point(run_dir, main) if resuming else None
     started = time.perf_counter()
     tokens_before = 0
     if resume_from is not None:
@@ -257,22 +257,6 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
     disable_chunked_loss(model)
     return _save(cfg, plan, trainer, tokenizer, stats, elapsed=elapsed,
                  tokens=trainer.state.num_input_tokens_seen - tokens_before, resume_from=resume_from)
-
-
-def _resume_point(run_dir: Path, main: bool) -> Path | None:
-    """The newest intact checkpoint (rank 0 first sets damaged ones aside), or None to start over."""
-    from accelerate import PartialState
-
-    with PartialState().main_process_first():
-        if main:
-            ckpt.remove_incomplete(run_dir)
-            ckpt.set_aside_damaged(run_dir)
-    resume_from = ckpt.last_checkpoint(run_dir)
-    if main and resume_from is not None:
-        log.info("resuming from %s", resume_from)
-    elif main:
-        log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
-    return resume_from
 
 
 def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats: DataStats, *, elapsed: float,

@@ -257,14 +257,14 @@ def test_the_engine_reaper_ends_the_vllm_processes_a_killed_run_leaves():
 
 
 def judge_traces(path):
-    def trace(key, reference, answer, problem="Cost function of producing n items?"):
+    def trace(key, reference, answer, problem="What kind of triangle has sides 1, 1 and sqrt(2)?"):
         return {"id": f"{key}:0", "prompt_id": key, "sample": 0, "messages": [{"role": "user", "content": problem}],
                 "reference": reference, "completion": f"<think>\nwork\n</think>\n\nThe answer is \\boxed{{{answer}}}.",
                 "finish_reason": "stop", "completion_tokens": 20}
 
     return write_jsonl(path, [
-        trace("renamed", "C(n) = 542n + 500", "C(x) = 542x + 500"),   # a rule's False on a non-number: judged
-        trace("again", "C(n) = 542n + 500", "C(x) = 542x + 500"),     # the same item: judged once
+        trace("reworded", "isosceles right", "\\text{right isosceles}"),  # a rule's False on a non-number: judged
+        trace("again", "isosceles right", "\\text{right isosceles}"),     # the same item: judged once
         trace("number", "42", "41"),                                  # a plain number: the rule's False stands
         trace("right", "42", "42"),                                   # the rules decide: never judged
         trace("haiku", None, "Rain taps the window", problem="Write a haiku about rain."),  # the rubric prompt
@@ -296,9 +296,9 @@ def test_the_judge_through_the_offline_engine(engine, tmp_path):
     assert len(records) == 5
     assert "judge" in records["right"]["filter_details"]["not_run"]
     assert "judge" in records["number"]["filter_details"]["not_run"]
-    judged = {key: records[key] for key in ("renamed", "again", "haiku")}
+    judged = {key: records[key] for key in ("reworded", "again", "haiku")}
     cache = read_jsonl(tmp_path / "kept.judge-cache.jsonl")
-    assert len(cache) == 2  # 'renamed' and 'again' are one item
+    assert len(cache) == 2  # 'reworded' and 'again' are one item
     for record in judged.values():
         verdict = record["verdicts"]["judge"]
         assert verdict in (True, False, None)

@@ -1,4 +1,4 @@
-"""`distill demo --quick` end to end through the real command line, and its refusals.
+"""`distill demo --quick --full` end to end through the real command line, and its refusals.
 
 The quick demo trains its models too briefly for the figures to mean anything; what is tested
 is that every stage ran on the previous one's output and that the one table the demo prints
@@ -18,13 +18,16 @@ from distill.demo.run import MARKER, QUICK, REPETITION_MAX_COUNT, REPETITION_NGR
 from distill.errors import ConfigError
 from tests.conftest import assert_user_error, read_jsonl, run_cli
 
-MODELS = ("teacher", "student-kept", "student-all")
+MODELS = ("teacher", "student-kept", "student-kept+grpo", "student-all", "student-all+grpo", "student-all+on-policy")
+RL_ROWS = {"student-kept+grpo": ("student-kept", "grpo"), "student-all+grpo": ("student-all", "grpo"),
+           "student-all+on-policy": ("student-all", "on-policy")}
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    result = run_cli("demo", "--quick", "--out", out, timeout=600)
+    # --full: the rl rows too (GRPO and on-policy after SFT); the default demo is the same run without them
+    result = run_cli("demo", "--quick", "--full", "--out", out, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -61,6 +64,12 @@ def test_every_stage_left_its_outputs(quick_demo):
     for student in ("students/kept", "students/all"):  # what distill train leaves behind a finished run
         assert (out / student / "loss.png").is_file()
         assert (out / student / "README.md").is_file()
+    files = json.loads((out / "demo.json").read_text())["files"]
+    for label, (start, objective) in RL_ROWS.items():  # what distill rl leaves behind, started from the SFT student
+        finished = json.loads((Path(files[label]) / "train_summary.json").read_text())
+        assert finished["objective"] == objective and finished["steps"] == QUICK.rl_steps
+        assert finished["student"] == files[start.replace("-", "_")]
+        assert (Path(files[label]) / "model.safetensors").is_file() and (Path(files[label]) / "rewards.png").is_file()
 
 
 def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
@@ -84,10 +93,10 @@ def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
     # the markdown file holds the same table
     assert table_rows((out / "demo.md").read_text()) == printed
     assert set(summary["stage_s"]) == set(summary["stage_cpu_s"]) == {"data", "teacher", "generate", "filter", "train",
-                                                                       "eval"}
+                                                                       "rl", "eval"}
     assert all(seconds > 0 for seconds in summary["stage_s"].values())
     # the teacher and the students train in the worker processes: their CPU time is counted too
-    assert summary["stage_cpu_s"]["teacher"] > 0 and summary["stage_cpu_s"]["train"] > 0
+    assert all(summary["stage_cpu_s"][stage] > 0 for stage in ("teacher", "train", "rl"))
     assert summary["total_s"] >= sum(summary["stage_s"].values()) - 1
 
 

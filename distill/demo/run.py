@@ -64,7 +64,14 @@ REPETITION_MAX_COUNT = 3
 LEARNING_RATE = 3e-3
 """Tiny models from random weights learn fast at a rate a hundred times the 1e-5 of real students."""
 VOCAB_SIZE = 600
+STUDENT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "<|object_ref_start|>", "<|object_ref_end|>")
+"""Qwen2.5's first five added tokens, in the order of the teacher's (R1) special tokens they stand beside."""
 GENERATE_BATCH = 100
+RL_ROLLOUTS = 8
+"""--full: rollouts per prompt (GRPO's group), two prompts per step."""
+GRPO_LR = 1e-4
+"""--full: GRPO's learning rate (1e-3 traded accuracy for the language reward: 57 % → 1 %)."""
+ON_POLICY_LR = 5e-4
 STUDENT_MAX_TOKENS = 256
 """distill train --max-seq-len of the students: the longest trace (160 tokens and the prompt) fits. Each
 optimizer step is two packs of half the batch (--batch-tokens, --grad-accum 2): packed rows pay attention
@@ -87,6 +94,8 @@ class Scale:
     """Tokens per optimizer step of a student (in two packs of half as many)."""
     prompts: int
     heldout: int
+    rl_steps: int
+    """--full: optimizer steps of each GRPO and on-policy run (2 prompts × 8 rollouts a step)."""
 
 
 # The teacher's accuracy climbs steeply with its steps (three layers, seed 0: 12 % after 300 steps of 16
@@ -96,11 +105,11 @@ class Scale:
 FULL = Scale(teacher_problems=3000, teacher_steps=700, teacher_batch=16,
              teacher=Shape(hidden=128, layers=2, intermediate=384),
              student=Shape(hidden=96, layers=2, intermediate=384),
-             student_tokens=800_000, student_batch_tokens=768, prompts=1600, heldout=200)
+             student_tokens=800_000, student_batch_tokens=768, prompts=1600, heldout=200, rl_steps=200)
 QUICK = Scale(teacher_problems=800, teacher_steps=300, teacher_batch=16,
               teacher=Shape(hidden=96, layers=2, intermediate=384),
               student=Shape(hidden=64, layers=2, intermediate=256),
-              student_tokens=40_000, student_batch_tokens=768, prompts=128, heldout=32)
+              student_tokens=40_000, student_batch_tokens=768, prompts=128, heldout=32, rl_steps=4)
 
 
 @dataclass(kw_only=True)
@@ -109,6 +118,10 @@ class DemoConfig(Options):
     """Directory for everything the demo writes: data, models, traces, the stages' reports and plots, demo.json, demo.md."""
     quick: bool = field(default=False, metadata=MUST_MATCH)
     """Reduced sizes (about a minute; what CI runs): the pipeline runs end to end, but the models learn little."""
+    full: bool = field(default=False, metadata=MUST_MATCH)
+    """Also the other half of the R1 recipe after SFT (about two minutes more): GRPO with the filter's rule rewards
+    (accuracy, format, language) on both students, and on-policy distillation from the teacher on student-all;
+    three more rows on the same held-out problems."""
     seed: int = field(default=0, metadata=MUST_MATCH)
     """Seed of the problems, the faults, every model's weights, the sampling and the data order."""
     overwrite: bool = field(default=False, metadata=FREE)
@@ -247,7 +260,10 @@ class DemoResult:
             "students trained on the filter's kept traces and on all well-formed traces; every model evaluated "
             f"on {self.traces['heldout']:,} held-out problems × {self.sampling['eval_n']} samples "
             f"(temperature {self.sampling['temperature']:g}, top-p {self.sampling['top_p']:g}, "
-            f"at most {self.sampling['max_tokens']} tokens).", "",
+            f"at most {self.sampling['max_tokens']} tokens)."
+            + (" With --full, the students then trained further with `distill rl`: GRPO with the filter's rule "
+               "rewards (accuracy, format, language consistency; rows +grpo) and on-policy distillation from the "
+               "teacher (reverse KL per token; row +on-policy)." if self.config.get("full") else ""), "",
             self.table(), "", self.filter_line() + ".", "", self.stage_line() + ".", ""])
 
 
@@ -307,9 +323,8 @@ class _Clock:
     """Wall-clock and CPU seconds per phase, and the numbered progress line that opens each. CPU time
     is what a phase costs whatever else runs on the machine (wall time on a shared one is not)."""
 
-    PHASES = ("data", "teacher", "generate", "filter", "train", "eval")
-
-    def __init__(self) -> None:
+    def __init__(self, full: bool = False) -> None:
+        self.phases = ("data", "teacher", "generate", "filter", "train", *(("rl",) if full else ()), "eval")
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
@@ -324,7 +339,7 @@ class _Clock:
     def start(self, phase: str, message: str) -> None:
         self.stop()
         self._phase, self._since, self._cpu_since = phase, time.perf_counter(), self._cpu()
-        log.info("[%d/%d] %s: %s", self.PHASES.index(phase) + 1, len(self.PHASES), phase, message)
+        log.info("[%d/%d] %s: %s", self.phases.index(phase) + 1, len(self.phases), phase, message)
 
     def stop(self) -> None:
         if self._phase is not None:
@@ -375,8 +390,13 @@ def _make_data(cfg: DemoConfig, out: Path) -> tuple[list[dict[str, Any]], DemoMo
         + ["user\nassistant\n"] * 100
     teacher_tokenizer = build_tokenizer("r1", corpus, VOCAB_SIZE, digits=True)
     models.teacher_params = save_initial_model(models.teacher, teacher_tokenizer, "r1", scale.teacher, seed=cfg.seed)
-    # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe
-    student_tokenizer = build_tokenizer("qwen", corpus, VOCAB_SIZE, digits=True, template=CHATML_TEMPLATE)
+    # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe, where
+    # R1-Distill-Qwen renamed Qwen2.5's added tokens and kept its base vocabulary, both learn one vocabulary
+    # from one corpus behind five special tokens, so the teacher can score a student's tokens id by id
+    # (on-policy distillation, --full); the students' end of turn has the id of the teacher's end of
+    # sentence, so the teacher scores stopping as stopping
+    student_tokenizer = build_tokenizer("qwen", corpus, VOCAB_SIZE, digits=True, template=CHATML_TEMPLATE,
+                                        special=STUDENT_SPECIAL_TOKENS)
     models.student_params = save_initial_model(models.student, student_tokenizer, "qwen", scale.student,
                                                seed=cfg.seed + 1)
     return records, models
@@ -418,7 +438,7 @@ def build_offline_models(directory: str | Path, *, quick: bool = True, seed: int
 
 
 def _run(cfg: DemoConfig, out: Path) -> DemoResult:
-    clock = _Clock()
+    clock = _Clock(cfg.full)
     workers = clock.workers = Workers(2, cfg.threads) if default_workers() >= 2 else None
     try:
         result = _pipeline(cfg, out, clock, workers)
@@ -492,6 +512,17 @@ def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None
     trained = train_students(configs, workers)
 
     labels = {"teacher": paths["teacher"], "student-kept": paths["student_kept"], "student-all": paths["student_all"]}
+    improved: dict[str, Any] = {}
+    if cfg.full:
+        runs = rl_configs(cfg, paths, out / "rl")
+        clock.start("rl", f"GRPO (rewards accuracy, format, language) on student-kept and student-all, on-policy "
+                          f"distillation from the teacher on student-all: {scale.rl_steps} steps of 2 prompts × "
+                          f"{RL_ROLLOUTS} rollouts each" + (", two at a time" if workers else ""))
+        improved = improve_students(runs, workers)
+        labels = {"teacher": paths["teacher"], "student-kept": paths["student_kept"],
+                  "student-kept+grpo": Path(runs["student-kept+grpo"].out), "student-all": paths["student_all"],
+                  "student-all+grpo": Path(runs["student-all+grpo"].out),
+                  "student-all+on-policy": Path(runs["student-all+on-policy"].out)}
     clock.start("eval", f"{', '.join(labels)} on {cfg.heldout_count:,} held-out problems × {cfg.eval_n} samples")
     results = evaluate(EvalConfig(
         model=[f"{label}={path}" for label, path in labels.items()], data=str(paths["heldout"]),
@@ -505,6 +536,10 @@ def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None
                                  trained["kept"].elapsed_s),
                 "student-all": (student_params, f"{everything.kept:,} all", trained["all"].data.examples,
                                 trained["all"].elapsed_s)}
+    for label, result in improved.items():
+        method = "GRPO" if label.endswith("grpo") else "on-policy"
+        training[label] = (student_params, f"+ {method}, {result.steps} steps", result.steps * 2 * RL_ROLLOUTS,
+                           round(result.elapsed_s, 2))
     rows = []
     for label, path in labels.items():
         params, trained_on, examples, train_s = training[label]
@@ -527,7 +562,7 @@ def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None
                **({"generate_shards": generated["shards"]} if generated["shards"] else {}), "kept": str(paths["kept"]),
                "all": str(paths["all"]), "filter_report": kept.report_path, "all_report": everything.report_path,
                "student_kept": str(paths["student_kept"]), "student_all": str(paths["student_all"]),
-               "eval": results.output})
+               **{label: str(path) for label, path in labels.items() if "+" in label}, "eval": results.output})
     save_comparison(paths["plot"], rows)
     write_json(paths["summary"], result.to_dict())
     paths["markdown"].write_text(result.markdown(), encoding="utf-8")
@@ -694,6 +729,48 @@ def train_students(configs: dict[str, Any], workers: Workers | None) -> dict[str
         return {name: train(cfg) for name, cfg in configs.items()}
     results = workers.run([(_train_student, f"student-{name}", cfg) for name, cfg in configs.items()])
     return dict(zip(configs, results))
+
+
+def rl_configs(cfg: DemoConfig, paths: dict[str, Path], out: Path) -> dict[str, Any]:
+    """--full: the distill rl runs, by row label. Every run starts from an SFT student on the prompts the
+    teacher was sampled on (the held-out problems stay held out), samples as eval does, and trains all weights."""
+    from distill.rl import RLConfig
+
+    common = dict(prompts=str(paths["prompts"]), template=TEMPLATE, method="full", num_generations=RL_ROLLOUTS,
+                  prompts_per_step=2, max_completion_tokens=MAX_TOKENS, temperature=TEMPERATURE, top_p=TOP_P,
+                  max_steps=cfg.scale.rl_steps, seed=cfg.seed, save_steps=0, rollout_backend="hf",
+                  logging_steps=max(1, cfg.scale.rl_steps // 4))
+    grpo = dict(objective="grpo", rewards=["accuracy", "format", "language"], kl_coef=0.0, lr=GRPO_LR)
+    return {
+        "student-kept+grpo": RLConfig(student=str(paths["student_kept"]), out=str(out / "student-kept+grpo"),
+                                      **common, **grpo),
+        "student-all+grpo": RLConfig(student=str(paths["student_all"]), out=str(out / "student-all+grpo"),
+                                     **common, **grpo),
+        "student-all+on-policy": RLConfig(student=str(paths["student_all"]), out=str(out / "student-all+on-policy"),
+                                          objective="on-policy", teacher=str(paths["teacher"]), lr=ON_POLICY_LR,
+                                          **common)}
+
+
+def _improve(runs: list[tuple[str, Any]]) -> list[Any]:
+    from distill.rl import rl
+
+    results = []
+    for label, cfg in runs:
+        _label_logs(label)
+        results.append(rl(cfg))
+    return results
+
+
+def improve_students(runs: dict[str, Any], workers: Workers | None) -> dict[str, Any]:
+    """distill rl for every run; with two `workers`, the on-policy run (the slowest: two models per step)
+    in one and the two GRPO runs one after the other in the other."""
+    if workers is None or len(workers) < 2:
+        return dict(zip(runs, _improve(list(runs.items()))))
+    slow = [(label, cfg) for label, cfg in runs.items() if cfg.objective == "on-policy"]
+    rest = [(label, cfg) for label, cfg in runs.items() if cfg.objective != "on-policy"]
+    first, second = workers.run([(_improve, slow), (_improve, rest)])
+    done = dict(zip([label for label, _ in slow + rest], first + second))
+    return {label: done[label] for label in runs}
 
 
 def loop_share(traces: str | Path) -> float:

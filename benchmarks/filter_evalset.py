@@ -178,6 +178,142 @@ def _problem(rng: random.Random) -> dict[str, Any]:
             "equivalent": f"\\text{{({letter})}}", "wrong": "ABCD"[("ABCD".index(letter) + 1) % 4]}
 
 
+# ---------------------------------------------------------------- realistic answers
+
+HEAVY_KINDS = ("matrix", "interval", "set", "point", "nested_fraction", "polynomial", "radical", "pi")
+"""Answer forms of real R1 math output (MATH-style references) that math-verify takes 30-500 ms to compare."""
+TIMEOUT_KINDS = ("binomial_sum", "power_tower")
+"""Answers whose comparison runs into math-verify's 5 s timeout (sympy expands or evaluates them)."""
+REALISTIC_SHARES = {"simple": 0.45, "heavy": 0.535, "timeout": 0.015}
+"""Problems of each kind in the realistic mix (see `realistic_problem`)."""
+
+
+def _frac(numerator: int, denominator: int) -> str:
+    value = Fraction(numerator, denominator)
+    if value.denominator == 1:
+        return str(value.numerator)
+    sign = "-" if value < 0 else ""
+    return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
+
+
+def _unreduced(numerator: int, denominator: int, factor: int) -> str:
+    """The same value as `_frac`, written unreduced (`\\dfrac{6}{8}` for 3/4): equal, but not as a string."""
+    value = Fraction(numerator, denominator)
+    sign = "-" if value < 0 else ""
+    return f"{sign}\\dfrac{{{abs(value.numerator) * factor}}}{{{value.denominator * factor}}}"
+
+
+def _expanded(roots: list[int]) -> str:
+    """The monic polynomial with these integer roots, expanded: x^4 - 2x^3 - 13x^2 + 14x + 24."""
+    coefficients = [1]
+    for root in roots:  # multiply by (x - root)
+        coefficients = [a - root * b for a, b in zip([*coefficients, 0], [0, *coefficients])]
+    degree = len(roots)
+    terms = []
+    for power, c in zip(range(degree, -1, -1), coefficients):
+        if c == 0:
+            continue
+        body = ("" if abs(c) == 1 and power else str(abs(c))) + ("x" if power else "") + \
+               (f"^{power}" if power > 1 else "")
+        terms.append(("-" if c < 0 else ("+" if terms else "")) + body)
+    return " ".join(t if i == 0 else f"{t[0]} {t[1:]}" for i, t in enumerate(terms))
+
+
+def _factored(roots: list[int]) -> str:
+    return "".join(f"(x {'-' if r >= 0 else '+'} {abs(r)})" for r in roots)
+
+
+def _heavy_problem(rng: random.Random, kind: str) -> dict[str, Any]:
+    """reference / equivalent (another spelling of the same value, so math-verify must decide) / wrong,
+    in one of the forms R1 writes for MATH-style problems."""
+    a, b, c, d = (rng.randint(2, 12) for _ in range(4))
+    if kind == "matrix":
+        entries = [_frac(a, b), str(-c), str(d), _frac(c, a)]
+        equivalent = [_unreduced(a, b, 2), str(-c), str(d), _unreduced(c, a, 3)]
+        wrong = [_frac(a, b), str(-c), str(d + 1), _frac(c, a)]
+
+        def matrix(e: list[str], spaced: bool = True) -> str:
+            sep = " & " if spaced else "&"
+            return f"\\begin{{pmatrix}} {e[0]}{sep}{e[1]} \\\\ {e[2]}{sep}{e[3]} \\end{{pmatrix}}"
+        return {"task": "the matrix $\\mathbf{M}$", "task_zh": "矩阵 $\\mathbf{M}$",
+                "reference": matrix(entries), "equivalent": matrix(equivalent, False), "wrong": matrix(wrong)}
+    if kind == "interval":
+        low, high = -a, b
+        return {"task": f"all $x$ with $(x + {a})(x - {b}) \\ge 0$", "task_zh": f"满足 $(x + {a})(x - {b}) \\ge 0$ 的 $x$",
+                "reference": f"(-\\infty, {low}] \\cup [{high}, \\infty)",
+                "equivalent": f"\\left(-\\infty, {low}\\right] \\cup \\left[{high}, +\\infty\\right)",
+                "wrong": f"(-\\infty, {low}) \\cup [{high}, \\infty)"}
+    if kind == "set":
+        values = sorted(rng.sample(range(-9, 20), 4))
+        shuffled = values[:]
+        while shuffled == values:
+            rng.shuffle(shuffled)
+        wrong = [*values[:-1], values[-1] + 1]
+        return {"task": "all integer solutions", "task_zh": "所有整数解",
+                "reference": "\\{" + ", ".join(map(str, values)) + "\\}",
+                "equivalent": "\\{" + ", ".join(map(str, shuffled)) + "\\}",
+                "wrong": "\\{" + ", ".join(map(str, wrong)) + "\\}"}
+    if kind == "point":
+        return {"task": "the intersection point", "task_zh": "交点坐标",
+                "reference": f"\\left( {_frac(a, b)}, {_frac(-c, d)} \\right)",
+                "equivalent": f"\\left({_unreduced(a, b, 2)}, {_unreduced(-c, d, 2)}\\right)",
+                "wrong": f"\\left( {_frac(a, b)}, {_frac(c, d)} \\right)"}
+    if kind == "nested_fraction":
+        terms = [a, b, c]
+
+        def nested(t: list[int]) -> str:
+            return f"\\frac{{1}}{{{t[0]} + \\frac{{1}}{{{t[1]} + \\frac{{1}}{{{t[2]}}}}}}}"
+
+        value = 1 / (Fraction(terms[0]) + 1 / (Fraction(terms[1]) + Fraction(1, terms[2])))
+        return {"task": "the value of the continued fraction", "task_zh": "连分数的值",
+                "reference": _frac(value.numerator, value.denominator), "equivalent": nested(terms),
+                "wrong": nested([a, b, c + 1])}
+    if kind == "polynomial":
+        roots = rng.sample([r for r in range(-6, 7) if r], 4)
+        wrong = _expanded(roots).rsplit(" ", 1)
+        wrong_constant = int(wrong[1]) + 1
+        return {"task": "the monic quartic with the given roots", "task_zh": "具有给定根的首一四次多项式",
+                "reference": _expanded(roots), "equivalent": _factored(roots),
+                "wrong": f"{wrong[0]} {wrong_constant}"}
+    if kind == "radical":
+        k = rng.choice([2, 3, 5, 6, 7, 10, 11])
+        return {"task": "the exact distance", "task_zh": "精确距离",
+                "reference": f"\\frac{{{a} + \\sqrt{{{k}}}}}{{{b}}}",
+                "equivalent": f"\\frac{{{a}}}{{{b}}} + \\frac{{\\sqrt{{{k}}}}}{{{b}}}",
+                "wrong": f"\\frac{{{a} - \\sqrt{{{k}}}}}{{{b}}}"}
+    if kind == "pi":
+        angle = Fraction(a, b + a)  # a proper fraction of π in lowest terms
+        p, q = angle.numerator, angle.denominator
+        return {"task": "the angle in radians", "task_zh": "弧度制下的角",
+                "reference": f"\\frac{{{p if p > 1 else ''}\\pi}}{{{q}}}", "equivalent": f"\\frac{{{p}}}{{{q}}}\\pi",
+                "wrong": f"\\frac{{{p + 1}\\pi}}{{{q}}}"}
+    if kind == "binomial_sum":  # sympy expands the sum symbolically: past 5 s
+        n = rng.randint(60, 80)
+        return {"task": f"the expansion of $(x + 1)^{{{n}}}$ in closed form", "task_zh": f"$(x + 1)^{{{n}}}$ 的展开式",
+                "reference": f"(x + 1)^{{{n}}}", "equivalent": f"\\sum_{{k=0}}^{{{n}}} \\binom{{{n}}}{{k}} x^k",
+                "wrong": f"(x + 1)^{{{n + 1}}}"}
+    if kind == "power_tower":  # sympy evaluates both towers: past 5 s (the wrong one may time out too)
+        base = rng.randint(7, 12)
+        return {"task": "the larger of the two numbers", "task_zh": "两个数中较大的那个",
+                "reference": f"{base}^{{{base}^{{{base}}}}}",
+                "equivalent": f"({base}^{{{base}}})^{{{base}^{{{base - 1}}}}}",
+                "wrong": f"{base}^{{{base}^{{{base + 1}}}}}"}
+    raise ValueError(f"unknown answer kind {kind!r}")
+
+
+def realistic_problem(rng: random.Random) -> dict[str, Any]:
+    """A problem of the realistic answer mix (`REALISTIC_SHARES`): the simple forms of `_problem`
+    (integers, fractions, roots, polynomials, choices), heavy LaTeX answers (matrices, intervals,
+    sets, points with \\left…\\right, nested fractions, expanded vs factored polynomials, radicals,
+    multiples of π), and answers that run into math-verify's timeout."""
+    group = rng.choices(list(REALISTIC_SHARES), list(REALISTIC_SHARES.values()))[0]
+    if group == "simple":
+        return _problem(rng)
+    problem = _heavy_problem(rng, rng.choice(HEAVY_KINDS if group == "heavy" else TIMEOUT_KINDS))
+    problem["kind"] = group
+    return problem
+
+
 def _final(lang: str, answer: str) -> str:
     return (f"**Final Answer**\nThe answer is $\\boxed{{{answer}}}$." if lang == "en"
             else f"**最终答案**\n答案是 $\\boxed{{{answer}}}$。")
@@ -307,15 +443,19 @@ def build_case(rng: random.Random, case: str, lang: str, problem: dict[str, Any]
 
 
 def build_evalset(prompts: int = 400, samples: int = 4, seed: int = 0, target_chars: tuple[int, int] = (1200, 3500),
-                  zh_share: float = 0.3, cases: dict[str, tuple[float, tuple[str, ...]]] | None = None) -> list[dict]:
-    """`prompts` × `samples` labelled records (see module doc)."""
+                  zh_share: float = 0.3, cases: dict[str, tuple[float, tuple[str, ...]]] | None = None,
+                  answers: str = "simple") -> list[dict]:
+    """`prompts` × `samples` labelled records (see module doc). `answers`: "simple" (integers, fractions,
+    roots, short polynomials, choices) or "realistic" (`realistic_problem`: heavy LaTeX and timeouts too)."""
+    if answers not in ("simple", "realistic"):
+        raise ValueError(f"answers must be simple or realistic (got {answers!r})")
     rng = random.Random(seed)
     cases = cases or CASES
     names, weights = list(cases), [share for share, _ in cases.values()]
     records = []
     for p in range(prompts):
         lang = "zh" if rng.random() < zh_share else "en"
-        problem = _problem(rng)
+        problem = _problem(rng) if answers == "simple" else realistic_problem(rng)
         prompt = make_prompt(rng, lang, problem)
         prompt_id = f"p{p:05d}"
         previous: list[str] = []
@@ -335,7 +475,8 @@ def build_evalset(prompts: int = 400, samples: int = 4, seed: int = 0, target_ch
                 "reference": problem["reference"], "completion": completion, "finish_reason": finish,
                 "completion_tokens": len(completion) // 4, "teacher": "synthetic-r1",
                 "params": {"temperature": 0.6, "top_p": 0.95, "max_tokens": MAX_TOKENS * 2, "seed": seed},
-                "source": {"case": case, "language": lang, "faults": list(cases[case][1])},
+                "source": {"case": case, "language": lang, "faults": list(cases[case][1]),
+                           **({"answer_kind": problem.get("kind", "simple")} if answers == "realistic" else {})},
             })
     return records
 

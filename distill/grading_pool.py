@@ -97,6 +97,10 @@ class GradingBatch:
             self.tasks = self.pool._submit([key for key, entry in self.entries.items() if entry.grade is None],
                                            self.entries)
 
+    def pending(self) -> list[concurrent.futures.Future]:
+        """The workers' tasks of this batch that have not finished yet."""
+        return [future for _, future in self.tasks if not future.done()]
+
     def results(self) -> Iterable[tuple[list[int], Grade]]:
         """(indices, grade) of every answer added, waiting for the workers."""
         self.submit()

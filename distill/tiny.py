@@ -7,7 +7,7 @@ mode build their models with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,9 @@ DEFAULT_CORPUS = [
 
 
 def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, vocab_size: int = 600, *,
-                    digits: bool = False, template: str | None = None):
-    """A byte-level BPE tokenizer with `family`'s special tokens and chat template (or `template`).
+                    digits: bool = False, template: str | None = None, special: Sequence[str] | None = None):
+    """A byte-level BPE tokenizer with `family`'s special tokens (or `special`, at ids 0, 1, …) and chat
+    template (or `template`).
 
     `digits` makes every digit a token of its own (with the space before it: ' 7' is one token),
     as Qwen2 splits digits: a tiny model then adds numbers digit by digit instead of memorising a
@@ -92,7 +93,8 @@ def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, v
     tokenizer.pre_tokenizer = (pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"),
                                                         byte_level]) if digits else byte_level)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=spec["special"], show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special or spec["special"]),
+                                  show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(list(corpus or DEFAULT_CORPUS), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=spec["bos"], eos_token=spec["eos"],

@@ -1,4 +1,4 @@
-"""`distill demo --quick` end to end through the real command line, and its refusals.
+"""`distill demo --quick --full` end to end through the real command line, and its refusals.
 
 The quick demo trains its models too briefly for the figures to mean anything; what is tested
 is that every stage ran on the previous one's output and that the one table the demo prints
@@ -18,13 +18,16 @@ from distill.demo.run import MARKER, QUICK, REPETITION_MAX_COUNT, REPETITION_NGR
 from distill.errors import ConfigError
 from tests.conftest import assert_user_error, read_jsonl, run_cli
 
-MODELS = ("teacher", "student-kept", "student-all")
+MODELS = ("teacher", "student-kept", "student-kept+grpo", "student-all", "student-all+grpo", "student-all+on-policy")
+RL_ROWS = {"student-kept+grpo": ("student-kept", "grpo"), "student-all+grpo": ("student-all", "grpo"),
+           "student-all+on-policy": ("student-all", "on-policy")}
 
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    result = run_cli("demo", "--quick", "--out", out, timeout=600)
+    # --full: the rl rows too (GRPO and on-policy after SFT); the default demo is the same run without them
+    result = run_cli("demo", "--quick", "--full", "--out", out, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -43,10 +46,17 @@ def test_every_stage_left_its_outputs(quick_demo):
     out, _ = quick_demo
     for path in ("demo.json", "demo.md", "demo.png", "data/teacher-train.jsonl", "data/prompts.jsonl",
                  "data/heldout.jsonl", "teacher/loss.png", "teacher/train.json", "traces.jsonl",
-                 "traces.summary.json", "kept.jsonl", "kept.rejects.jsonl", "kept.report.json",
+                 "kept.jsonl", "kept.rejects.jsonl", "kept.report.json",
                  "kept.reject-reasons.png", "all.jsonl", "all.report.json", "eval/results.json",
                  "eval/results.problems.jsonl", "eval/results.png"):
         assert (out / path).is_file(), path
+    # generate ran in shards (one per worker process) concatenated into traces.jsonl, or whole on one core
+    shards = [Path(p) for p in json.loads((out / "demo.json").read_text())["files"].get("generate_shards", [])]
+    summaries = [p.with_name(p.stem + ".summary.json") for p in shards] or [out / "traces.summary.json"]
+    assert all(p.is_file() for p in shards + summaries)
+    assert sum(json.loads(p.read_text())["records"] for p in summaries) == len(read_jsonl(out / "traces.jsonl"))
+    if shards:
+        assert b"".join(p.read_bytes() for p in shards) == (out / "traces.jsonl").read_bytes()
     for model in ("teacher", "students/kept", "students/all"):
         assert (out / model / "config.json").is_file(), model
         assert (out / model / "model.safetensors").is_file(), model
@@ -54,6 +64,12 @@ def test_every_stage_left_its_outputs(quick_demo):
     for student in ("students/kept", "students/all"):  # what distill train leaves behind a finished run
         assert (out / student / "loss.png").is_file()
         assert (out / student / "README.md").is_file()
+    files = json.loads((out / "demo.json").read_text())["files"]
+    for label, (start, objective) in RL_ROWS.items():  # what distill rl leaves behind, started from the SFT student
+        finished = json.loads((Path(files[label]) / "train_summary.json").read_text())
+        assert finished["objective"] == objective and finished["steps"] == QUICK.rl_steps
+        assert finished["student"] == files[start.replace("-", "_")]
+        assert (Path(files[label]) / "model.safetensors").is_file() and (Path(files[label]) / "rewards.png").is_file()
 
 
 def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
@@ -76,8 +92,11 @@ def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
         assert score["problems"] == QUICK.heldout and score["samples"] == QUICK.heldout * 2
     # the markdown file holds the same table
     assert table_rows((out / "demo.md").read_text()) == printed
-    assert set(summary["stage_s"]) == {"data", "teacher", "generate", "filter", "train", "eval"}
+    assert set(summary["stage_s"]) == set(summary["stage_cpu_s"]) == {"data", "teacher", "generate", "filter", "train",
+                                                                       "rl", "eval"}
     assert all(seconds > 0 for seconds in summary["stage_s"].values())
+    # the teacher and the students train in the worker processes: their CPU time is counted too
+    assert all(summary["stage_cpu_s"][stage] > 0 for stage in ("teacher", "train", "rl"))
     assert summary["total_s"] >= sum(summary["stage_s"].values()) - 1
 
 
@@ -87,7 +106,7 @@ def test_traces_and_reject_reasons_add_up(quick_demo):
     report = json.loads((out / "kept.report.json").read_text())
     generated = read_jsonl(out / "traces.jsonl")
     kept, rejects = read_jsonl(out / "kept.jsonl"), read_jsonl(out / "kept.rejects.jsonl")
-    assert len(generated) == traces["generated"] == QUICK.prompts * 4
+    assert len(generated) == traces["generated"] == QUICK.prompts * DemoConfig().n
     assert len(kept) == traces["kept"] == report["records"]["kept"] > 0
     assert len(rejects) == traces["rejected"] == report["records"]["rejected"]
     assert len(kept) + len(rejects) == len(generated)

@@ -68,6 +68,39 @@ def test_seeded_runs_reproduce_and_greedy_is_deterministic(tmp_path, tiny_models
     assert [r["completion"] for r in other_seed.values()] != [r["completion"] for r in first.values()]
 
 
+def test_sampling_in_rounds_gives_what_one_long_call_gives(tiny_models, monkeypatch):
+    # The hf backend samples a batch in rounds and feeds only unfinished rows back; greedy, that must
+    # be token for token what one generate() call over the whole length gives, with rows stopping at
+    # different points (a token the model emits early in one row is made an end-of-turn token).
+    import torch
+
+    from distill.backends import hf
+    from distill.backends.base import GenerationRequest, SamplingParams
+
+    backend = hf.HFBackend(str(tiny_models["qwen"]), hf.HFOptions(batch_size=4))
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger random weights: greedy decoding no longer repeats one token in every row
+        for weight in backend.lm.parameters():
+            if weight.dim() > 1:
+                weight.normal_(0, 0.3)
+    problems = ["What is 1 + 2?", "Add 17 and 25.", "What is the sum of all odd numbers below ten?", "Compute 3 * 4."]
+    requests = [GenerationRequest(key=f"q{i}", messages=[{"role": "user", "content": problem}], index=i)
+                for i, problem in enumerate(problems)]  # prompts of different lengths: left padding in every round
+    params = SamplingParams(n=2, temperature=0.0, top_p=1.0, max_tokens=16, seed=0)
+    monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 1000)
+    prompt_ids = backend.tokenizer([hf.render_prompt(backend.tokenizer, r.messages) for r in requests],
+                                   add_special_tokens=False)["input_ids"]
+    rows = [tokens for tokens, _ in backend._sample_rows(prompt_ids, params, 0)]
+    backend.eos_ids = [*backend.eos_ids, next(t for t in rows[0][2:] if any(t not in row for row in rows))]
+    one_call = list(backend.generate(requests, params))
+    monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 3)  # rounds of 3, 6 and the last 7 tokens
+    in_rounds = list(backend.generate(requests, params))
+    assert in_rounds == one_call
+    finished = [s.finish_reason for result in one_call for s in result.samples]
+    assert "stop" in finished and "length" in finished
+    assert all(s.completion_tokens <= 16 for result in one_call for s in result.samples)
+
+
 def test_finished_output_needs_overwrite_and_mismatched_runs_are_refused(tmp_path, tiny_models, prompts_file):
     out = tmp_path / "t.jsonl"
     args = ["generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",

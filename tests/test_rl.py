@@ -359,6 +359,48 @@ def test_a_teacher_whose_chat_markers_differ_shares_the_tokenizer(models, tmp_pa
     assert "1 added tokens differ (id 2 is '<｜User｜>' for the student, '<|im_start|>' for the teacher)" in caplog.text
 
 
+def test_the_teacher_reads_each_prompt_in_its_own_chat_template():
+    """TRL's DistillationTrainer gives the teacher the student's token ids, the prompt in the student's
+    template. The demo's students (ChatML, as Qwen2.5) and teacher (R1-Distill: '<｜User｜>…<｜Assistant｜>'
+    and a pre-filled '<think>\\n') share a base vocabulary but not a chat format: scored after a ChatML
+    prompt, with the '<think>' its template writes for it scored as a prediction, the teacher gave the
+    student's tokens 0.40 nats of divergence each instead of 0.017, and 100 steps took the demo's student from
+    88 % to 13 % accuracy. The teacher reads its own rendering; a think opening the student wrote is
+    its prompt, not scored; one the student's template wrote is its prompt too."""
+    from distill.demo.models import CHATML_TEMPLATE
+    from distill.demo.run import STUDENT_SPECIAL_TOKENS
+    from distill.rl.trainers import teacher_prompt
+    from distill.tiny import build_tokenizer
+
+    corpus = ["<think>\nFirst, 2 + 3 = 5.\n</think>\n\nThe answer is \\boxed{5}.", "What is 2 + 3?", "user\nassistant\n"] * 20
+    teacher = build_tokenizer("r1", corpus, 300, digits=True)
+    student = build_tokenizer("qwen", corpus, 300, digits=True, template=CHATML_TEMPLATE, special=STUDENT_SPECIAL_TOKENS)
+    messages = [{"role": "user", "content": "What is 2 + 3?"}]
+    answer = "First, 2 + 3 = 5.\n</think>\n\nThe answer is \\boxed{5}."
+
+    def ids(tokenizer, text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    completion = ids(student, "<think>\n" + answer)
+    prompt, unscored = teacher_prompt(student, teacher, messages, completion)
+    assert teacher.decode(prompt) == "<｜begin▁of▁sentence｜><｜User｜>What is 2 + 3?<｜Assistant｜>"
+    assert unscored == 2 and student.decode(completion[:unscored]) == "<think>\n"
+    # the teacher then reads exactly what its template and the completion make together
+    assert teacher.decode(prompt + completion) == teacher.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False) + answer
+
+    prompt, unscored = teacher_prompt(student, teacher, messages, ids(student, answer))  # no think opening
+    assert teacher.decode(prompt).endswith("<｜Assistant｜><think>\n") and unscored == 0
+
+    prompt, unscored = teacher_prompt(student, student, messages, completion)  # one template: nothing changes
+    assert prompt == ids(student, student.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    assert unscored == 0
+
+    prompt, unscored = teacher_prompt(teacher, student, messages, ids(teacher, answer))  # the student's prefill
+    assert student.decode(prompt) == "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    assert unscored == 0
+
+
 def test_prompts_without_references_are_refused_when_accuracy_is_a_reward(models, tmp_path):
     out = tmp_path / "never"
     bare = write_jsonl(tmp_path / "bare.jsonl", [{"problem": "What is 1 + 1?"}, {"problem": "What is 2 + 2?"}])

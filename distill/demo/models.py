@@ -57,28 +57,39 @@ def save_initial_model(path: Path, tokenizer: Any, family: str, shape: Shape, *,
     return sum(p.numel() for p in model.parameters())
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random, *,
+                   min_size: int = 1) -> list[list[int]]:
     """One epoch of batches, in random order. Examples longer than 1.5 × the median (the loops,
     up to four times longer than the rest) are batched among themselves, so a batch pads little;
     within each group a batch is a random sample. (Sorting by length instead would put problems
-    with small digits, whose sums are short, into the same batches.)"""
+    with small digits, whose sums are short, into the same batches.) A group's last batch, when
+    smaller than `min_size`, joins the one before it (every process of a parallel run needs one
+    example or more)."""
     median = sorted(lengths)[len(lengths) // 2]
     batches = []
     for long in (False, True):
         group = [i for i, length in enumerate(lengths) if (length > 1.5 * median) == long]
         rng.shuffle(group)
-        batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+        chunks = [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+        if len(chunks) > 1 and len(chunks[-1]) < min_size:
+            chunks[-2] += chunks.pop()
+        batches += chunks
     rng.shuffle(batches)
     return batches
 
 
 def train_teacher(path: Path, records: list[dict[str, Any]], *, steps: int, batch_size: int, lr: float,
-                  seed: int, log_every: int = 50) -> list[tuple[int, float]]:
+                  seed: int, log_every: int = 50, rank: int = 0, world_size: int = 1) -> list[tuple[int, float]]:
     """Train the model saved in `path` on `records` (trace format) and save it back; the loss per step.
 
     Examples are rendered exactly as `distill train` renders them (prompt masked, the reasoning,
     the answer and the end-of-turn token trained), then trained with AdamW, linear warmup and
     cosine decay, on padded batches of similar lengths.
+
+    With `world_size` > 1 this is one of that many processes (torch.distributed initialised by the
+    caller) training the model together: every process draws the same batches, computes the
+    gradient of its share of each (every world_size-th example), and DistributedDataParallel
+    averages the gradients, so all take the same steps; process 0 logs and saves.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,6 +104,11 @@ def train_teacher(path: Path, records: list[dict[str, Any]], *, steps: int, batc
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.train()
+    trained = model
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
     warmup = max(1, steps // 20)
 
@@ -106,8 +122,8 @@ def train_teacher(path: Path, records: list[dict[str, Any]], *, steps: int, batc
     pad = tokenizer.pad_token_id
     for step in range(1, steps + 1):
         if not batches:
-            batches = length_batches(lengths, batch_size, rng)
-        batch = [examples[i] for i in batches.pop()]
+            batches = length_batches(lengths, batch_size, rng, min_size=world_size)
+        batch = [examples[i] for i in batches.pop()[rank::world_size]]
         width = max(len(e["input_ids"]) for e in batch)
         input_ids = torch.full((len(batch), width), pad)
         labels = torch.full((len(batch), width), -100)
@@ -117,18 +133,23 @@ def train_teacher(path: Path, records: list[dict[str, Any]], *, steps: int, batc
             input_ids[row, :size] = torch.tensor(example["input_ids"])
             labels[row, :size] = torch.tensor(example["labels"])
             attention[row, :size] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        loss = trained(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append((step, round(loss.item(), 5)))
-        if step % log_every == 0 or step == steps:
-            log.info("teacher step %d/%d  loss %.4f  lr %.2e", step, steps, loss.item(), scheduler.get_last_lr()[0])
-    model.eval()
-    model.config.use_cache = True
-    # stop at the end-of-turn token and sample as R1 checkpoints ship (what `distill train` writes too)
-    model.generation_config = generation_config(model, tokenizer, fmt)
-    model.save_pretrained(path)
+        value = loss.detach()
+        if world_size > 1:
+            torch.distributed.all_reduce(value)
+            value /= world_size
+        losses.append((step, round(value.item(), 5)))
+        if rank == 0 and (step % log_every == 0 or step == steps):
+            log.info("teacher step %d/%d  loss %.4f  lr %.2e", step, steps, value.item(), scheduler.get_last_lr()[0])
+    if rank == 0:
+        model.eval()
+        model.config.use_cache = True
+        # stop at the end-of-turn token and sample as R1 checkpoints ship (what `distill train` writes too)
+        model.generation_config = generation_config(model, tokenizer, fmt)
+        model.save_pretrained(path)
     return losses

@@ -17,13 +17,16 @@ the demo itself created, recognised by its `.distill-demo` marker, is ever delet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import resource
 import shutil
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +64,18 @@ REPETITION_MAX_COUNT = 3
 LEARNING_RATE = 3e-3
 """Tiny models from random weights learn fast at a rate a hundred times the 1e-5 of real students."""
 VOCAB_SIZE = 600
-GENERATE_BATCH = 64
+STUDENT_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_end|>", "<|im_start|>", "<|object_ref_start|>", "<|object_ref_end|>")
+"""Qwen2.5's first five added tokens, in the order of the teacher's (R1) special tokens they stand beside."""
+GENERATE_BATCH = 100
+RL_ROLLOUTS = 8
+"""--full: rollouts per prompt (GRPO's group), two prompts per step."""
+GRPO_LR = 1e-4
+"""--full: GRPO's learning rate (1e-3 traded accuracy for the language reward: 57 % → 1 %)."""
+ON_POLICY_LR = 5e-4
+STUDENT_MAX_TOKENS = 256
+"""distill train --max-seq-len of the students: the longest trace (160 tokens and the prompt) fits. Each
+optimizer step is two packs of half the batch (--batch-tokens, --grad-accum 2): packed rows pay attention
+over the whole row on a CPU (no flash-attention), so 384-token packs train ~20 % faster than 768-token ones."""
 """hf backend: prompts per generate() call (× n rows)."""
 
 
@@ -77,18 +91,25 @@ class Scale:
     """Training budget of each student in tokens (prompt + target): both get the same, so what differs
     between them is the data they learn from, not how long they learn."""
     student_batch_tokens: int
+    """Tokens per optimizer step of a student (in two packs of half as many)."""
     prompts: int
     heldout: int
+    rl_steps: int
+    """--full: optimizer steps of each GRPO and on-policy run (2 prompts × 8 rollouts a step)."""
 
 
-FULL = Scale(teacher_problems=3000, teacher_steps=600, teacher_batch=16,
-             teacher=Shape(hidden=128, layers=3, intermediate=384),
-             student=Shape(hidden=96, layers=3, intermediate=384),
-             student_tokens=700_000, student_batch_tokens=768, prompts=800, heldout=200)
+# The teacher's accuracy climbs steeply with its steps (three layers, seed 0: 12 % after 300 steps of 16
+# traces, 22 % after 400, 54 % after 600; twice the rate did worse), so it gets 700, past the climb on every
+# seed tried (52-71 % on seeds 0-2). Two layers learned the task as well as three, for three quarters of the
+# compute; so do the students, which stay smaller than the teacher.
+FULL = Scale(teacher_problems=3000, teacher_steps=700, teacher_batch=16,
+             teacher=Shape(hidden=128, layers=2, intermediate=384),
+             student=Shape(hidden=96, layers=2, intermediate=384),
+             student_tokens=800_000, student_batch_tokens=768, prompts=1600, heldout=200, rl_steps=200)
 QUICK = Scale(teacher_problems=800, teacher_steps=300, teacher_batch=16,
               teacher=Shape(hidden=96, layers=2, intermediate=384),
               student=Shape(hidden=64, layers=2, intermediate=256),
-              student_tokens=40_000, student_batch_tokens=768, prompts=64, heldout=32)
+              student_tokens=40_000, student_batch_tokens=768, prompts=128, heldout=32, rl_steps=4)
 
 
 @dataclass(kw_only=True)
@@ -97,6 +118,10 @@ class DemoConfig(Options):
     """Directory for everything the demo writes: data, models, traces, the stages' reports and plots, demo.json, demo.md."""
     quick: bool = field(default=False, metadata=MUST_MATCH)
     """Reduced sizes (about a minute; what CI runs): the pipeline runs end to end, but the models learn little."""
+    full: bool = field(default=False, metadata=MUST_MATCH)
+    """Also the other half of the R1 recipe after SFT (about two minutes more): GRPO with the filter's rule rewards
+    (accuracy, format, language) on both students, and on-policy distillation from the teacher on student-all;
+    three more rows on the same held-out problems."""
     seed: int = field(default=0, metadata=MUST_MATCH)
     """Seed of the problems, the faults, every model's weights, the sampling and the data order."""
     overwrite: bool = field(default=False, metadata=FREE)
@@ -108,11 +133,13 @@ class DemoConfig(Options):
     loop_rate: float = field(default=0.1, metadata=MUST_MATCH)
     """Share of the teacher's training traces that re-check one step 3 to 10 times ('Wait, let me check that again.')."""
     prompts: int | None = field(default=None, metadata=MUST_MATCH)
-    """Problems the teacher is sampled on (default: 800; 64 with --quick)."""
+    """Problems the teacher is sampled on (default: 1,600; 128 with --quick)."""
     heldout: int | None = field(default=None, metadata=MUST_MATCH)
     """Held-out problems the teacher and both students are evaluated on (default: 200; 32 with --quick)."""
-    n: int = field(default=4, metadata=MUST_MATCH)
-    """Samples per prompt from the teacher (distill generate --n)."""
+    n: int = field(default=2, metadata=MUST_MATCH)
+    """Samples per prompt from the teacher (distill generate --n). The task has one correct, clean trace per
+    problem, which the filter keeps once, so more problems with fewer samples each give the kept student more
+    to learn from than the reverse (1,600 × 2 rather than 800 × 4: 1,240 kept traces instead of 680)."""
     eval_n: int = field(default=2, metadata=MUST_MATCH)
     """Samples per held-out problem and model (distill eval --n)."""
     threads: int = field(default=1, metadata=FREE)
@@ -183,6 +210,9 @@ class DemoResult:
     models: list[ModelRow]
     stage_s: dict[str, float]
     """Wall-clock seconds per phase: data, teacher, generate, filter, train, eval."""
+    stage_cpu_s: dict[str, float]
+    """CPU seconds (user + system) per phase, the worker processes' included (their start-up is not: it is
+    in the whole command's CPU time that benchmarks/bench_demo.py measures)."""
     total_s: float
     traces: dict[str, Any]
     """What generate produced and the filter kept: counts, finish reasons, reject reasons."""
@@ -230,7 +260,10 @@ class DemoResult:
             "students trained on the filter's kept traces and on all well-formed traces; every model evaluated "
             f"on {self.traces['heldout']:,} held-out problems × {self.sampling['eval_n']} samples "
             f"(temperature {self.sampling['temperature']:g}, top-p {self.sampling['top_p']:g}, "
-            f"at most {self.sampling['max_tokens']} tokens).", "",
+            f"at most {self.sampling['max_tokens']} tokens)."
+            + (" With --full, the students then trained further with `distill rl`: GRPO with the filter's rule "
+               "rewards (accuracy, format, language consistency; rows +grpo) and on-policy distillation from the "
+               "teacher (reverse KL per token; row +on-policy)." if self.config.get("full") else ""), "",
             self.table(), "", self.filter_line() + ".", "", self.stage_line() + ".", ""])
 
 
@@ -280,25 +313,38 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its children that have ended (the students' processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 class _Clock:
-    """Wall-clock seconds per phase, and the numbered progress line that opens each."""
+    """Wall-clock and CPU seconds per phase, and the numbered progress line that opens each. CPU time
+    is what a phase costs whatever else runs on the machine (wall time on a shared one is not)."""
 
-    PHASES = ("data", "teacher", "generate", "filter", "train", "eval")
-
-    def __init__(self) -> None:
+    def __init__(self, full: bool = False) -> None:
+        self.phases = ("data", "teacher", "generate", "filter", "train", *(("rl",) if full else ()), "eval")
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.workers: Workers | None = None
         self._phase: str | None = None
         self._since = self.started
+        self._cpu_since = self._cpu()
+
+    def _cpu(self) -> float:
+        return cpu_seconds() + (self.workers.cpu_s if self.workers is not None else 0.0)
 
     def start(self, phase: str, message: str) -> None:
         self.stop()
-        self._phase, self._since = phase, time.perf_counter()
-        log.info("[%d/%d] %s: %s", self.PHASES.index(phase) + 1, len(self.PHASES), phase, message)
+        self._phase, self._since, self._cpu_since = phase, time.perf_counter(), self._cpu()
+        log.info("[%d/%d] %s: %s", self.phases.index(phase) + 1, len(self.phases), phase, message)
 
     def stop(self) -> None:
         if self._phase is not None:
             self.seconds[self._phase] = round(time.perf_counter() - self._since, 2)
+            self.cpu[self._phase] = round(self._cpu() - self._cpu_since, 2)
             self._phase = None
 
     @property
@@ -337,22 +383,39 @@ def _make_data(cfg: DemoConfig, out: Path) -> tuple[list[dict[str, Any]], DemoMo
     _write_jsonl(models.teacher_data, records)
     _write_jsonl(models.prompts, task.problem_rows(problems["prompts"]))
     _write_jsonl(models.heldout, task.problem_rows(problems["heldout"]))
-    # the tokenizers learn the task's text: the prompts, the reasoning and the foreign sentences of the faults
-    corpus = [r["completion"] for r in records] + [r["messages"][0]["content"] for r in records]
+    # the tokenizers learn the task's text: the prompts, the reasoning and the foreign sentences of the faults,
+    # and the role names the students' ChatML template writes as text (one token each, as in Qwen's
+    # vocabulary, instead of the ten single letters that would otherwise start every example)
+    corpus = [r["completion"] for r in records] + [r["messages"][0]["content"] for r in records] \
+        + ["user\nassistant\n"] * 100
     teacher_tokenizer = build_tokenizer("r1", corpus, VOCAB_SIZE, digits=True)
     models.teacher_params = save_initial_model(models.teacher, teacher_tokenizer, "r1", scale.teacher, seed=cfg.seed)
-    # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe
-    student_tokenizer = build_tokenizer("qwen", corpus, VOCAB_SIZE, digits=True, template=CHATML_TEMPLATE)
+    # the students are Qwen2.5-style (ChatML template), the teacher R1-style: as in the real recipe, where
+    # R1-Distill-Qwen renamed Qwen2.5's added tokens and kept its base vocabulary, both learn one vocabulary
+    # from one corpus behind five special tokens, so the teacher can score a student's tokens id by id
+    # (on-policy distillation, --full); the students' end of turn has the id of the teacher's end of
+    # sentence, so the teacher scores stopping as stopping
+    student_tokenizer = build_tokenizer("qwen", corpus, VOCAB_SIZE, digits=True, template=CHATML_TEMPLATE,
+                                        special=STUDENT_SPECIAL_TOKENS)
     models.student_params = save_initial_model(models.student, student_tokenizer, "qwen", scale.student,
                                                seed=cfg.seed + 1)
     return records, models
 
 
-def _train_teacher(cfg: DemoConfig, models: DemoModels, records: list[dict[str, Any]]) -> None:
+def _train_teacher(cfg: DemoConfig, models: DemoModels, records: list[dict[str, Any]],
+                   workers: Workers | None = None) -> None:
+    """Train the teacher in this process, or in all `workers` together."""
     scale = cfg.scale
     started = time.perf_counter()
-    losses = train_teacher(models.teacher, records, steps=scale.teacher_steps, batch_size=scale.teacher_batch,
-                           lr=LEARNING_RATE, seed=cfg.seed, log_every=max(1, scale.teacher_steps // 8))
+    options = dict(steps=scale.teacher_steps, batch_size=scale.teacher_batch, lr=LEARNING_RATE, seed=cfg.seed,
+                   log_every=max(1, scale.teacher_steps // 8))
+    if workers:
+        with tempfile.TemporaryDirectory(prefix="distill-demo-") as scratch:
+            rendezvous = str(Path(scratch) / "rendezvous")
+            losses = workers.run([(_teacher_process, rank, len(workers), rendezvous, models.teacher, records, options)
+                                  for rank in range(len(workers))])[0]
+    else:
+        losses = train_teacher(models.teacher, records, **options)
     models.teacher_train_s = round(time.perf_counter() - started, 2)
     save_curves(models.teacher / "loss.png", {"train loss": ([s for s, _ in losses], [v for _, v in losses])},
                 title="demo teacher", xlabel="step", ylabel="loss (per trained token)")
@@ -375,13 +438,26 @@ def build_offline_models(directory: str | Path, *, quick: bool = True, seed: int
 
 
 def _run(cfg: DemoConfig, out: Path) -> DemoResult:
+    clock = _Clock(cfg.full)
+    workers = clock.workers = Workers(2, cfg.threads) if default_workers() >= 2 else None
+    try:
+        result = _pipeline(cfg, out, clock, workers)
+    except BaseException:
+        if workers is not None:
+            workers.close(stop=True)  # a teacher process may be waiting for one that failed
+        raise
+    if workers is not None:
+        workers.close()
+    return result
+
+
+def _pipeline(cfg: DemoConfig, out: Path, clock: _Clock, workers: Workers | None) -> DemoResult:
     from distill.eval import EvalConfig, evaluate
     from distill.filter import FilterConfig, filter_traces
-    from distill.generate import GenerateConfig, generate
+    from distill.generate import GenerateConfig
     from distill.train import TrainConfig
 
     scale = cfg.scale
-    clock = _Clock()
     paths = {name: out / rel for name, rel in (
         ("traces", "traces.jsonl"), ("kept", "kept.jsonl"), ("all", "all.jsonl"),
         ("student_kept", "students/kept"), ("student_all", "students/all"), ("eval", "eval/results.json"),
@@ -395,19 +471,21 @@ def _run(cfg: DemoConfig, out: Path) -> DemoResult:
     teacher_params, student_params = models.teacher_params, models.student_params
 
     clock.start("teacher", f"training a {scale.teacher.describe(teacher_params)} on them: "
-                           f"{scale.teacher_steps} steps of {scale.teacher_batch} traces")
-    _train_teacher(cfg, models, records)
+                           f"{scale.teacher_steps} steps of {scale.teacher_batch} traces"
+                           + (f", in {len(workers)} processes" if workers else ""))
+    _train_teacher(cfg, models, records, workers)
     teacher_train_s = models.teacher_train_s
 
     sampling = {"temperature": TEMPERATURE, "top_p": TOP_P, "max_tokens": MAX_TOKENS, "n": cfg.n,
                 "eval_n": cfg.eval_n, "seed": cfg.seed}
     clock.start("generate", f"sampling the teacher {cfg.n} times on each of {cfg.prompt_count:,} prompts "
-                            f"(hf backend, temperature {TEMPERATURE:g}, top-p {TOP_P:g}, at most {MAX_TOKENS} tokens)")
-    generated = generate(GenerateConfig(
+                            f"(hf backend, temperature {TEMPERATURE:g}, top-p {TOP_P:g}, at most {MAX_TOKENS} tokens)"
+                            + (f", in {len(workers)} shards at the same time" if workers else ""))
+    generated = generate_traces(GenerateConfig(
         prompts=str(paths["prompts"]), teacher=str(paths["teacher"]), out=str(paths["traces"]), backend="hf",
         template=TEMPLATE, n=cfg.n, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=MAX_TOKENS, seed=cfg.seed,
-        batch_size=GENERATE_BATCH))
-    log.info("generate: %s records, finish reasons %s", f"{generated.records:,}", generated.finish_reasons)
+        batch_size=GENERATE_BATCH), workers)
+    log.info("generate: %s records, finish reasons %s", f"{generated['records']:,}", generated["finish_reasons"])
 
     clock.start("filter", "every check on the teacher's traces → kept.jsonl; the format check alone (what a "
                           "trainer can read at all) → all.jsonl")
@@ -424,16 +502,27 @@ def _run(cfg: DemoConfig, out: Path) -> DemoResult:
     sizes = {name: epoch_tokens(paths[data], models.student) for name, data in (("kept", "kept"), ("all", "all"))}
     configs = {name: TrainConfig(
         kept=str(paths[name]), student=str(models.student), out=str(paths[f"student_{name}"]), method="full",
-        max_seq_len=512, batch_tokens=scale.student_batch_tokens, epochs=round(scale.student_tokens / sizes[name], 2),
+        max_seq_len=STUDENT_MAX_TOKENS, batch_tokens=scale.student_batch_tokens // 2, grad_accum=2,
+        epochs=round(scale.student_tokens / sizes[name], 2),
         lr=LEARNING_RATE, warmup_ratio=0.05, seed=cfg.seed, save_steps=0, logging_steps=50) for name in sizes}
-    parallel = default_workers() >= 2
     clock.start("train", f"two {scale.student.describe(student_params)} students, {scale.student_tokens:,} tokens "
                          f"each: one on the {kept.kept:,} kept traces ({configs['kept'].epochs:g} epochs), one on all "
                          f"{everything.kept:,} ({configs['all'].epochs:g} epochs)"
-                         + (", at the same time" if parallel else ""))
-    trained = train_students(configs, threads=cfg.threads, parallel=parallel)
+                         + (", at the same time" if workers else ""))
+    trained = train_students(configs, workers)
 
     labels = {"teacher": paths["teacher"], "student-kept": paths["student_kept"], "student-all": paths["student_all"]}
+    improved: dict[str, Any] = {}
+    if cfg.full:
+        runs = rl_configs(cfg, paths, out / "rl")
+        clock.start("rl", f"GRPO (rewards accuracy, format, language) on student-kept and student-all, on-policy "
+                          f"distillation from the teacher on student-all: {scale.rl_steps} steps of 2 prompts × "
+                          f"{RL_ROLLOUTS} rollouts each" + (", two at a time" if workers else ""))
+        improved = improve_students(runs, workers)
+        labels = {"teacher": paths["teacher"], "student-kept": paths["student_kept"],
+                  "student-kept+grpo": Path(runs["student-kept+grpo"].out), "student-all": paths["student_all"],
+                  "student-all+grpo": Path(runs["student-all+grpo"].out),
+                  "student-all+on-policy": Path(runs["student-all+on-policy"].out)}
     clock.start("eval", f"{', '.join(labels)} on {cfg.heldout_count:,} held-out problems × {cfg.eval_n} samples")
     results = evaluate(EvalConfig(
         model=[f"{label}={path}" for label, path in labels.items()], data=str(paths["heldout"]),
@@ -447,6 +536,10 @@ def _run(cfg: DemoConfig, out: Path) -> DemoResult:
                                  trained["kept"].elapsed_s),
                 "student-all": (student_params, f"{everything.kept:,} all", trained["all"].data.examples,
                                 trained["all"].elapsed_s)}
+    for label, result in improved.items():
+        method = "GRPO" if label.endswith("grpo") else "on-policy"
+        training[label] = (student_params, f"+ {method}, {result.steps} steps", result.steps * 2 * RL_ROLLOUTS,
+                           round(result.elapsed_s, 2))
     rows = []
     for label, path in labels.items():
         params, trained_on, examples, train_s = training[label]
@@ -456,18 +549,20 @@ def _run(cfg: DemoConfig, out: Path) -> DemoResult:
                              loops=loop_share(score.traces), truncated=score.truncated, mean_tokens=score.mean_completion_tokens, train_s=train_s,
                              eval_s=round(score.generate_s + score.grade_s, 2)))
     result = DemoResult(
-        out=str(out), models=rows, stage_s=dict(clock.seconds), total_s=clock.total,
+        out=str(out), models=rows, stage_s=dict(clock.seconds), stage_cpu_s=dict(clock.cpu),
+        total_s=clock.total,
         traces={"prompts": cfg.prompt_count, "n": cfg.n, "heldout": cfg.heldout_count,
-                "generated": generated.records, "finish_reasons": generated.finish_reasons,
+                "generated": generated["records"], "finish_reasons": generated["finish_reasons"],
                 "well_formed": everything.kept, "kept": kept.kept, "rejected": kept.rejected,
                 "rejected_by": {check: counts["rejected"] for check, counts in kept.data["checks"].items()
                                 if counts["rejected"]}},
         sampling=sampling, config=config_dict(cfg),
         files={"summary": str(paths["summary"]), "markdown": str(paths["markdown"]), "plot": str(paths["plot"]),
-               "teacher": str(paths["teacher"]), "traces": str(paths["traces"]), "kept": str(paths["kept"]),
+               "teacher": str(paths["teacher"]), "traces": str(paths["traces"]),
+               **({"generate_shards": generated["shards"]} if generated["shards"] else {}), "kept": str(paths["kept"]),
                "all": str(paths["all"]), "filter_report": kept.report_path, "all_report": everything.report_path,
                "student_kept": str(paths["student_kept"]), "student_all": str(paths["student_all"]),
-               "eval": results.output})
+               **{label: str(path) for label, path in labels.items() if "+" in label}, "eval": results.output})
     save_comparison(paths["plot"], rows)
     write_json(paths["summary"], result.to_dict())
     paths["markdown"].write_text(result.markdown(), encoding="utf-8")
@@ -486,33 +581,196 @@ def epoch_tokens(kept: Path, student: Path) -> int:
     return sum(len(render_example(record, tokenizer, chat_format=fmt)["input_ids"]) for _, record in iter_jsonl(kept))
 
 
-def _start_worker(label: str, threads: int, level: int) -> None:
+class Workers:
+    """One spawned process per core (two), started with the run so that their imports (torch,
+    transformers: seconds each) happen while the main process writes the data. They train the
+    teacher together (DistributedDataParallel), generate a shard each, then train one student
+    each: two cores do the work of one in half the time. A failure in one is raised here as it
+    was raised there; a failed or interrupted demo stops them (`close(stop=True)`), and a killed
+    one takes them with it (`_end_with_parent`)."""
+
+    def __init__(self, count: int, threads: int):
+        import multiprocessing
+
+        from pebble import ProcessPool
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state forked mid-run
+        level = logging.getLogger().getEffectiveLevel()
+        self.pools = [ProcessPool(max_workers=1, initializer=_start_worker, initargs=(threads, level), context=context)
+                      for _ in range(count)]
+        for pool in self.pools:
+            pool.schedule(int)  # starts the process, whose initializer imports what the stages need
+        self.cpu_s = 0.0
+        """CPU seconds the workers' tasks took (a worker's own CPU time counts in this process's only once it ends)."""
+
+    def __len__(self) -> int:
+        return len(self.pools)
+
+    def run(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """calls[i] = (function, *args), run in worker i; the results in order. The first failure is raised
+        at once (the teacher's processes wait for each other: the caller stops the other one)."""
+        import concurrent.futures
+
+        futures = [pool.schedule(_measured, args=call) for pool, call in zip(self.pools, calls)]
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for future in futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        results = [future.result() for future in futures]
+        self.cpu_s += sum(cpu for _, cpu in results)
+        return [result for result, _ in results]
+
+    def close(self, *, stop: bool = False) -> None:
+        """Let the workers finish and end (or, with `stop`, end them now)."""
+        for pool in self.pools:
+            pool.stop() if stop else pool.close()
+        for pool in self.pools:
+            pool.join()
+
+
+def _measured(function: Any, *args: Any) -> tuple[Any, float]:
+    """function(*args) and the CPU seconds it took."""
+    started = time.process_time()
+    return function(*args), time.process_time() - started
+
+
+def _end_with_parent() -> None:
+    """Have the kernel end this worker when the demo's process ends, even killed with SIGKILL (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the call
+        os._exit(1)
+
+
+def _start_worker(threads: int, level: int) -> None:
+    _end_with_parent()
     import torch
+
+    import distill.train  # noqa: F401 - transformers' Trainer, accelerate: imported before the first task needs them
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=level, stream=sys.stderr, datefmt="%H:%M:%S",
-                        format=f"%(asctime)s [{label}] %(name)s: %(message)s")
+                        format="%(asctime)s %(name)s: %(message)s")
 
 
-def train_students(configs: dict[str, Any], *, threads: int, parallel: bool) -> dict[str, Any]:
-    """distill train for every config; with `parallel`, each in a process of its own at the same time
-    (two students on two cores take the time of one). A failure in one is raised here as it was raised there."""
+def _label_logs(label: str) -> None:
+    """Prefix this worker's log lines with what it is doing ('[student-kept]')."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [{label}] %(name)s: %(message)s", datefmt="%H:%M:%S"))
+
+
+def _teacher_process(rank: int, world_size: int, rendezvous: str, path: Path, records: list[dict[str, Any]],
+                     options: dict[str, Any]) -> list[tuple[int, float]]:
+    """One of the processes training the teacher together (see `train_teacher`)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    _label_logs("teacher")
+    # the timeout only ends a wait for a process that died; a step takes well under a second
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size,
+                            timeout=timedelta(minutes=2))
+    try:
+        return train_teacher(path, records, rank=rank, world_size=world_size, **options)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train_student(label: str, cfg: Any) -> Any:
     from distill.train import train
 
-    if not parallel or len(configs) < 2:
-        return {name: train(cfg) for name, cfg in configs.items()}
-    import multiprocessing
+    _label_logs(label)
+    return train(cfg)
 
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state forked mid-run
-    level = logging.getLogger().getEffectiveLevel()
-    pools = {name: ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
-                                       initargs=(f"student-{name}", threads, level)) for name in configs}
-    try:
-        futures = {name: pools[name].submit(train, cfg) for name, cfg in configs.items()}
-        return {name: future.result() for name, future in futures.items()}
-    finally:
-        for pool in pools.values():
-            pool.shutdown(cancel_futures=True)
+
+def _generate_shard(cfg: Any) -> Any:
+    from distill.generate import generate
+
+    _label_logs(f"generate {cfg.shard}")
+    return generate(cfg)
+
+
+def generate_traces(cfg: Any, workers: Workers | None) -> dict[str, Any]:
+    """distill generate; with `workers`, one shard in each at the same time (`--shard I/N`: shards
+    concatenate to the full run), each with its own file and summary, then concatenated into cfg.out.
+    The records written and their finish reasons."""
+    from distill.generate import generate
+
+    if not workers:
+        summary = generate(cfg)
+        return {"records": summary.records, "finish_reasons": summary.finish_reasons, "shards": []}
+    out = Path(cfg.out)
+    shards = [out.with_name(f"{out.stem}.shard-{rank}-of-{len(workers)}{out.suffix}") for rank in range(len(workers))]
+    summaries = workers.run([(_generate_shard, dataclasses.replace(cfg, out=str(path), shard=f"{rank}/{len(workers)}"))
+                             for rank, path in enumerate(shards)])
+    with out.open("wb") as joined:
+        for path in shards:
+            with path.open("rb") as shard:
+                shutil.copyfileobj(shard, joined)
+    finish_reasons: Counter[str] = Counter()
+    for summary in summaries:
+        finish_reasons.update(summary.finish_reasons)
+    return {"records": sum(s.records for s in summaries), "finish_reasons": dict(finish_reasons),
+            "shards": [str(path) for path in shards]}
+
+
+def train_students(configs: dict[str, Any], workers: Workers | None) -> dict[str, Any]:
+    """distill train for every config; with two `workers`, each in one of them at the same time
+    (two students on two cores take the time of one)."""
+    from distill.train import train
+
+    if workers is None or len(workers) < len(configs):
+        return {name: train(cfg) for name, cfg in configs.items()}
+    results = workers.run([(_train_student, f"student-{name}", cfg) for name, cfg in configs.items()])
+    return dict(zip(configs, results))
+
+
+def rl_configs(cfg: DemoConfig, paths: dict[str, Path], out: Path) -> dict[str, Any]:
+    """--full: the distill rl runs, by row label. Every run starts from an SFT student on the prompts the
+    teacher was sampled on (the held-out problems stay held out), samples as eval does, and trains all weights."""
+    from distill.rl import RLConfig
+
+    common = dict(prompts=str(paths["prompts"]), template=TEMPLATE, method="full", num_generations=RL_ROLLOUTS,
+                  prompts_per_step=2, max_completion_tokens=MAX_TOKENS, temperature=TEMPERATURE, top_p=TOP_P,
+                  max_steps=cfg.scale.rl_steps, seed=cfg.seed, save_steps=0, rollout_backend="hf",
+                  logging_steps=max(1, cfg.scale.rl_steps // 4))
+    grpo = dict(objective="grpo", rewards=["accuracy", "format", "language"], kl_coef=0.0, lr=GRPO_LR)
+    return {
+        "student-kept+grpo": RLConfig(student=str(paths["student_kept"]), out=str(out / "student-kept+grpo"),
+                                      **common, **grpo),
+        "student-all+grpo": RLConfig(student=str(paths["student_all"]), out=str(out / "student-all+grpo"),
+                                     **common, **grpo),
+        "student-all+on-policy": RLConfig(student=str(paths["student_all"]), out=str(out / "student-all+on-policy"),
+                                          objective="on-policy", teacher=str(paths["teacher"]), lr=ON_POLICY_LR,
+                                          **common)}
+
+
+def _improve(runs: list[tuple[str, Any]]) -> list[Any]:
+    from distill.rl import rl
+
+    results = []
+    for label, cfg in runs:
+        _label_logs(label)
+        results.append(rl(cfg))
+    return results
+
+
+def improve_students(runs: dict[str, Any], workers: Workers | None) -> dict[str, Any]:
+    """distill rl for every run; with two `workers`, the on-policy run (the slowest: two models per step)
+    in one and the two GRPO runs one after the other in the other."""
+    if workers is None or len(workers) < 2:
+        return dict(zip(runs, _improve(list(runs.items()))))
+    slow = [(label, cfg) for label, cfg in runs.items() if cfg.objective == "on-policy"]
+    rest = [(label, cfg) for label, cfg in runs.items() if cfg.objective != "on-policy"]
+    first, second = workers.run([(_improve, slow), (_improve, rest)])
+    done = dict(zip([label for label, _ in slow + rest], first + second))
+    return {label: done[label] for label in runs}
 
 
 def loop_share(traces: str | Path) -> float:

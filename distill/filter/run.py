@@ -7,7 +7,7 @@ How it runs
 - The input is then processed in chunks of whole prompts. The cheap checks of a
   chunk run in one process pool; math-verify and the sandbox run in a second
   pool (a timeout per answer) on the records every cheap check passed. While one
-  chunk is graded and written, the next one is already being checked.
+  chunk is graded and written, the next ones are already being checked and graded.
 - Each chunk's kept and rejected records are appended in input order, flushed,
   and then a line in `<out>.filter-progress.jsonl` commits the chunk (records
   done, both files' sizes). Killed at any moment, a rerun truncates both outputs
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 
 CHUNK_RECORDS = 256
 """Records per chunk (rounded up to whole prompts): the unit of writing, committing and resuming."""
-LOOKAHEAD = 2
-"""Chunks being checked and graded while the oldest one is written (memory: LOOKAHEAD + 1 chunks)."""
+LOOKAHEAD = 4
+"""Chunks being checked and graded while the oldest one is written (memory: LOOKAHEAD + 1 chunks). An answer
+at math-verify's 5 s timeout holds one grading worker that long; the others need that much work queued."""
 FILTER_FIELDS = ("verdicts", "filter_details", "rejected_by")
 
 
@@ -328,6 +329,25 @@ class _Filter:
             job.outcomes = [outcome for future in job.futures for outcome in future.result()]
             self._submit_pooled(job)
 
+    def wait(self, job: ChunkJob, later: Iterable[ChunkJob]) -> None:
+        """Wait for a chunk's checks and grades while sending each later chunk's survivors to the grading
+        pool as soon as its cheap checks are back, so that an answer that takes long (math-verify's
+        timeout) in this chunk holds up one worker, while the others go on with the later chunks."""
+        import concurrent.futures
+
+        self._collect_cheap(job)
+        later = list(later)
+        while True:
+            waiting = [future for batch in job.batches.values() if hasattr(batch, "pending")
+                       for future in batch.pending()]
+            for other in later:
+                self.advance(other)
+            if not waiting:
+                return
+            checking = [future for other in later if other.outcomes is None for future in other.futures
+                        if not future.done()]
+            concurrent.futures.wait(waiting + checking, return_when=concurrent.futures.FIRST_COMPLETED)
+
     def finish(self, job: ChunkJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
         """Wait for a chunk's checks and grades, select, and return (kept, rejected, tokens) in input order."""
         self._collect_cheap(job)
@@ -455,6 +475,7 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
             def drain_one() -> None:
                 nonlocal new_records
                 job = in_flight.popleft()
+                run.wait(job, in_flight)
                 kept, rejected, tokens = run.finish(job)
                 kept_file.write(kept)
                 rejects_file.write(rejected)

@@ -274,6 +274,16 @@ def load_teacher(cfg: RLConfig, hw: Any) -> Any:
         raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
 
 
+def teacher_tokenizer(cfg: RLConfig) -> Any:
+    """The teacher's tokenizer with its chat template, which renders the prompts the teacher reads
+    (see distill.rl.trainers.TeacherReadsItsTemplate); None for a teacher without one, which reads the student's."""
+    tokenizer = load_tokenizer(cfg.teacher)
+    if not getattr(tokenizer, "chat_template", None):
+        log.warning("--teacher %s has no chat template: it reads the prompts in the student's", cfg.teacher)
+        return None
+    return tokenizer
+
+
 def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> Any:
     """GRPOConfig or DistillationConfig. One group (--num-generations completions of one prompt) per
     micro-batch, --prompts-per-step micro-batches per optimizer step."""
@@ -368,7 +378,8 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
                   peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
                   keep_checkpoints=cfg.keep_checkpoints)
     if cfg.objective == "on-policy":
-        trainer = distill_trainer(teacher_model=load_teacher(cfg, hw), **common)
+        trainer = distill_trainer(teacher_model=load_teacher(cfg, hw), teacher_tokenizer=teacher_tokenizer(cfg),
+                                  **common)
     else:
         rewards = reward_functions(cfg.rewards, prefill=prefill, language=cfg.language,
                                    max_completion_tokens=cfg.max_completion_tokens,

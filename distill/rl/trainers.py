@@ -95,6 +95,101 @@ class EpochSeededPrompts:
                                         shuffle=True, seed=sampler.seed)
 
 
+class TeacherReadsItsTemplate:
+    """The teacher scores the student's completion after the prompt in the teacher's own chat template.
+
+    TRL's DistillationTrainer gives the teacher the student's token ids, prompt included: the
+    prompt in the student's chat template. A teacher of the same base vocabulary but another chat
+    format (an R1-Distill-Qwen teacher beside a Qwen2.5 student: ChatML's <|im_start|> is the
+    teacher's <｜User｜>) then scores every completion token after a prompt it was never trained to
+    read, and teaches the student from that confusion. Here each prompt is rendered again by the
+    teacher's tokenizer and the student's completion ids follow it unchanged: the same tokens are
+    scored, in the context the teacher knows (see `teacher_prompt`).
+
+    Where the teacher's template writes the think opening ('<think>\n', the R1-Distill templates)
+    and the student's does not, the student writes it itself: the teacher reads those tokens as part
+    of its prompt, and they are left out of the loss (the teacher never predicts them: it gives them
+    almost no probability, which would dominate the divergence and teach the student to skip them)."""
+
+    def __init__(self, *args: Any, teacher_tokenizer: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.teacher_tokenizer = teacher_tokenizer
+        self._teacher_prompt: tuple[Any, Any] | None = None
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        output = super()._generate_and_score_completions(inputs)
+        if self.teacher_tokenizer is None:
+            return output
+        prompts, unscored = [], []
+        for example, completion in zip(inputs, output["completion_ids"].tolist()):
+            ids, written = teacher_prompt(self.processing_class, self.teacher_tokenizer, example["prompt"], completion)
+            prompts.append(ids)
+            unscored.append(written)
+        device = output["prompt_ids"].device
+        output["teacher_prompt_ids"], output["teacher_prompt_mask"] = left_padded(
+            prompts, self.teacher_tokenizer.pad_token_id or 0, device)
+        if any(unscored):
+            scored = torch.ones_like(output["completion_ids"])
+            for row, count in enumerate(unscored):
+                scored[row, :count] = 0
+            output["tool_mask"] = scored if output.get("tool_mask") is None else output["tool_mask"] * scored
+        return output
+
+    def _compute_loss(self, unwrapped_student: Any, inputs: dict[str, Any], num_items_in_batch: Any) -> Any:
+        if "teacher_prompt_ids" in inputs:
+            self._teacher_prompt = (inputs["teacher_prompt_ids"], inputs["teacher_prompt_mask"])
+        try:
+            return super()._compute_loss(unwrapped_student, inputs, num_items_in_batch)
+        finally:
+            self._teacher_prompt = None
+
+    def _get_last_hidden_state(self, unwrapped_model: Any, input_ids: Any, attention_mask: Any,
+                               logits_to_keep: int, **kwargs: Any) -> Any:
+        import torch
+
+        if self._teacher_prompt is not None and self.teacher_model is not None and \
+                unwrapped_model is self.accelerator.unwrap_model(self.teacher_model):
+            prompt_ids, prompt_mask = self._teacher_prompt
+            input_ids = torch.cat([prompt_ids, input_ids[:, -logits_to_keep:]], dim=1)
+            attention_mask = torch.cat([prompt_mask, attention_mask[:, -logits_to_keep:]], dim=1)
+        return super()._get_last_hidden_state(unwrapped_model, input_ids, attention_mask, logits_to_keep, **kwargs)
+
+
+def teacher_prompt(student_tokenizer: Any, teacher_tokenizer: Any, messages: list[dict[str, str]],
+                   completion: list[int]) -> tuple[list[int], int]:
+    """The teacher's token ids of `messages`' generation prompt, to be followed by the student's `completion`
+    ids; and how many leading completion tokens the teacher reads as its prompt (not to be scored).
+
+    The templates may differ in the think opening they write (`generation_prefill`): one the student's
+    template wrote is the teacher's prompt too; one only the teacher's writes is taken from the completion
+    when the student wrote it there (and those tokens are not scored), else kept in the teacher's prompt."""
+    from distill.chat import render_prompt
+    from distill.shape import generation_prefill
+
+    text = render_prompt(teacher_tokenizer, messages)
+    theirs = generation_prefill(text)
+    ours = generation_prefill(render_prompt(student_tokenizer, messages))
+    written = 0
+    if theirs and not ours:
+        opening = teacher_tokenizer(theirs, add_special_tokens=False)["input_ids"]
+        if completion[:len(opening)] == opening:
+            text, written = text[:len(text) - len(theirs)], len(opening)
+    elif ours != theirs:
+        text = text[:len(text) - len(theirs)] + ours
+    return teacher_tokenizer(text, add_special_tokens=False)["input_ids"], written
+
+
+def left_padded(rows: list[list[int]], pad: int, device: Any) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
 def grpo_trainer(**kwargs: Any) -> Any:
     from trl import GRPOTrainer
 
@@ -108,7 +203,7 @@ def distill_trainer(**kwargs: Any) -> Any:
     from trl import DistillationTrainer
 
     class OnPolicyDistillationTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU,
-                                      DistillationTrainer):
+                                      TeacherReadsItsTemplate, DistillationTrainer):
         pass
 
     return OnPolicyDistillationTrainer(**kwargs)

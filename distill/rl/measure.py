@@ -65,17 +65,30 @@ def language_consistency(model_dir: str, prompts: Sequence[Messages], *, max_new
 def per_token_kl(student_dir: str, teacher_dir: str, prompts: Sequence[Messages], *, max_new_tokens: int, n: int,
                  seed: int = 1) -> float:
     """Mean KL(student ‖ teacher) per completion token on the student's samples: what on-policy
-    distillation minimises (reverse KL, --jsd-beta 1)."""
+    distillation minimises (reverse KL, --jsd-beta 1), with the teacher reading each prompt in its own
+    chat template as in training (`distill.rl.trainers.teacher_prompt`)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.rl.trainers import left_padded, teacher_prompt
 
     samples = seeded_samples(student_dir, prompts, max_new_tokens=max_new_tokens, n=n, seed=seed)
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
+    teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     start = samples.prompt_length
+    completion, completion_mask = samples.ids[:, start:], samples.attention_mask[:, start:]
+    weights = completion_mask.float()
+    rows = []
+    for row, ids in enumerate(completion.tolist()):
+        ids, unscored = teacher_prompt(samples.tokenizer, teacher_tokenizer, prompts[row // n], ids)
+        rows.append(ids)
+        weights[row, :unscored] = 0
+    prompt_ids, prompt_mask = left_padded(rows, teacher_tokenizer.pad_token_id or 0, completion.device)
+    width = prompt_ids.shape[1]
     with torch.no_grad():
         ours = samples.model(samples.ids, attention_mask=samples.attention_mask).logits[:, start - 1:-1]
-        theirs = teacher(samples.ids, attention_mask=samples.attention_mask).logits[:, start - 1:-1]
+        theirs = teacher(torch.cat([prompt_ids, completion], 1),
+                         attention_mask=torch.cat([prompt_mask, completion_mask], 1)).logits[:, width - 1:-1]
     ours, theirs = ours.log_softmax(-1), theirs.log_softmax(-1)
     kl = (ours.exp() * (ours - theirs)).sum(-1)
-    weights = samples.attention_mask[:, start:].float()
     return float((kl * weights).sum() / weights.sum())

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import Any
 
 from distill.backends.base import (
     Backend,
@@ -161,15 +162,19 @@ class HFBackend(Backend):
         return list(zip(generated, stopped))
 
     def _left_padded(self, rows: list[list[int]]):
-        """(input_ids, attention_mask) of token-id rows, padded on the left as generation needs."""
-        import torch
-
-        width = max(len(row) for row in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for index, row in enumerate(rows):
-            if row:
-                input_ids[index, width - len(row):] = torch.tensor(row)
-                attention[index, width - len(row):] = 1
-        return input_ids.to(self.device), attention.to(self.device)
+        return left_padded(rows, pad, self.device)
+
+
+def left_padded(rows: list[list[int]], pad: int, device: Any = None) -> tuple[Any, Any]:
+    """(input_ids, attention_mask) of token-id rows, padded on the left with `pad` as generation needs."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        if row:
+            input_ids[index, width - len(row):] = torch.tensor(row)
+            attention[index, width - len(row):] = 1
+    return input_ids.to(device), attention.to(device)

@@ -70,7 +70,8 @@ def per_token_kl(student_dir: str, teacher_dir: str, prompts: Sequence[Messages]
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.rl.trainers import left_padded, teacher_prompt
+    from distill.backends.hf import left_padded
+    from distill.rl.trainers import teacher_prompt
 
     samples = seeded_samples(student_dir, prompts, max_new_tokens=max_new_tokens, n=n, seed=seed)
     teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)

@@ -119,6 +119,8 @@ class TeacherReadsItsTemplate:
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
+        from distill.backends.hf import left_padded
+
         output = super()._generate_and_score_completions(inputs)
         if self.teacher_tokenizer is None:
             return output
@@ -179,15 +181,6 @@ def teacher_prompt(student_tokenizer: Any, teacher_tokenizer: Any, messages: lis
     elif ours != theirs:
         text = text[:len(text) - len(theirs)] + ours
     return teacher_tokenizer(text, add_special_tokens=False)["input_ids"], written
-
-
-def left_padded(rows: list[list[int]], pad: int, device: Any) -> tuple[Any, Any]:
-    import torch
-
-    width = max(len(row) for row in rows)
-    ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
-    return ids, mask
 
 
 def grpo_trainer(**kwargs: Any) -> Any:

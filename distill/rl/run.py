@@ -274,12 +274,11 @@ def load_teacher(cfg: RLConfig, hw: Any) -> Any:
         raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
 
 
-def teacher_tokenizer(cfg: RLConfig) -> Any:
-    """The teacher's tokenizer with its chat template, which renders the prompts the teacher reads
-    (see distill.rl.trainers.TeacherReadsItsTemplate); None for a teacher without one, which reads the student's."""
-    tokenizer = load_tokenizer(cfg.teacher)
+def teacher_template(teacher: str, tokenizer: Any) -> Any:
+    """The teacher's tokenizer if it has a chat template, which renders the prompts the teacher reads (see
+    distill.rl.trainers.TeacherReadsItsTemplate); None for a teacher without one, which reads the student's."""
     if not getattr(tokenizer, "chat_template", None):
-        log.warning("--teacher %s has no chat template: it reads the prompts in the student's", cfg.teacher)
+        log.warning("--teacher %s has no chat template: it reads the prompts in the student's", teacher)
         return None
     return tokenizer
 
@@ -323,9 +322,11 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     backend = rollout_backend(cfg, hw.device, base)
     tokenizer = load_policy_tokenizer(cfg.student)
     prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
+    teacher_tokenizer = None
     if cfg.objective == "on-policy":
         check_student(cfg.teacher)
-        check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, load_tokenizer(cfg.teacher))
+        teacher_tokenizer = load_tokenizer(cfg.teacher)
+        check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, teacher_tokenizer)
         check_vocab_sizes(base, cfg.teacher)
     inputs = {"PROMPTS": cfg.prompts, "--student": cfg.student, "--teacher": cfg.teacher}
     if base != cfg.student:
@@ -338,7 +339,7 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
             judge = JudgedCorrectness.of(cfg, out=cfg.out, rank=PartialState().process_index).open()
         # only rank 0 writes --out, so only it holds the lock
         with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
-            return _run(cfg, hw, backend, prompts, tokenizer, prefill, callbacks, judge)
+            return _run(cfg, hw, backend, prompts, tokenizer, prefill, callbacks, judge, teacher_tokenizer)
     except DistillError:
         raise
     except Exception as exc:  # a checkpoint or the model saved onto a full disk, vLLM's refusal: one line
@@ -354,7 +355,7 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
 
 
 def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
-         callbacks: Sequence[Any], judge: JudgedCorrectness | None) -> RLResult:
+         callbacks: Sequence[Any], judge: JudgedCorrectness | None, teacher_tokenizer: Any) -> RLResult:
     from accelerate import PartialState
 
     from distill.rl.trainers import Progress, distill_trainer, grpo_trainer
@@ -378,8 +379,8 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
                   peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
                   keep_checkpoints=cfg.keep_checkpoints)
     if cfg.objective == "on-policy":
-        trainer = distill_trainer(teacher_model=load_teacher(cfg, hw), teacher_tokenizer=teacher_tokenizer(cfg),
-                                  **common)
+        trainer = distill_trainer(teacher_model=load_teacher(cfg, hw),
+                                  teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer), **common)
     else:
         rewards = reward_functions(cfg.rewards, prefill=prefill, language=cfg.language,
                                    max_completion_tokens=cfg.max_completion_tokens,

@@ -165,7 +165,7 @@ def pass_ks(n: int) -> list[int]:
 
 def vote_key(answer: str | None) -> Any:
     """What a majority vote counts as 'the same answer': equal numbers (1/2 = 0.5), else the normalised text."""
-    from distill.grading import as_number, normalize_answer
+    from distill.grading.normalisation import as_number, normalize_answer
 
     if answer is None:
         return None
@@ -300,7 +300,7 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
     from distill.filter.checks import LanguageCheck
     from distill.filter.config import default_workers
-    from distill.grading import extract_answer
+    from distill.grading.extraction import extract_answer
     from distill.grading_pool import GradingPool
     from distill.shape import CANONICAL
 

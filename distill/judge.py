@@ -3,16 +3,32 @@
 It sees the problem, the reference (or, without one, a rubric) and the final
 answer, never the reasoning, and must reply in a fixed format:
 
-    REASON: <one sentence>
     VERDICT: CORRECT | INCORRECT
+    REASON: <one sentence>
 
-A reply that does not parse is asked again (greedy first, then sampled with
-other seeds); after the last attempt the verdict is None, never a guess.
+Threat model: the answer is written by the teacher (or, in `distill rl`, by the
+policy being trained), so it is hostile text. It enters the prompt only fenced
+between BEGIN/END lines that carry a tag derived from the hash of the problem,
+reference and answer together (text cannot know the tag of a prompt it is part
+of, so it cannot close its fence or open a section of its own), and any
+BEGIN/END line inside it is defused. The verdict is read only from the judge's
+own verdict line at the position the prompt asks for (the first line; the v1
+prompts' last line), after every quoted piece of the answer is removed from
+the reply; a reply with no verdict there, or with a second verdict that
+disagrees, is unparsable: asked again, then None, never a guess. The reason
+is the judge's own line, quoted text removed, cut to 200 characters.
+
+A judge that fails (unreachable, HTTP errors, malformed replies) is not a judge
+that could not decide: it is checked with one request when it starts, each
+item is retried `--judge-retries` times with `--judge-timeout` per request, and
+when more than `--judge-max-failures` of the items asked end without a reply
+the run stops (JudgeFailed, exit 3) instead of keeping what needed a verdict.
+
 Prompts are versioned files in distill/judge_prompts/ (or any file the user
-names); their sha256 is part of every cache key, so a changed prompt judges
-again. Each distinct (prompt, model, problem, reference, answer) is judged once:
-verdicts are appended to a JSONL cache as they arrive, so a killed run loses
-only the replies in flight, and a rerun reuses the rest.
+names); their sha256 is part of every cache key, with the model, the server,
+the reply budget, the attempts and the sampling, so any change judges again.
+Each distinct item is judged once: each verdict is appended to a JSONL cache as
+it arrives, so a killed run loses only the replies in flight.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -30,22 +47,47 @@ from typing import Any, ClassVar
 
 from distill.backends.base import Backend, GenerationRequest, SamplingParams
 from distill.config import FREE, MUST_MATCH, Options, flag, one_of, require
-from distill.errors import ConfigError, InputError
+from distill.errors import BackendError, ConfigError, InputError
 from distill.traces import JsonlWriter, iter_jsonl, repair_torn_tail
 
 log = logging.getLogger(__name__)
 
 PROMPTS_DIR = Path(__file__).with_name("judge_prompts")
-DEFAULT_REFERENCE_PROMPT = "reference-v1"
-DEFAULT_RUBRIC_PROMPT = "rubric-v1"
+DEFAULT_REFERENCE_PROMPT = "reference-v2"
+DEFAULT_RUBRIC_PROMPT = "rubric-v2"
+LAST_LINE_PROMPTS = ("reference-v1", "rubric-v1")
+"""Shipped prompts that ask for REASON first and the verdict on the last line (a prompt file may say
+so itself with a first line `#! verdict-line: last`); every other prompt asks for it on the first line."""
+CACHE_VERSION = 2
+"""Part of every cache key: bumped when rendering or parsing changes what a verdict means (2: fenced
+fields, the verdict line at a fixed position)."""
 MAX_FIELD_CHARS = 8000
 """Problem, reference and answer are cut to this many characters in the prompt (the judge needs the
 final answer, not an essay; a huge answer must not become a huge request)."""
 
 # bounded, anchored, no nested quantifiers: linear on any reply
 _VERDICT = re.compile(r"VERDICT[*_ ]{0,4}[:：][\s*_`\"']{0,8}(CORRECT|INCORRECT)\b", re.IGNORECASE)
-_REASON = re.compile(r"REASON[*_ ]{0,4}[:：][\s*_`]{0,8}([^\n]{0,400})", re.IGNORECASE)
+# the judge's own verdict line: nothing but the verdict (markdown emphasis allowed), so a sentence that
+# merely mentions one is not one
+_VERDICT_LINE = re.compile(r"[*_`#> ]{0,6}VERDICT[*_ ]{0,4}[:：][\s*_`\"']{0,8}(CORRECT|INCORRECT)[\s*_`\".]{0,8}",
+                           re.IGNORECASE)
+_REASON_LINE = re.compile(r"[*_`#> ]{0,6}REASON[*_ ]{0,4}[:：][\s*_`]{0,8}(.{0,400})", re.IGNORECASE)
 _TAIL_CHARS = 4000
+_FENCE_LINE = re.compile(r"^([ \t]*)(BEGIN|END)\b", re.IGNORECASE | re.MULTILINE)
+_LABELS = {"problem": "PROBLEM", "reference": "REFERENCE", "answer": "ANSWER"}
+
+
+def fence_tag(problem: str, reference: str | None, answer: str) -> str:
+    """The tag of one rendered prompt's fences: a hash of all its fields, so a field's own text cannot
+    know (or write) the line that would close its fence."""
+    return hashlib.sha256(json.dumps([problem, reference, answer]).encode("utf-8")).hexdigest()[:16]
+
+
+def fence(label: str, text: str, tag: str) -> str:
+    """`text` between BEGIN/END lines carrying `tag`; a line of its own that starts with BEGIN or END is
+    defused (a leading '\u2502 '), so even a guessed tag could not end the block early."""
+    body = _FENCE_LINE.sub(lambda m: f"{m.group(1)}\u2502 {m.group(2)}", _cut(text))
+    return f"BEGIN {label} {tag}\n{body}\nEND {label} {tag}"
 
 
 @dataclass(frozen=True)
@@ -57,10 +99,21 @@ class JudgePrompt:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    @property
+    def verdict_line(self) -> str:
+        """Where the prompt asks for the verdict: 'first' (v2 and later) or 'last' (v1's REASON, VERDICT)."""
+        if self.text.startswith("#! verdict-line:"):
+            return self.text.split("\n", 1)[0].partition(":")[2].strip()
+        return "last" if self.name in LAST_LINE_PROMPTS else "first"
+
     def render(self, problem: str, reference: str | None, answer: str) -> str:
-        values = {"problem": _cut(problem), "reference": _cut(reference or ""), "answer": _cut(answer)}
-        # str.format would choke on the braces of LaTeX in the values; the placeholders are replaced once each
-        return re.sub(r"\{(problem|reference|answer)\}", lambda m: values[m.group(1)], self.text)
+        tag = fence_tag(problem, reference, answer)
+        values = {name: fence(_LABELS[name], value or "", tag)
+                  for name, value in (("problem", problem), ("reference", reference), ("answer", answer))}
+        text = self.text.split("\n", 1)[1] if self.text.startswith("#! verdict-line:") else self.text
+        # str.format would choke on the braces of LaTeX in the values; the placeholders are replaced once
+        # each, in one pass, so a value that holds '{answer}' is not expanded again
+        return re.sub(r"\{(problem|reference|answer)\}", lambda m: values[m.group(1)], text)
 
 
 def _cut(text: str) -> str:
@@ -85,25 +138,50 @@ def load_prompt(spec: str, *, needs_reference: bool) -> JudgePrompt:
     if missing:
         raise InputError(f"a judge prompt needs the placeholders {', '.join(needed)}; missing "
                          f"{', '.join(missing)}", path=str(path))
+    if text.startswith("#! verdict-line:") and text.split("\n", 1)[0].partition(":")[2].strip() not in (
+            "first", "last"):
+        raise InputError("'#! verdict-line:' must say first or last", path=str(path), line=1)
     return JudgePrompt(path.stem if path.parent == PROMPTS_DIR else str(path), text)
 
 
-def parse_verdict(reply: str) -> tuple[bool, str] | None:
-    """(verdict, reason) from a judge's reply, else None. A thinking judge's <think> part is skipped;
-    the last VERDICT line counts; a reply that names both verdicts on its last VERDICT line is unparsable."""
+def _unquote(reply: str, quoted: Iterable[str]) -> str:
+    """`reply` without the pieces of `quoted` it repeats (the whole text and each of its lines, of 6 or more
+    characters): a judge that quotes the answer must not hand the answer's words to the parser."""
+    pieces = set()
+    for text in quoted:
+        # shorter pieces cannot hold a verdict ('VERDICT:C' is 9), and removing them would eat the judge's words
+        pieces.update(piece for piece in (text.strip(), *(line.strip() for line in text.splitlines()))
+                      if len(piece) >= 6)
+    for piece in sorted(pieces, key=len, reverse=True):
+        reply = reply.replace(piece, " ")
+    # an echoed prompt: its fenced blocks are the fields, whatever the judge did to them
+    return re.sub(r"BEGIN (PROBLEM|REFERENCE|ANSWER) ([0-9a-f]{16})\n.*?\nEND \1 \2", " ", reply, flags=re.DOTALL)
+
+
+def parse_verdict(reply: str, *, position: str = "first", quoted: Iterable[str] = ()) -> tuple[bool, str] | None:
+    """(verdict, reason) from a judge's reply, else None (never a guess).
+
+    A thinking judge's <think> part is skipped (an unclosed one: None). What the reply quotes of the
+    graded texts (`quoted`: the answer, the problem, the reference) is removed first. The verdict is
+    the judge's own verdict line at `position` ('first' or 'last' non-empty line); a reply with no
+    verdict line there, or with any other verdict that disagrees with it, is unparsable.
+    """
+    if "<think>" in reply and "</think>" not in reply:
+        return None
     text = reply.rpartition("</think>")[2] if "</think>" in reply else reply
-    text = text[-_TAIL_CHARS:]
-    matches = list(_VERDICT.finditer(text))
-    if not matches:
+    text = _unquote(text[-_TAIL_CHARS:] if position == "last" else text[:_TAIL_CHARS], quoted)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
         return None
-    last = matches[-1]
-    line_end = text.find("\n", last.end())
-    rest = text[last.end(): line_end if line_end >= 0 else len(text)]
-    if re.search(r"\b(IN)?CORRECT\b", rest, re.IGNORECASE):
+    own = _VERDICT_LINE.fullmatch(lines[0] if position == "first" else lines[-1])
+    if own is None:
         return None
-    reasons = _REASON.findall(text)
-    reason = " ".join(reasons[-1].split()) if reasons else ""
-    return last.group(1).upper() == "CORRECT", reason[:200]
+    verdict = own.group(1).upper()
+    if any(match.group(1).upper() != verdict for match in _VERDICT.finditer(text)):
+        return None
+    reasons = [m.group(1) for line in lines if (m := _REASON_LINE.fullmatch(line))]
+    reason = " ".join(reasons[0].split()) if reasons else ""
+    return verdict == "CORRECT", reason[:200]
 
 
 @dataclass(frozen=True)
@@ -132,15 +210,27 @@ class JudgeStats:
     cached: int = 0
     """Distinct items answered from the cache of an earlier run."""
     unparsed: int = 0
-    """Items whose every reply failed to parse (verdict None)."""
+    """Items whose every reply failed to parse (verdict None: the judge could not decide)."""
     failed: int = 0
-    """Items the backend could not get a reply for (verdict None)."""
+    """Items the backend could not get a reply for (verdict None: the judge failed)."""
+    first_failure: str = ""
+    """The first of those failures' errors, for the report and the error line."""
     requests: int = 0
     tokens: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in self.__dict__.items() if k != "seconds"}, "seconds": round(self.seconds, 2)}
+
+
+class JudgeFailed(BackendError):
+    """The judge model failed on more items than --judge-max-failures allows (not: could not decide)."""
+
+    exit_code = 3
+
+
+HEALTH_ITEM = ("What is 1 + 1?", "2", "2")
+"""The one request a judge answers before a run relies on it."""
 
 
 @dataclass
@@ -156,6 +246,10 @@ class Judge:
     max_tokens: int = 1024
     retry_temperature: float = 0.6
     seed: int = 0
+    server: str = ""
+    """Who answers (the backend and, for a served judge, its base URL): part of every cache key."""
+    max_failures: float = 1.0
+    """Share of the items asked that may end without a reply before JudgeFailed stops the run."""
     stats: JudgeStats = field(default_factory=JudgeStats)
     _cache: dict[str, JudgeVerdict] = field(default_factory=dict, repr=False)
 
@@ -166,18 +260,43 @@ class Judge:
                 self._cache[row["key"]] = JudgeVerdict(row["verdict"], row.get("reason", ""),
                                                        row.get("attempts", 0), row.get("tokens", 0))
 
+    def _prompt(self, item: JudgeItem) -> JudgePrompt:
+        return self.reference_prompt if item.reference is not None else self.rubric_prompt
+
     def key(self, item: JudgeItem) -> str:
-        prompt = self.reference_prompt if item.reference is not None else self.rubric_prompt
-        payload = json.dumps([prompt.sha256, self.model, item.problem, item.reference, item.answer])
+        """Everything that can change the verdict: the prompt (by content), how it is rendered and parsed,
+        the model and who serves it, the reply budget, the attempts and their sampling, and the item."""
+        payload = json.dumps([CACHE_VERSION, self._prompt(item).sha256, self.model, self.server, self.max_tokens,
+                              self.max_attempts, self.retry_temperature, self.seed, item.problem, item.reference,
+                              item.answer])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     def _messages(self, item: JudgeItem) -> list[dict[str, str]]:
-        prompt = self.reference_prompt if item.reference is not None else self.rubric_prompt
-        return [{"role": "user", "content": prompt.render(item.problem, item.reference, item.answer)}]
+        return [{"role": "user", "content": self._prompt(item).render(item.problem, item.reference, item.answer)}]
+
+    def parse(self, item: JudgeItem, reply: str) -> tuple[bool, str] | None:
+        """The verdict of one reply about `item`, read where its prompt asks for it, quoted text removed."""
+        return parse_verdict(reply, position=self._prompt(item).verdict_line,
+                             quoted=(item.answer, item.problem, item.reference or ""))
+
+    def health_check(self) -> None:
+        """One request before the run relies on the judge: BackendError in one line when no reply comes."""
+        item = JudgeItem(*HEALTH_ITEM)
+        params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, seed=self.seed)
+        result = next(iter(self.backend.generate([GenerationRequest("health", self._messages(item))], params)))
+        if result.error is not None or not result.samples:
+            raise BackendError(f"the judge {self.model} ({self.server}) did not answer a test request: "
+                               f"{result.error or 'an empty reply'}; start it or fix --judge / --judge-base-url, "
+                               "then rerun")
+        if self.parse(item, result.samples[0].text) is None:
+            log.warning("the judge %s answered a test request without a verdict line where its prompt asks for "
+                        "one (%r…); its unparsable replies will be asked again, then count as undecided",
+                        self.model, result.samples[0].text[:80])
 
     def judge(self, items: Iterable[JudgeItem]) -> dict[str, JudgeVerdict]:
         """Verdicts by `key(item)` for every item; each distinct item is asked at most once per run and
-        never again once a verdict (or a final None) is in the cache."""
+        never again once a verdict (or a final None) is in the cache. JudgeFailed when the judge has
+        failed on more than `max_failures` of the items asked so far."""
         todo: dict[str, JudgeItem] = {}
         out: dict[str, JudgeVerdict] = {}
         for item in items:
@@ -191,6 +310,12 @@ class Judge:
                 todo[key] = item
         if todo:
             out.update(self._ask(todo))
+        if self.stats.failed and self.stats.failed > self.max_failures * self.stats.judged:
+            raise JudgeFailed(
+                f"the judge {self.model} ({self.server}) failed on {self.stats.failed} of {self.stats.judged} items "
+                f"asked (first: {self.stats.first_failure}), more than --judge-max-failures {self.max_failures:g} "
+                "allows; nothing that needed its verdict was kept. Fix the judge server, then rerun the same "
+                "command to resume")
         return out
 
     def _ask(self, todo: dict[str, JudgeItem]) -> dict[str, JudgeVerdict]:
@@ -210,32 +335,28 @@ class Judge:
                             for i, key in enumerate(open_keys)]
                 self.stats.requests += len(requests)
                 still_open = []
-                finished: list[dict[str, Any]] = []
                 for result in self.backend.generate(requests, params):
                     key = result.key
                     if result.error is not None or not result.samples:
-                        verdicts[key] = JudgeVerdict(None, f"judge failed: {result.error}"[:200], attempt)
+                        error = f"judge failed: {result.error or 'an empty reply'}"[:200]
+                        verdicts[key] = JudgeVerdict(None, error, attempt)
                         self.stats.failed += 1
+                        self.stats.first_failure = self.stats.first_failure or error
                         continue
                     sample = result.samples[0]
                     tokens[key] += sample.completion_tokens or 0
-                    parsed = parse_verdict(sample.text)
+                    parsed = self.parse(todo[key], sample.text)
                     if parsed is None:
                         if attempt == self.max_attempts:
                             verdicts[key] = JudgeVerdict(None, f"no parsable verdict in {attempt} replies",
                                                          attempt, tokens[key])
                             self.stats.unparsed += 1
-                            finished.append(self._settle(key, verdicts[key]))
+                            self._settle(key, verdicts[key], writer)
                         else:
                             still_open.append(key)
                         continue
                     verdicts[key] = JudgeVerdict(parsed[0], parsed[1], attempt, tokens[key])
-                    finished.append(self._settle(key, verdicts[key]))
-                    if writer is not None and len(finished) >= 64:
-                        writer.write(finished)
-                        finished = []
-                if writer is not None and finished:
-                    writer.write(finished)
+                    self._settle(key, verdicts[key], writer)
                 open_keys = still_open
         finally:
             if writer is not None:
@@ -245,10 +366,11 @@ class Judge:
         self.stats.seconds += time.perf_counter() - start
         return verdicts
 
-    def _settle(self, key: str, verdict: JudgeVerdict) -> dict[str, Any]:
-        """Cache a final verdict (a failed request is not one: a rerun asks again); its row for the cache file."""
+    def _settle(self, key: str, verdict: JudgeVerdict, writer: JsonlWriter | None) -> None:
+        """Cache a final verdict, on disk at once (a failed request is not one: a rerun asks again)."""
         self._cache[key] = verdict
-        return {"key": key, **verdict.to_dict()}
+        if writer is not None:
+            writer.write([{"key": key, **verdict.to_dict()}])
 
 
 def plain_number(reference: Any) -> bool:
@@ -302,6 +424,12 @@ class JudgeOptions(Options):
     """judge: most tokens of one reply (a thinking judge needs more)."""
     judge_cache: str | None = field(default=None, metadata=FREE)
     """judge: verdict cache (.jsonl), reused by reruns (default: <out>.judge-cache.jsonl beside --out)."""
+    judge_timeout: float = field(default=300.0, metadata=FREE)
+    """judge: seconds one request to a served judge may take before it is retried (openai backend)."""
+    judge_retries: int = field(default=3, metadata=FREE)
+    """judge: retries of a request that failed (connection, HTTP 5xx, malformed reply), with backoff (openai backend)."""
+    judge_max_failures: float = field(default=0.01, metadata=FREE)
+    """judge: share of the items asked that may end without a reply (a failed judge, not an undecided one) before the run stops with exit 3."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -310,6 +438,11 @@ class JudgeOptions(Options):
         require(self.judge_attempts >= 1, "judge_attempts", f"must be at least 1 (got {self.judge_attempts})")
         require(self.judge_max_tokens >= 1, "judge_max_tokens", f"must be at least 1 (got {self.judge_max_tokens})")
         require(self.judge_concurrency >= 1, "judge_concurrency", "must be at least 1")
+        require(math.isfinite(self.judge_timeout) and self.judge_timeout > 0, "judge_timeout",
+                f"must be a positive number of seconds (got {self.judge_timeout})")
+        require(self.judge_retries >= 0, "judge_retries", f"must be ≥ 0 (got {self.judge_retries})")
+        require(0 <= self.judge_max_failures <= 1, "judge_max_failures",
+                f"must be a share in [0, 1] (got {self.judge_max_failures})")
         if self.judge is None:
             return
         require(self.judge_backend != "openai" or bool(self.judge_base_url), "judge_base_url",
@@ -341,7 +474,8 @@ class JudgeOptions(Options):
         kwargs: dict[str, Any] = {}
         if self.judge_backend == "openai":
             values: dict[str, Any] = {"base_url": self.judge_base_url, "api_key_env": self.judge_api_key_env,
-                                      "concurrency": self.judge_concurrency, "tokenizer": "none"}
+                                      "concurrency": self.judge_concurrency, "tokenizer": "none",
+                                      "request_timeout": self.judge_timeout, "max_retries": self.judge_retries}
         elif self.judge_backend == "vllm":
             # the filter has no engine flags of its own: the ones generate has (--max-model-len, --dtype, …)
             # come in --judge-vllm-args, with the engine's other arguments
@@ -355,14 +489,18 @@ class JudgeOptions(Options):
         else:
             values = {}
         backend = engine(self.judge or "", options_class(**values), seed=seed, **kwargs)
+        server = f"openai at {self.judge_base_url}" if self.judge_backend == "openai" else self.judge_backend
+        judge = Judge(backend, self.judge or "", load_prompt(self.judge_prompt, needs_reference=True),
+                      load_prompt(self.judge_rubric_prompt, needs_reference=False), cache_path=cache_path,
+                      max_attempts=self.judge_attempts, max_tokens=self.judge_max_tokens, seed=seed, server=server,
+                      max_failures=self.judge_max_failures)
         try:  # a --judge-max-tokens the engine's context cannot hold: one line now, not a failed request per item
             backend.check(SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=self.judge_max_tokens, seed=seed))
+            judge.health_check()  # a judge that is down stops the run here, before anything is written
         except BaseException:
             backend.close()
             raise
-        return Judge(backend, self.judge or "", load_prompt(self.judge_prompt, needs_reference=True),
-                     load_prompt(self.judge_rubric_prompt, needs_reference=False), cache_path=cache_path,
-                     max_attempts=self.judge_attempts, max_tokens=self.judge_max_tokens, seed=seed)
+        return judge
 
 
 class JudgePool:

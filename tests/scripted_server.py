@@ -8,6 +8,7 @@ judge. It speaks the OpenAI wire format, so the real `openai` backend talks to i
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class ScriptedChatServer:
     """`reply(prompt_text, call_number)` -> the assistant's text, or a list of texts (one choice each, with
-    one usage for all, as servers that do `n` report it), or None for an HTTP 500."""
+    one usage for all, as servers that do `n` report it), or None for an HTTP 500, or bytes: a 200 whose
+    body is those bytes as they are (a malformed reply), or a dict: a 200 whose JSON body is that dict."""
 
     def __init__(self, reply: Callable[[str, int], str | None], *, delay_s: float = 0.0):
         self.reply = reply
@@ -40,7 +42,16 @@ class ScriptedChatServer:
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 text = server.reply(prompt, number)
-                if text is None:
+                if isinstance(text, bytes):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                    return
+                if isinstance(text, dict):
+                    payload, status = text, 200
+                elif text is None:
                     payload, status = {"error": {"message": "scripted failure"}}, 500
                 else:
                     texts = text if isinstance(text, list) else [text]
@@ -63,6 +74,13 @@ class ScriptedChatServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    @property
+    def graded(self) -> list[str]:
+        """The calls that graded an item: all but a judge's start-up health check (distill.judge.HEALTH_ITEM)."""
+        from distill.judge import HEALTH_ITEM
+
+        return [call for call in self.calls if field_of(call, "PROBLEM") != HEALTH_ITEM[0]]
+
     def __enter__(self) -> ScriptedChatServer:
         self.thread.start()
         return self
@@ -70,3 +88,9 @@ class ScriptedChatServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def field_of(prompt: str, label: str) -> str | None:
+    """A fenced field of a rendered judge prompt ('ANSWER', 'REFERENCE', 'PROBLEM'), None when absent."""
+    match = re.search(rf"BEGIN {label} ([0-9a-f]{{16}})\n(.*?)\nEND {label} \1", prompt, re.DOTALL)
+    return match.group(2) if match else None

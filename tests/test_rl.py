@@ -32,7 +32,7 @@ from distill.rl.rewards import (
     reward_functions,
 )
 from tests.conftest import ROOT, assert_user_error, run_cli, write_jsonl
-from tests.scripted_server import ScriptedChatServer
+from tests.scripted_server import ScriptedChatServer, field_of
 from tests.test_bad_inputs import run_in_process
 
 PROMPT = [{"role": "user", "content": "What is 2 + 3?\nPlease reason step by step, and put your final answer "
@@ -101,11 +101,11 @@ REWORDED = "<think>\nwork it out\n</think>\n\nThe answer is \\boxed{\\text{right
 
 def judge_reply(prompt: str, call: int) -> str:
     """A scripted judge (not a model: a tiny one cannot judge): right for the reworded triangle."""
-    answer = prompt.split("Final answer to grade:\n")[-1].split("\n\nReply")[0]
+    answer = field_of(prompt, "ANSWER")
     if "garbage" in answer:
         return "I cannot decide."
     same = answer == "\\text{right isosceles}"
-    return f"REASON: scripted\nVERDICT: {'CORRECT' if same else 'INCORRECT'}"
+    return f"VERDICT: {'CORRECT' if same else 'INCORRECT'}\nREASON: scripted"
 
 
 def judged(server, tmp_path, **options) -> JudgedCorrectness:
@@ -131,13 +131,13 @@ def test_the_judge_grades_the_accuracy_reward_where_the_rules_cannot(tmp_path):
             # the reworded answer is right; a plain number's False and the rules' True stand; an unclosed
             # think block has no final answer to show (the judge never sees reasoning); no verdict: rules stand
             assert accuracy_scores(records, judge) == [1.0, 0.0, 0.0, 1.0, 0.0, None]
-            assert len(server.calls) == 3 and not any("work it out" in call for call in server.calls)
+            assert len(server.graded) == 3 and not any("work it out" in call for call in server.calls)
             assert judge.stats.judged == 3 and judge.stats.unparsed == 1
             # the reward function TRL calls, its verdicts now from the cache (beside --out)
             accuracy = reward_functions(["accuracy"], judge=judge)[0]
             columns = dict(prompts=[triangle, triangle], completions=[[{"role": "assistant", "content": REWORDED}]] * 2,
                            reference_json=[json.dumps("isosceles right")] * 2)
-            assert accuracy(**columns) == [1.0, 1.0] and len(server.calls) == 3
+            assert accuracy(**columns) == [1.0, 1.0] and len(server.graded) == 3
         finally:
             judge.close()
         assert (tmp_path / "student-rl.judge-cache.jsonl").is_file()
@@ -267,13 +267,13 @@ def test_grpo_with_a_judge_scores_accuracy_through_it(models, tmp_path):
     template (the tiny Qwen) answers from its first token, so every rollout has a final answer to judge."""
     prompts = write_jsonl(tmp_path / "cost.jsonl", [{"id": f"c{i}", "problem": f"Cost function {i}?",
                                                      "answer": f"C(n) = {i}n + 500"} for i in range(4)])
-    with ScriptedChatServer(lambda prompt, call: "REASON: scripted\nVERDICT: CORRECT") as server:
+    with ScriptedChatServer(lambda prompt, call: "VERDICT: CORRECT\nREASON: scripted") as server:
         result = rl(RLConfig(prompts=str(prompts), student=str(models["other"]), out=str(tmp_path / "judged"),
                              method="full", rewards=["accuracy"], num_generations=2, max_completion_tokens=4,
                              max_steps=2, kl_coef=0.0, save_steps=0, judge="judge-model",
                              judge_base_url=server.base_url))
-        assert server.calls and all("Final answer to grade" in call for call in server.calls)
-    assert result.judge["judged"] == len(server.calls) and result.before["accuracy"] > 0
+        assert server.graded and all(field_of(call, "ANSWER") is not None for call in server.graded)
+    assert result.judge["judged"] == len(server.graded) and result.before["accuracy"] > 0
     assert (tmp_path / "judged.judge-cache.jsonl").is_file()
 
 

@@ -273,6 +273,11 @@ class OpenAIBackend(Backend):
                 retry_after = _retry_after(exc)
             except openai.OpenAIError as exc:
                 error = self._scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                # a 200 whose body is not a chat completion (not JSON, a choice without a message,
+                # `choices: "x"`): the server is misbehaving, which is retried like a 5xx, then a failure
+                error = self._scrub(f"malformed reply from the server ({type(exc).__name__}: {exc})")[:200]
+                log.debug("prompt %s: %s", request.key, error, exc_info=True)
             if attempt == self.options.max_retries:
                 break
             self.retries += 1

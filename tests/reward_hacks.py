@@ -190,3 +190,23 @@ def all_hacks() -> list[tuple[str, str, dict]]:
         cases.append((f"{name}/humaneval", fenced(code), HUMANEVAL_REFERENCE))
     cases += [(name, fenced(code), STDIO_REFERENCE) for name, code in STDIO_HACKS.items()]
     return cases
+
+
+# ---------------------------------------------------------------- answers that hedge (issue 25 item 4)
+
+HEDGES: list[tuple[str, str, str]] = [
+    # (name, completion's answer part, reference): each must grade False; the honest answer, True
+    ("two values", "The answer is \\boxed{6 \\text{ or } 12}.", "6"),
+    ("a guess in parentheses", "\\boxed{\\frac12 \\text{ (maybe 1/3)}}", "\\frac{1}{2}"),
+    ("either of two", "\\boxed{\\text{either } 3 \\text{ or } 4}", "3"),
+    ("two options", "The answer is C or D.", "C"),
+    ("two boxed options", "\\boxed{C/D}", "C"),
+    ("perhaps", "\\boxed{12 \\text{ perhaps}}", "12"),
+]
+HONEST: list[tuple[str, str]] = [
+    ("\\boxed{6}", "6"), ("\\boxed{\\frac12}", "\\frac{1}{2}"), ("\\boxed{3}", "3"), ("The answer is C.", "C"),
+    ("\\boxed{C}", "C"), ("\\boxed{12}", "12"),
+    # 'or' that is not a hedge: a union of relations, and the reference's own wording
+    ("\\boxed{x<0 \\text{ or } x\\ge 3}", "x<0 \\text{ or } x\\ge 3"),
+    ("\\boxed{\\text{Oregon}}", "\\text{Oregon}"),
+]

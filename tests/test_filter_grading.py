@@ -30,6 +30,7 @@ from distill.grading import (
     slow_grade,
 )
 from distill.grading_pool import GradingPool
+from tests import reward_hacks
 
 
 @pytest.mark.parametrize("text, answer", [
@@ -260,3 +261,13 @@ def test_the_pool_grades_each_distinct_pair_once():
         grades = pool.grade_many(items)
         assert [g.verdict for g in grades] == [True, True, True, True]
         assert pool.stats.graded == 1 and pool.stats.cache_hits == 2  # '12' never left this process
+
+
+@pytest.mark.parametrize(("name", "answer", "reference"), reward_hacks.HEDGES, ids=[h[0] for h in reward_hacks.HEDGES])
+def test_an_answer_that_hedges_is_wrong(name, answer, reference):
+    assert grade(answer, reference) is False
+
+
+@pytest.mark.parametrize(("answer", "reference"), reward_hacks.HONEST)
+def test_the_honest_answers_beside_the_hedges_are_right(answer, reference):
+    assert grade(answer, reference) is True

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from distill.grading.extraction import DEFAULT_ANSWER_PATTERNS, extract_answer, extract_choice
+from distill.grading.extraction import (
+    DEFAULT_ANSWER_PATTERNS,
+    answer_window,
+    boxed_answers,
+    extract_answer,
+    extract_choice,
+)
 from distill.grading.normalisation import (
     PLAIN_NUMBER,
     choice_reference,
@@ -39,6 +45,7 @@ from distill.grading.normalisation import (
     normalize_answer,
     normalized_number,
     rename_bound_variables,
+    unwrap_text,
 )
 
 GIANT_REFERENCE = "reference has a number too long to compare"
@@ -205,6 +212,36 @@ def reference_answers(reference: Any, kind: str | None = None) -> list[str]:
     return []
 
 
+_HEDGE_WORDS = re.compile(r"(?i)(?<![A-Za-z\\])(or|maybe|perhaps|possibly|probably|either)(?![A-Za-z])")
+_ALWAYS_HEDGE = {"maybe", "perhaps", "possibly", "probably"}
+_RELATION = re.compile(r"<|>|=|≤|≥|≠|\\(?:le|ge|leq|geq|lt|gt|neq|ne|in|notin|subset|subseteq)(?![A-Za-z])")
+_LETTER_HEDGE = re.compile(r"(?i)(?:answer\s*(?:is|:)?\s*\**\s*|^\s*)\(?([A-J])\)?\s*(?:or|/)\s*\(?([A-J])\)?(?![A-Za-z])")
+
+
+def hedged(answer: str, references: Sequence[str]) -> bool:
+    """Whether an answer hedges between values ('6 or 12', '1/2 (maybe 1/3)', 'either 3 or 4'): always
+    wrong, or a policy collects partial credit by listing guesses. 'or' joining relations is a union
+    ('x<0 or x≥3'), 'or' before a reference that lists several values lists them ('3 or 2' for '2, 3'),
+    and 'or' the reference itself uses is its own wording: none of those is a hedge."""
+    words = {m.group(1).lower() for m in _HEDGE_WORDS.finditer(answer)}
+    if not words or any(_HEDGE_WORDS.search(reference) for reference in references):
+        return False
+    if words & _ALWAYS_HEDGE:
+        return True
+    if any(re.search(r",|;|\\cup", reference) for reference in references):
+        return False  # several values asked for: 'x = 2 or x = 3' lists them ('2, 3'), it does not hedge
+    parts = [part for part in re.split(r"(?i)(?<![A-Za-z\\])(?:or|either)(?![A-Za-z])", answer)
+             if part.strip(" \t{}()[]\\,.;:~") and part.strip(" \t{}()[]\\,.;:~") not in ("text", "text{", "mbox")]
+    return len(parts) > 1 and not all(_RELATION.search(part) for part in parts)
+
+
+def hedged_letters(answer_text: str) -> bool:
+    """'The answer is C or D.', '\\boxed{C/D}': a multiple-choice answer that names two options."""
+    boxes = boxed_answers(answer_text)
+    texts = [unwrap_text(box) for box in boxes] if boxes else [answer_window(answer_text)]
+    return any(_LETTER_HEDGE.search(text) for text in texts)
+
+
 def quick_grade(answer_text: str | None, reference: Any,
                 patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> tuple[Grade | None, str | None]:
     """Everything that needs no math-verify and no sandbox: (grade, None) when decided, else
@@ -224,6 +261,8 @@ def quick_grade(answer_text: str | None, reference: Any,
         return _quick_code_grade(answer_text)
     if kind == "choice":
         letters, option = choice_reference(str(reference))  # type: ignore[misc] - a choice reference parses
+        if hedged_letters(answer_text):
+            return Grade(False, "hedged"), None
         picked = extract_choice(answer_text)
         if picked is not None:
             return Grade(picked == letters, "letter"), "".join(sorted(picked))
@@ -233,6 +272,8 @@ def quick_grade(answer_text: str | None, reference: Any,
     if answer is None:
         return Grade(False, "no answer"), None
     golds = reference_answers(reference, kind)
+    if hedged(answer, golds):
+        return Grade(False, "hedged"), answer
     verdicts = [fast_verdict(answer, gold) for gold in golds]
     if True in verdicts:
         return Grade(True, "equal"), answer

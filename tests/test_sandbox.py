@@ -780,7 +780,13 @@ def test_non_root_runs_keep_their_own_uid_and_cannot_write_home():
     which is private anyway) is read-only for the code, the mode-0600 token there cannot be changed, and
     without a user namespace the run is refused instead of falling back to writing the home."""
     home = Path(tempfile.mkdtemp(prefix="distill-home-", dir="/var/tmp" if not os.path.isdir("/home") else "/home"))
+    # the package staged where that uid can read it: a checkout in a private directory (a mktemp -d clone,
+    # a 0700 home) is not readable by another user
+    staged = Path(tempfile.mkdtemp(prefix="distill-staged-", dir="/var/tmp"))
     try:
+        shutil.copytree(ROOT / "distill", staged / "distill", ignore=shutil.ignore_patterns("__pycache__"))
+        for path in [staged, *staged.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         (home / ".bashrc").write_text("export SAFE=1\n")
         os.chown(home, NON_ROOT_UID, NON_ROOT_UID)
         os.chown(home / ".bashrc", NON_ROOT_UID, NON_ROOT_UID)
@@ -806,7 +812,7 @@ def test_non_root_runs_keep_their_own_uid_and_cannot_write_home():
         """)
         done = subprocess.run(["setpriv", f"--reuid={NON_ROOT_UID}", f"--regid={NON_ROOT_UID}", "--clear-groups",
                                "/usr/bin/python3", "-c", script], capture_output=True, text=True, timeout=120,
-                              cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT)})
+                              cwd="/", env={"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(staged)})
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout.strip().splitlines()[-1])
         assert report["status"] == "ok", report  # strict isolation holds for a non-root user too
@@ -816,6 +822,7 @@ def test_non_root_runs_keep_their_own_uid_and_cannot_write_home():
         assert (home / ".bashrc").read_text() == "export SAFE=1\n"
     finally:
         shutil.rmtree(home)
+        shutil.rmtree(staged)
 
 
 def test_sandbox_limits_are_options_of_every_command_that_runs_code():

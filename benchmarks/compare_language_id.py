@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from filter_evalset import CASES, build_evalset
 
-from distill.filter.checks import LanguageCheck, prompt_text
+from distill.filter.checks import LanguageCheck
 from distill.filter.language import (
     LATIN_CANDIDATES,
     _mask_quoted_prompt_terms,
@@ -43,6 +43,7 @@ from distill.filter.language import (
 )
 from distill.report import markdown_table
 from distill.shape import CANONICAL
+from distill.traces import prompt_text
 
 LANGUAGES = ["en", "zh", "ja", "fr", "de", "es", "ru"]
 MIN_SCORE, MAX_RUN = 0.95, 4

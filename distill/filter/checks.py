@@ -37,6 +37,7 @@ from distill.filter.language import (
 )
 from distill.grading import DEFAULT_ANSWER_PATTERNS, quick_grade, reference_kind
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
+from distill.traces import prompt_text
 
 if TYPE_CHECKING:
     from distill.filter.config import FilterConfig
@@ -101,12 +102,6 @@ class PooledCheck(Check, Protocol):
     def finish(self, result: Any, details: dict[str, Any]) -> Verdict:
         """The verdict from the pool's result for one record."""
         ...
-
-
-def prompt_text(record: dict[str, Any]) -> str:
-    """The user turns of the prompt, joined."""
-    messages = record.get("messages") or []
-    return "\n".join(m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user")
 
 
 # ---------------------------------------------------------------- format, finish

@@ -7,7 +7,7 @@ variable names, prompt terms in the other script — and ones with a sentence,
 a paragraph, a short fragment or a third language injected).
 
 Every method sees the same masked text (LaTeX, code, numbers, identifiers and
-quoted prompt terms removed: distill.filter.language.mask_non_language), the
+quoted prompt terms removed: distill.checks.language.mask_non_language), the
 same target language (detected from the prompt) and the same verdict rule
 (share of target-language units ≥ 0.95 and no run of ≥ 4 foreign units), so
 only the identification differs:
@@ -33,9 +33,9 @@ from collections.abc import Callable
 
 from filter_evalset import CASES, build_evalset
 
-from distill.filter.checks import LanguageCheck
-from distill.filter.language import (
+from distill.checks.language import (
     LATIN_CANDIDATES,
+    LanguageCheck,
     _mask_quoted_prompt_terms,
     mask_non_language,
     script_units,
@@ -85,7 +85,7 @@ def distill_method(latin_candidates: tuple[str, ...]) -> Callable[[dict], bool |
 def method_script_unmasked(record: dict) -> bool | None:
     target, text, _ = _prepared(record)
     scripts = target_scripts(target)
-    import distill.filter.language as language
+    import distill.checks.language as language
 
     segments = [(s in scripts, len(t) if s in ("Han", "Kana") else 1)
                 for s, t in ((m.lastgroup, m.group()) for m in language._UNIT.finditer(text)) if s != "Greek"]

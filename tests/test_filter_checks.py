@@ -9,11 +9,12 @@ from typing import ClassVar
 
 import pytest
 
+from distill.checks import CHECKS, build_checks
+from distill.checks.language import detect_language, measure_language
+from distill.checks.repetition import longest_loop
+from distill.checks.selection import select_samples
 from distill.errors import ConfigError
-from distill.filter.checks import CHECKS, build_checks, longest_loop
 from distill.filter.config import FilterConfig
-from distill.filter.language import detect_language, measure_language
-from distill.filter.selection import select_samples
 from distill.options import R1_INSTRUCTION
 from distill.shape import CANONICAL, TraceShape
 

@@ -271,7 +271,7 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 
 
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
-    from distill.filter.checks import LanguageCheck
+    from distill.checks.language import LanguageCheck
     from distill.filter.config import default_workers
     from distill.grading import extract_answer
     from distill.grading_pool import GradingPool

@@ -8,15 +8,14 @@ file; a report (JSON + PNG plots) says what happened:
     report = filter_traces(FilterConfig(traces="traces.jsonl", out="kept.jsonl", max_tokens=16384))
     print(report.format())
 
-Each check is a class in `distill.filter.checks`, registered in `CHECKS` (record in,
+Each check is a class in `distill.checks`, registered in `CHECKS` (record in,
 verdict out: True, False or None = cannot tell); `cfg.shape` (a `distill.shape.TraceShape`)
 says where the traces keep their reasoning; answer extraction and grading live in
 `distill.grading`, shared with `distill eval`.
 """
 
-from distill.filter.checks import CHECKS, Check
 from distill.filter.config import FilterConfig, check_names, default_checks
 from distill.filter.report import FilterReport
 from distill.filter.run import filter_traces
 
-__all__ = ["CHECKS", "Check", "FilterConfig", "FilterReport", "check_names", "default_checks", "filter_traces"]
+__all__ = ["FilterConfig", "FilterReport", "check_names", "default_checks", "filter_traces"]

@@ -6,11 +6,12 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
+from distill.checks.format import LEFTOVER_TOKENS
+from distill.checks.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
+from distill.checks.registry import CHECKS
 from distill.config import FREE, MUST_MATCH, flag, one_of, require
 from distill.decontam import DecontaminationOptions
 from distill.errors import ConfigError
-from distill.filter.checks import CHECKS, LEFTOVER_TOKENS
-from distill.filter.language import LATIN_CANDIDATES, LATIN_LANGUAGES, known_language
 from distill.grading import DEFAULT_ANSWER_PATTERNS
 from distill.judge import JudgeOptions
 from distill.sandbox.limits import SandboxLimits
@@ -21,7 +22,7 @@ SELECTION = "selection"
 
 def check_names() -> tuple[str, ...]:
     """Every name --checks accepts, in the order they run: the checks of one record (the registry in
-    distill.filter.checks, read now, so a check registered there is selectable at once; correctness's
+    distill.checks, read now, so a check registered there is selectable at once; correctness's
     math-verify / sandbox part runs only on records every cheap check passed), then selection, which
     picks among the records of a prompt that passed everything."""
     return (*CHECKS, SELECTION)

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.checks.base import Check, CheckOutcome, run_checks
+from distill.checks.language import latin_identifier
+from distill.checks.registry import build_checks
+from distill.checks.selection import select_samples
 from distill.config import config_dict
 from distill.errors import InputError, OutputError
-from distill.filter.checks import Check, CheckOutcome, build_checks, run_checks
 from distill.filter.config import SELECTION, FilterConfig, check_names
-from distill.filter.language import latin_identifier
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
-from distill.filter.selection import select_samples
 from distill.grading import NO_SANDBOX
 from distill.progress import Progress
 from distill.runs import claim, fingerprint, refuse_changed

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.filter.checks import CHECKS, Pending, Verdict
+from distill.checks import CHECKS, Pending, Verdict
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN
 
 REWARDS = ("accuracy", "format", "language", "overlong")
@@ -50,7 +50,7 @@ def _language_share(record: dict[str, Any], language: str) -> float | None:
 
 
 class JudgedCorrectness:
-    """The filter's judge check (distill.filter.checks.JudgeCheck) over one batch of rollouts at a time.
+    """The filter's judge check (distill.checks.judge.JudgeCheck) over one batch of rollouts at a time.
 
     The rules grade first; the rollouts they leave open (no verdict; with --judge-overrule-false, a False
     on a reference that is not a plain number) go to the judge together, in one batch, and its verdict

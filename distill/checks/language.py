@@ -1,4 +1,4 @@
-"""Mixed-language detection: is a chain of thought written in one language?
+"""The language check, and the mixed-language detection it runs: is a chain of thought written in one language?
 
 The DeepSeek-R1 paper rewards "language consistency", the share of the chain of
 thought written in the target language. Measured naively that share punishes
@@ -38,6 +38,11 @@ import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, ClassVar
+
+from distill.checks.base import Verdict
+from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
+from distill.traces import prompt_text
 
 # Unicode blocks of the scripts we tell apart. Han and kana count per character (no spaces);
 # the others per word.
@@ -330,7 +335,7 @@ def measure_language(text: str, language: str, prompt: str = "",
         # nothing but Latin letters (and Greek math): nothing is foreign, no need to look at every word
         words = len(_WORD.findall(text))
         return LanguageMeasure(1.0 if words else None, 0, words)
-    prompt_words, prompt_text = _prompt_terms(prompt)
+    prompt_words, prompt_chars = _prompt_terms(prompt)
     next_sentence = 0
     target = foreign = run = longest = 0
     run_start = longest_start = longest_end = 0
@@ -350,7 +355,7 @@ def measure_language(text: str, language: str, prompt: str = "",
             continue
         if script in _NEUTRAL_UNLESS_TARGET:
             continue
-        if prompt and (token in prompt_text if script in _PER_CHARACTER else token.lower() in prompt_words):
+        if prompt and (token in prompt_chars if script in _PER_CHARACTER else token.lower() in prompt_words):
             continue  # a term the prompt itself uses
         weight = _weight(script, token)  # type: ignore[arg-type]
         foreign += weight
@@ -371,3 +376,63 @@ def language_verdict(measure: LanguageMeasure, *, min_score: float, max_foreign_
     if measure.score is None or measure.units < min_units:
         return None
     return measure.score >= min_score and measure.foreign_run < max_foreign_run
+
+
+# ---------------------------------------------------------------- the check
+
+
+@dataclass(frozen=True)
+class LanguageCheck:
+    """Reasoning and answer written in the target language (the detection above)."""
+
+    name: ClassVar[str] = "language"
+    pooled: ClassVar[bool] = False
+    reject_unknown: ClassVar[bool] = False
+    language: str = "auto"
+    """the target language, or 'auto': the prompt's"""
+    threshold: float = 0.95
+    max_foreign_run: int = 4
+    latin_candidates: tuple[str, ...] = LATIN_CANDIDATES
+    """the Latin-script languages py3langid tells apart; () is the script-only detector"""
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> LanguageCheck:
+        return cls(language=cfg.language, threshold=cfg.language_threshold,
+                   max_foreign_run=cfg.language_max_foreign_run, latin_candidates=cfg.latin_candidates,
+                   shape=cfg.shape)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return ("messages",) if self.language == "auto" else ()
+
+    def target(self, record: dict[str, Any]) -> str | None:
+        """The language the trace must be written in: the configured one, or for 'auto' the prompt's."""
+        return detect_language(prompt_text(record), self.latin_candidates) if self.language == "auto" \
+            else self.language
+
+    def measure(self, record: dict[str, Any]) -> tuple[str | None, LanguageMeasure | None]:
+        """(target language, measure of reasoning + answer); (None, None) when the target is unknown."""
+        target = self.target(record)
+        if target is None:
+            return None, None
+        candidates = self.latin_candidates
+        if candidates and target in LATIN_LANGUAGES and target not in candidates:
+            candidates = (*candidates, target)
+        text = self.shape.full_text(record).replace(THINK_OPEN, " ").replace(THINK_CLOSE, " ")
+        return target, measure_language(text, target, prompt_text(record), candidates)
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        details = {} if details is None else details
+        target, measure = self.measure(record)
+        details["language"] = target
+        if measure is None:
+            return None
+        verdict = language_verdict(measure, min_score=self.threshold, max_foreign_run=self.max_foreign_run)
+        details["language_score"] = measure.score
+        if measure.foreign_run:
+            details["foreign_run"] = measure.foreign_run
+            if verdict is False:
+                details["foreign_text"] = measure.foreign_example
+        return verdict
+

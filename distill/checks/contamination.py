@@ -1,0 +1,37 @@
+"""The contamination check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from distill.checks.base import Verdict
+from distill.traces import prompt_text
+
+
+@dataclass(frozen=True)
+class ContaminationCheck:
+    """The prompt shares no word n-gram with a benchmark problem (decontamination, see distill.decontam).
+
+    Opt-in (not in the default --checks): its benchmarks are loaded once, in the main process, and the
+    hashed index travels to the workers with the check."""
+
+    name: ClassVar[str] = "contamination"
+    pooled: ClassVar[bool] = False
+    fields: ClassVar[tuple[str, ...]] = ("messages",)
+    reject_unknown: ClassVar[bool] = False
+    default_on: ClassVar[bool] = False
+    index: Any = None
+    """a distill.decontam.NgramIndex"""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ContaminationCheck:
+        from distill.decontam import build_index
+
+        return cls(index=build_index(cfg.decontaminate, cfg.contamination_ngram))
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        match = self.index.find(prompt_text(record))
+        if match is not None and details is not None:
+            details["contamination"] = match.to_dict()
+        return match is None

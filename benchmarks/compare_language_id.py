@@ -36,6 +36,7 @@ from filter_evalset import CASES, build_evalset
 from distill.checks.language import (
     LATIN_CANDIDATES,
     LanguageCheck,
+    LanguageOptions,
     _mask_quoted_prompt_terms,
     mask_non_language,
     script_units,
@@ -68,13 +69,17 @@ def _verdict_from_segments(segments: list[tuple[bool, int]]) -> bool | None:
 
 
 def _prepared(record: dict) -> tuple[str, str, str]:
-    target = LanguageCheck(latin_candidates=LATIN_CANDIDATES).target(record) or "en"
+    target = LanguageCheck().target(record) or "en"  # the default options: py3langid among LATIN_CANDIDATES
     text = CANONICAL.full_text(record).replace("<think>", " ").replace("</think>", " ")
     return target, text, prompt_text(record)
 
 
 def distill_method(latin_candidates: tuple[str, ...]) -> Callable[[dict], bool | None]:
-    check = LanguageCheck(threshold=MIN_SCORE, max_foreign_run=MAX_RUN, latin_candidates=latin_candidates)
+    # no candidates: the script-only detector
+    options = LanguageOptions(language_threshold=MIN_SCORE, language_max_foreign_run=MAX_RUN,
+                              language_candidates=list(latin_candidates),
+                              language_detector="script+langid" if latin_candidates else "script")
+    check = LanguageCheck(options)
 
     def method(record: dict) -> bool | None:
         return check.run(record)

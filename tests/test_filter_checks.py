@@ -319,7 +319,7 @@ def test_every_registered_check_is_built_from_the_filter_config_in_registry_orde
     assert [type(c) for c in checks] == default and {"contamination", "judge"} == set(CHECKS) - set(cfg.checks)
     assert [c.name for c in checks] == [c.name for c in default] == list(cfg.checks[:-1])  # selection: last
     assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
-    assert checks[2].max_tokens == 9
+    assert checks[2].options.max_tokens == 9
 
 
 LATIN = ("en", "fr", "de", "es", "it", "pt")

@@ -13,9 +13,13 @@ A cheap check runs in the check workers on every record. A pooled check
 the main process (`open_pool`), only for records every cheap check passed, and
 `finish` turns the pool's result into the verdict.
 
-Adding a check: one class in a module of this package with `name`, `pooled`, `fields`,
-`from_config` and `run` (pooled: `start`, `open_pool`, `finish` too), registered in
-`CHECKS` (registry.py) at the place in the order it should run, and its test.
+Adding a check: one class in a module of this package, a subclass of `Check` with `name` and
+`run` (`PooledCheck`: `start`, `open_pool`, `finish` too); its options, if any, in a
+`@dataclass(kw_only=True)` subclass of `distill.config.Options` (a docstring line and
+MUST_MATCH/FREE under each field, checked in its `__post_init__`) that it names in
+`option_group`, keeps in its `options` field and builds in `from_config` with
+`distill.config.project`, and that FilterConfig inherits; registered in `CHECKS`
+(registry.py) at the place in the order it should run; and its test.
 """
 
 from distill.checks.base import Check, CheckOutcome, Pending, PooledCheck, Verdict, run_checks

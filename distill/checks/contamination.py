@@ -1,26 +1,27 @@
-"""The contamination check."""
+"""The contamination check: the prompt shares no long word n-gram with a benchmark problem."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from distill.checks.base import Verdict
+from distill.checks.base import Check, Verdict
+from distill.config import Options, project
+from distill.decontam import DEFAULT, DecontaminationOptions
 from distill.traces import prompt_text
 
 
 @dataclass(frozen=True)
-class ContaminationCheck:
+class ContaminationCheck(Check):
     """The prompt shares no word n-gram with a benchmark problem (decontamination, see distill.decontam).
 
     Opt-in (not in the default --checks): its benchmarks are loaded once, in the main process, and the
     hashed index travels to the workers with the check."""
 
     name: ClassVar[str] = "contamination"
-    pooled: ClassVar[bool] = False
-    fields: ClassVar[tuple[str, ...]] = ("messages",)
-    reject_unknown: ClassVar[bool] = False
     default_on: ClassVar[bool] = False
+    option_group: ClassVar[type[Options]] = DecontaminationOptions
+    fields: ClassVar[tuple[str, ...]] = ("messages",)
     index: Any = None
     """a distill.decontam.NgramIndex"""
 
@@ -28,7 +29,8 @@ class ContaminationCheck:
     def from_config(cls, cfg: Any) -> ContaminationCheck:
         from distill.decontam import build_index
 
-        return cls(index=build_index(cfg.decontaminate, cfg.contamination_ngram))
+        options = project(DecontaminationOptions, cfg)
+        return cls(index=build_index(options.decontaminate or [DEFAULT], options.contamination_ngram))
 
     def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
         match = self.index.find(prompt_text(record))

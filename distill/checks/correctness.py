@@ -1,18 +1,51 @@
-"""The correctness check."""
+"""The correctness check: the final answer against the reference (math-verify, letters, the code sandbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Pending, Verdict
+from distill.checks.base import Pending, PooledCheck, Verdict
+from distill.checks.format import shape_of
+from distill.config import MUST_MATCH, Options, project, require
+from distill.errors import ConfigError
 from distill.grading import DEFAULT_ANSWER_PATTERNS, quick_grade, reference_kind
+from distill.sandbox.limits import SandboxLimits
 from distill.shape import CANONICAL, TraceShape
 
 
+@dataclass(kw_only=True)
+class CorrectnessOptions(Options):
+    answer_patterns: list[str] = field(default_factory=lambda: list(DEFAULT_ANSWER_PATTERNS),
+                                       metadata=MUST_MATCH)
+    """correctness: where the final answer is, tried in order: 'boxed' (the last \\boxed{…}, with the boxes listed just before it) or a regex whose group 1 is the answer (a YAML list for regexes with commas)."""
+    verify_timeout: float = field(default=5.0, metadata=MUST_MATCH)
+    """correctness: seconds math-verify may spend on one answer; a timeout is verdict null."""
+    drop_unverified: bool = field(default=False, metadata=MUST_MATCH)
+    """correctness: reject records whose correctness is null (no reference, timeout, code without sandbox) instead of keeping them."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.answer_patterns), "answer_patterns", "must name at least one pattern ('boxed' or a regex)")
+        for pattern in self.answer_patterns:
+            _check_pattern(pattern)
+        require(self.verify_timeout > 0, "verify_timeout", "must be positive")
+
+
+def _check_pattern(pattern: str) -> None:
+    if pattern == "boxed":
+        return
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--answer-patterns: {pattern!r} is not a valid regular expression ({exc})") from None
+    if compiled.groups < 1:
+        raise ConfigError(f"--answer-patterns: {pattern!r} needs a group around the answer, e.g. 'Answer: (.+)'")
+
+
 @dataclass(frozen=True)
-class CorrectnessCheck:
+class CorrectnessCheck(PooledCheck):
     """The final answer matches `reference` (math-verify, letter or sandbox).
 
     The answer extraction and the plain cases (no reference, no answer, equal strings or
@@ -20,22 +53,29 @@ class CorrectnessCheck:
     """
 
     name: ClassVar[str] = "correctness"
-    pooled: ClassVar[bool] = True
+    option_group: ClassVar[type[Options]] = CorrectnessOptions
     fields: ClassVar[tuple[str, ...]] = ("reference",)
-    patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS
-    timeout: float = 5.0
-    """seconds math-verify may spend on one answer; a timeout is None"""
-    reject_unknown: bool = False
+    options: CorrectnessOptions = field(default_factory=CorrectnessOptions)
+    sandbox_limits: SandboxLimits = field(default_factory=SandboxLimits)
+    """the limits model-written code runs under (a group of its own: eval's sandbox takes them too)"""
     shape: TraceShape = CANONICAL
-    sandbox_limits: Any = None
-    """the SandboxLimits model-written code runs under (None: their defaults)"""
 
     @classmethod
     def from_config(cls, cfg: Any) -> CorrectnessCheck:
-        from distill.sandbox.limits import SandboxLimits
+        return cls(project(CorrectnessOptions, cfg), project(SandboxLimits, cfg), shape=shape_of(cfg))
 
-        return cls(patterns=tuple(cfg.answer_patterns), timeout=cfg.verify_timeout,
-                   reject_unknown=cfg.drop_unverified, shape=cfg.shape, sandbox_limits=SandboxLimits.of(cfg))
+    @property
+    def reject_unknown(self) -> bool:  # type: ignore[override]
+        return self.options.drop_unverified
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return tuple(self.options.answer_patterns)
+
+    @property
+    def timeout(self) -> float:
+        """seconds math-verify may spend on one answer; a timeout is None"""
+        return self.options.verify_timeout
 
     def start(self, record: dict[str, Any], details: dict[str, Any]) -> Verdict | Pending:
         decided, answer = quick_grade(self.shape.answer(record), record.get("reference"), self.patterns)

@@ -1,20 +1,24 @@
-"""The judge check."""
+"""The judge check: a judge model grades what the correctness rules leave open (see distill.judge)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Pending, Verdict
-from distill.config import project
+from distill.checks.base import Pending, PooledCheck, Verdict
+from distill.checks.format import shape_of
+from distill.config import Options, project
 from distill.grading import DEFAULT_ANSWER_PATTERNS
+from distill.judge import JudgeOptions
 from distill.shape import CANONICAL, TraceShape
-from distill.traces import prompt_text
+from distill.traces import prompt_text, sidecar
+
+RULES = "correctness"
+"""the check whose verdicts the judge revisits"""
 
 
 @dataclass(frozen=True)
-class JudgeCheck:
+class JudgeCheck(PooledCheck):
     """A judge model grades what the rules could not settle (see distill.judge): correctness None (free
     text, proofs, no reference), and with --judge-overrule-false a rule's False on a reference that is not
     a plain number. Its verdict then decides correctness (the rule's verdict stays in filter_details).
@@ -23,35 +27,34 @@ class JudgeCheck:
     records every other check passed; it sees the problem, the reference and the final answer only."""
 
     name: ClassVar[str] = "judge"
-    pooled: ClassVar[bool] = True
     default_on: ClassVar[bool] = False
-    after: ClassVar[str] = "correctness"
-    overrides: ClassVar[str] = "correctness"
+    option_group: ClassVar[type[Options]] = JudgeOptions
+    after: ClassVar[str] = RULES
+    overrides: ClassVar[str] = RULES
     fields: ClassVar[tuple[str, ...]] = ("messages", "reference")
-    reject_unknown: bool = False
+    options: JudgeOptions = field(default_factory=JudgeOptions)
+    """the judge model and how it is reached"""
     shape: TraceShape = CANONICAL
-    patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS
-    overrule_false: bool = True
-    without_reference: bool = True
-    options: Any = None
-    """the JudgeOptions the judge is built from"""
+    patterns: tuple[str, ...] = DEFAULT_ANSWER_PATTERNS
+    """where the final answer is (correctness's --answer-patterns)"""
     cache: str | None = None
+    """the verdict cache file"""
 
     @classmethod
     def from_config(cls, cfg: Any) -> JudgeCheck:
-        from distill.judge import JudgeOptions
-        from distill.traces import sidecar
+        options = project(JudgeOptions, cfg)
+        return cls(options, shape=shape_of(cfg), patterns=tuple(cfg.answer_patterns),
+                   cache=options.judge_cache or str(sidecar(cfg.out, "judge-cache.jsonl")))
 
-        return cls(reject_unknown=cfg.judge_unknown == "reject", shape=cfg.shape,
-                   patterns=tuple(cfg.answer_patterns), overrule_false=cfg.judge_overrule_false,
-                   without_reference=cfg.judge_without_reference, options=project(JudgeOptions, cfg),
-                   cache=cfg.judge_cache or str(sidecar(cfg.out, "judge-cache.jsonl")))
+    @property
+    def reject_unknown(self) -> bool:  # type: ignore[override]
+        return self.options.judge_unknown == "reject"
 
     def start(self, record: dict[str, Any], details: dict[str, Any]) -> Verdict | Pending:
         from distill.grading import extract_answer
 
         reference = record.get("reference")
-        if isinstance(reference, dict) or (reference is None and not self.without_reference):
+        if isinstance(reference, dict) or (reference is None and not self.options.judge_without_reference):
             # code: the sandbox's verdict is final; no reference, and no rubric grading asked for
             details.setdefault("not_run", []).append(self.name)
             return None
@@ -65,7 +68,7 @@ class JudgeCheck:
         """Whether the rules left this record to the judge."""
         from distill.judge import needs_judge
 
-        return needs_judge(verdicts.get("correctness"), pending.args[1], overrule_false=self.overrule_false)
+        return needs_judge(verdicts.get(RULES), pending.args[1], overrule_false=self.options.judge_overrule_false)
 
     def open_pool(self, workers: int) -> Any:
         from pathlib import Path
@@ -83,7 +86,7 @@ class JudgeCheck:
         """The judge's verdict on one record in this process (the filter batches them through its pool)."""
         details = {} if details is None else details
         pending = self.start(record, details)
-        if not isinstance(pending, Pending) or not self.wants(pending, {"correctness": rule_verdict}):
+        if not isinstance(pending, Pending) or not self.wants(pending, {RULES: rule_verdict}):
             return None
         pool = self.open_pool(1)
         try:

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from distill.checks.base import Verdict
+from distill.checks.base import Check, Verdict
+from distill.checks.format import shape_of
+from distill.config import MUST_MATCH, Options, one_of, project, require
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
 from distill.traces import prompt_text
 
@@ -380,43 +382,69 @@ def language_verdict(measure: LanguageMeasure, *, min_score: float, max_foreign_
 
 # ---------------------------------------------------------------- the check
 
+LANGUAGE_DETECTORS = ("script", "script+langid")
+
+
+@dataclass(kw_only=True)
+class LanguageOptions(Options):
+    language: str = field(default="auto", metadata=MUST_MATCH)
+    """language: the language reasoning and answer must be written in ('auto': the prompt's, or en, zh, ja, ru, …)."""
+    language_threshold: float = field(default=0.95, metadata=MUST_MATCH)
+    """language: least share of the text's words in the target language (the R1 consistency share)."""
+    language_max_foreign_run: int = field(default=4, metadata=MUST_MATCH)
+    """language: reject a run of this many consecutive foreign words (Chinese: characters), e.g. one Chinese sentence in English."""
+    language_detector: str = field(default="script+langid", metadata=MUST_MATCH)
+    """language: 'script' (Unicode scripts: zh/en/ja/ru… mixes) or 'script+langid' (also py3langid on Latin sentences: English in French)."""
+    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES),
+                                           metadata=MUST_MATCH)
+    """language: the Latin-script languages script+langid tells apart (prompts and sentences)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.language == "auto" or known_language(self.language), "language",
+                f"must be 'auto' or a language code such as en, zh, ja, ko, ru, fr (got {self.language!r})")
+        require(0 <= self.language_threshold <= 1, "language_threshold", "must be in [0, 1]")
+        require(self.language_max_foreign_run >= 1, "language_max_foreign_run", "must be at least 1")
+        one_of(self.language_detector, "language_detector", LANGUAGE_DETECTORS)
+        unknown_latin = [code for code in self.language_candidates if code not in LATIN_LANGUAGES]
+        require(not unknown_latin, "language_candidates",
+                f"must be Latin-script language codes among {', '.join(LATIN_LANGUAGES)} (got {unknown_latin})")
+
+    @property
+    def latin_candidates(self) -> tuple[str, ...]:
+        """The languages py3langid chooses among; () for the script-only detector."""
+        return tuple(self.language_candidates) if self.language_detector == "script+langid" else ()
+
 
 @dataclass(frozen=True)
-class LanguageCheck:
+class LanguageCheck(Check):
     """Reasoning and answer written in the target language (the detection above)."""
 
     name: ClassVar[str] = "language"
-    pooled: ClassVar[bool] = False
-    reject_unknown: ClassVar[bool] = False
-    language: str = "auto"
-    """the target language, or 'auto': the prompt's"""
-    threshold: float = 0.95
-    max_foreign_run: int = 4
-    latin_candidates: tuple[str, ...] = LATIN_CANDIDATES
-    """the Latin-script languages py3langid tells apart; () is the script-only detector"""
+    option_group: ClassVar[type[Options]] = LanguageOptions
+    options: LanguageOptions = field(default_factory=LanguageOptions)
     shape: TraceShape = CANONICAL
 
     @classmethod
     def from_config(cls, cfg: Any) -> LanguageCheck:
-        return cls(language=cfg.language, threshold=cfg.language_threshold,
-                   max_foreign_run=cfg.language_max_foreign_run, latin_candidates=cfg.latin_candidates,
-                   shape=cfg.shape)
+        return cls(project(LanguageOptions, cfg), shape=shape_of(cfg))
 
     @property
-    def fields(self) -> tuple[str, ...]:
-        return ("messages",) if self.language == "auto" else ()
+    def fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("messages",) if self.options.language == "auto" else ()
 
     def target(self, record: dict[str, Any]) -> str | None:
         """The language the trace must be written in: the configured one, or for 'auto' the prompt's."""
-        return detect_language(prompt_text(record), self.latin_candidates) if self.language == "auto" \
-            else self.language
+        if self.options.language == "auto":
+            return detect_language(prompt_text(record), self.options.latin_candidates)
+        return self.options.language
 
     def measure(self, record: dict[str, Any]) -> tuple[str | None, LanguageMeasure | None]:
         """(target language, measure of reasoning + answer); (None, None) when the target is unknown."""
         target = self.target(record)
         if target is None:
             return None, None
-        candidates = self.latin_candidates
+        candidates = self.options.latin_candidates
         if candidates and target in LATIN_LANGUAGES and target not in candidates:
             candidates = (*candidates, target)
         text = self.shape.full_text(record).replace(THINK_OPEN, " ").replace(THINK_CLOSE, " ")
@@ -428,11 +456,11 @@ class LanguageCheck:
         details["language"] = target
         if measure is None:
             return None
-        verdict = language_verdict(measure, min_score=self.threshold, max_foreign_run=self.max_foreign_run)
+        verdict = language_verdict(measure, min_score=self.options.language_threshold,
+                                   max_foreign_run=self.options.language_max_foreign_run)
         details["language_score"] = measure.score
         if measure.foreign_run:
             details["foreign_run"] = measure.foreign_run
             if verdict is False:
                 details["foreign_text"] = measure.foreign_example
         return verdict
-

@@ -1,43 +1,55 @@
-"""The length check."""
+"""The length check: at most --max-tokens tokens, counted as the student will see them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
-from distill.checks.base import Verdict
+from distill.checks.base import Check, Verdict
+from distill.checks.format import shape_of
+from distill.config import MUST_MATCH, Options, project, require
 from distill.shape import CANONICAL, TraceShape
 
 TokenCounter = Callable[[str], int]
 
 
+@dataclass(kw_only=True)
+class LengthOptions(Options):
+    tokenizer: str | None = field(default=None, metadata=MUST_MATCH)
+    """length: the student's tokenizer (model directory or Hub id); without it, the record's completion_tokens."""
+    max_tokens: int | None = field(default=None, metadata=MUST_MATCH)
+    """length: reject completions longer than this many tokens (default: no limit, lengths are only measured)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
+                f"must be at least 1 (got {self.max_tokens})")
+
+
 @dataclass(frozen=True)
-class LengthCheck:
+class LengthCheck(Check):
     """At most `max_tokens` tokens of the student's tokenizer (the full text as it is trained), else
     of the teacher's `completion_tokens`; None when neither can measure it."""
 
     name: ClassVar[str] = "length"
-    pooled: ClassVar[bool] = False
-    fields: ClassVar[tuple[str, ...]] = ()
-    reject_unknown: ClassVar[bool] = False
-    max_tokens: int | None = None
-    tokenizer: str | None = None
-    """the student's tokenizer (model directory or Hub id), loaded on first use in the process that runs the check"""
+    option_group: ClassVar[type[Options]] = LengthOptions
+    options: LengthOptions = field(default_factory=LengthOptions)
     shape: TraceShape = CANONICAL
 
     @classmethod
     def from_config(cls, cfg: Any) -> LengthCheck:
-        return cls(max_tokens=cfg.max_tokens, tokenizer=cfg.tokenizer, shape=cfg.shape)
+        return cls(project(LengthOptions, cfg), shape=shape_of(cfg))
 
     @cached_property
     def count_tokens(self) -> TokenCounter | None:
-        if self.tokenizer is None:
+        """Tokens of the student's tokenizer, loaded on first use in the process that runs the check."""
+        if self.options.tokenizer is None:
             return None
         from distill.chat import load_tokenizer
 
-        tokenizer = load_tokenizer(self.tokenizer)
+        tokenizer = load_tokenizer(self.options.tokenizer)
         return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def measure(self, record: dict[str, Any]) -> int | None:
@@ -52,4 +64,4 @@ class LengthCheck:
             details["tokens"] = tokens
         if tokens is None:
             return None
-        return self.max_tokens is None or tokens <= self.max_tokens
+        return self.options.max_tokens is None or tokens <= self.options.max_tokens

@@ -1,12 +1,14 @@
-"""The repetition check."""
+"""The repetition check: a degenerate loop, one long span of words repeated over and over."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Verdict
+from distill.checks.base import Check, Verdict
+from distill.checks.format import shape_of
+from distill.config import MUST_MATCH, Options, project, require
 from distill.shape import CANONICAL, TraceShape
 
 # A word, or two characters of a script written without spaces (about one word: Chinese loops are
@@ -38,9 +40,23 @@ def longest_loop(text: str, ngram: int) -> int:
     return int(np.unique(hashes, return_counts=True)[1].max())
 
 
+@dataclass(kw_only=True)
+class RepetitionOptions(Options):
+    repetition_ngram: int = field(default=20, metadata=MUST_MATCH)
+    """repetition: length in words (Chinese: pairs of characters) of the repeated span looked for."""
+    repetition_max_count: int = field(default=4, metadata=MUST_MATCH)
+    """repetition: reject when one span of --repetition-ngram words occurs this many times (a loop)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.repetition_ngram >= 2, "repetition_ngram", "must be at least 2")
+        require(self.repetition_max_count >= 2, "repetition_max_count", "must be at least 2")
+
+
 @dataclass(frozen=True)
-class RepetitionCheck:
-    """False for a degenerate loop: one span of `ngram` words occurring `max_count` times or more.
+class RepetitionCheck(Check):
+    """False for a degenerate loop: one span of `repetition_ngram` words occurring `repetition_max_count`
+    times or more.
 
     A loop of any period shows up this way (the same sentence, the same paragraph,
     a phrase stuck on repeat), while the phrases R1 really repeats ("Wait, let me
@@ -48,19 +64,16 @@ class RepetitionCheck:
     """
 
     name: ClassVar[str] = "repetition"
-    pooled: ClassVar[bool] = False
-    fields: ClassVar[tuple[str, ...]] = ()
-    reject_unknown: ClassVar[bool] = False
-    ngram: int = 20
-    max_count: int = 4
+    option_group: ClassVar[type[Options]] = RepetitionOptions
+    options: RepetitionOptions = field(default_factory=RepetitionOptions)
     shape: TraceShape = CANONICAL
 
     @classmethod
     def from_config(cls, cfg: Any) -> RepetitionCheck:
-        return cls(ngram=cfg.repetition_ngram, max_count=cfg.repetition_max_count, shape=cfg.shape)
+        return cls(project(RepetitionOptions, cfg), shape=shape_of(cfg))
 
     def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
-        repeats = longest_loop(self.shape.full_text(record), self.ngram)
+        repeats = longest_loop(self.shape.full_text(record), self.options.repetition_ngram)
         if details is not None:
             details["repeats"] = repeats
-        return repeats < self.max_count
+        return repeats < self.options.repetition_max_count

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from distill.backends.base import derive_seed
+from distill.config import MUST_MATCH, Options, one_of, require
+
+SELECT_POLICIES = ("random", "shortest", "first")
 
 
 def select_samples(completions: Sequence[str], lengths: Sequence[int | None], *, prompt_id: str,
@@ -37,3 +41,19 @@ def select_samples(completions: Sequence[str], lengths: Sequence[int | None], *,
     for index in unique:
         keep[index] = True
     return keep
+
+
+@dataclass(kw_only=True)
+class SelectionOptions(Options):
+    keep_per_prompt: int | None = field(default=None, metadata=MUST_MATCH)
+    """selection: keep at most this many passing samples per prompt (default: all)."""
+    select_by: str = field(default="random", metadata=MUST_MATCH)
+    """selection: which samples --keep-per-prompt keeps: random (seeded), shortest, or first."""
+    seed: int = field(default=0, metadata=MUST_MATCH)
+    """selection: seed of the random choice (each prompt draws from a seed derived from it and the prompt id)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
+                f"must be at least 1 (got {self.keep_per_prompt})")
+        one_of(self.select_by, "select_by", SELECT_POLICIES)

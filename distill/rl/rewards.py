@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.checks import CHECKS, Pending, Verdict
+from distill.checks.language import LanguageOptions
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN
 
 REWARDS = ("accuracy", "format", "language", "overlong")
@@ -45,7 +46,7 @@ def _well_formed(record: dict[str, Any]) -> bool:
 
 
 def _language_share(record: dict[str, Any], language: str) -> float | None:
-    _, measure = CHECKS["language"](language=language).measure(record)
+    _, measure = CHECKS["language"](LanguageOptions(language=language)).measure(record)
     return None if measure is None else measure.score
 
 
@@ -73,10 +74,7 @@ class JudgedCorrectness:
         cache = options.judge_cache or str(sidecar(out, "judge-cache.jsonl"))
         if rank:
             cache = str(Path(cache).with_suffix(f".rank{rank}.jsonl"))
-        return cls(CHECKS["judge"](reject_unknown=options.judge_unknown == "reject",
-                                   overrule_false=options.judge_overrule_false,
-                                   without_reference=options.judge_without_reference,
-                                   options=project(JudgeOptions, options), cache=cache))
+        return cls(CHECKS["judge"](project(JudgeOptions, options), cache=cache))
 
     def open(self) -> JudgedCorrectness:
         """Start the judge's engine (a server is checked, a local model loaded) before the first batch."""

@@ -21,6 +21,7 @@ class ContaminationCheck(Check):
     name: ClassVar[str] = "contamination"
     default_on: ClassVar[bool] = False
     option_group: ClassVar[type[Options]] = DecontaminationOptions
+    options_that_need_it: ClassVar[tuple[str, ...]] = ("decontaminate",)
     fields: ClassVar[tuple[str, ...]] = ("messages",)
     index: Any = None
     """a distill.decontam.NgramIndex"""
@@ -31,6 +32,11 @@ class ContaminationCheck(Check):
 
         options = project(DecontaminationOptions, cfg)
         return cls(index=build_index(options.decontaminate or [DEFAULT], options.contamination_ngram))
+
+    @classmethod
+    def configure(cls, cfg: Any) -> None:
+        if cfg.decontaminate is None:  # selected by name alone: the default benchmarks, written into the config
+            cfg.decontaminate = [DEFAULT]
 
     def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
         match = self.index.find(prompt_text(record))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Pending, PooledCheck, Verdict
+from distill.checks.base import CheckSummary, Pending, PooledCheck, Reasons, ThisRun, Verdict
 from distill.checks.format import shape_of
 from distill.config import MUST_MATCH, Options, project, require
 from distill.errors import ConfigError
-from distill.grading import DEFAULT_ANSWER_PATTERNS, quick_grade, reference_kind
+from distill.grading import DEFAULT_ANSWER_PATTERNS, NO_SANDBOX, quick_grade, reference_kind
 from distill.sandbox.limits import SandboxLimits
 from distill.shape import CANONICAL, TraceShape
 
@@ -44,6 +45,43 @@ def _check_pattern(pattern: str) -> None:
         raise ConfigError(f"--answer-patterns: {pattern!r} needs a group around the answer, e.g. 'Answer: (.+)'")
 
 
+class CorrectnessSummary(Reasons):
+    """The report's `correctness`: the reference kinds, what the grading pool did in this run, and notes
+    on what left verdicts null."""
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.reference_kinds: Counter[str] = Counter()
+
+    def add(self, record: dict[str, Any], details: dict[str, Any], kept: bool) -> None:
+        super().add(record, details, kept)
+        self.reference_kinds[str(details.get("reference_kind"))] += 1
+
+    def write(self, data: dict[str, Any], this_run: ThisRun) -> None:
+        super().write(data, this_run)
+        notes = []
+        if self.reasons[NO_SANDBOX]:
+            notes.append(f"{self.reasons[NO_SANDBOX]} code references need the sandbox (distill.sandbox is not "
+                         "installed): their correctness is null")
+        grading: dict[str, Any] = {}
+        pool = this_run.pool_stats.get(self.name)
+        if pool is not None:
+            timeout = self.cfg.verify_timeout
+            grading = {"graded_in_workers": pool.graded, "cache_hits": pool.cache_hits, "timeouts": pool.timeouts,
+                       "workers_killed": pool.killed, "verify_timeout_s": timeout,
+                       "worker_reasons": dict(sorted(pool.reasons.items()))}
+            if pool.timeouts:
+                notes.append(f"{pool.timeouts} answers timed out in math-verify after {timeout:g} s: correctness "
+                             "null" + (" (rejected: --drop-unverified)" if self.cfg.drop_unverified else " (kept)"))
+        # the judge, when it runs, adds its part to this_run and notes
+        data["correctness"] = {"reference_kinds": dict(self.reference_kinds.most_common()), "this_run": grading,
+                               "notes": notes}
+
+    @staticmethod
+    def lines(data: dict[str, Any]) -> list[str]:
+        return [f"note: {note}" for note in data.get("correctness", {}).get("notes", [])]
+
+
 @dataclass(frozen=True)
 class CorrectnessCheck(PooledCheck):
     """The final answer matches `reference` (math-verify, letter or sandbox).
@@ -54,6 +92,8 @@ class CorrectnessCheck(PooledCheck):
 
     name: ClassVar[str] = "correctness"
     option_group: ClassVar[type[Options]] = CorrectnessOptions
+    options_that_need_it: ClassVar[tuple[str, ...]] = ("drop_unverified",)
+    summary: ClassVar[type[CheckSummary]] = CorrectnessSummary
     fields: ClassVar[tuple[str, ...]] = ("reference",)
     options: CorrectnessOptions = field(default_factory=CorrectnessOptions)
     sandbox_limits: SandboxLimits = field(default_factory=SandboxLimits)
@@ -76,6 +116,13 @@ class CorrectnessCheck(PooledCheck):
     def timeout(self) -> float:
         """seconds math-verify may spend on one answer; a timeout is None"""
         return self.options.verify_timeout
+
+    def input_problem(self, record: dict[str, Any]) -> tuple[str, str] | None:
+        reference = record.get("reference")
+        if isinstance(reference, dict) and not {"tests", "test"} & set(reference):
+            return "reference", ("a code reference needs 'tests' (MBPP asserts or stdio cases) or 'test' + "
+                                 f"'entry_point' (HumanEval); got keys {sorted(reference)}")
+        return None
 
     def start(self, record: dict[str, Any], details: dict[str, Any]) -> Verdict | Pending:
         decided, answer = quick_grade(self.shape.answer(record), record.get("reference"), self.patterns)

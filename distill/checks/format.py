@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Check, Verdict
+from distill.checks.base import Check, Reasons, Verdict
 from distill.config import MUST_MATCH, Options, project, require
 from distill.shape import CANONICAL, TraceShape
 
@@ -53,6 +53,7 @@ class FormatCheck(Check):
 
     name: ClassVar[str] = "format"
     option_group: ClassVar[type[Options]] = FormatOptions
+    summary: ClassVar[type[Reasons]] = Reasons
     options: FormatOptions = field(default_factory=FormatOptions)
 
     @classmethod

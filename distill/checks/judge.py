@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.checks.base import Pending, PooledCheck, Verdict
+from distill.checks.base import CheckSummary, OverrideCounts, Pending, PooledCheck, ThisRun, Verdict
 from distill.checks.format import shape_of
-from distill.config import Options, project
+from distill.config import Options, project, require
 from distill.grading import DEFAULT_ANSWER_PATTERNS
 from distill.judge import JudgeOptions
 from distill.shape import CANONICAL, TraceShape
@@ -15,6 +15,24 @@ from distill.traces import prompt_text, sidecar
 
 RULES = "correctness"
 """the check whose verdicts the judge revisits"""
+
+
+class JudgeSummary(CheckSummary):
+    """What the judge did in this run, in the report's correctness section (`this_run.judge`, a note)."""
+
+    def write(self, data: dict[str, Any], this_run: ThisRun) -> None:
+        pool = this_run.pool_stats.get(self.name)
+        if pool is None:
+            return
+        overrides = this_run.overrides.get(self.name, OverrideCounts())
+        # "judged" counts records; the judge's own count is of distinct (problem, reference, answer) items
+        asked = pool.to_dict()
+        asked["distinct_judged"] = asked.pop("judged")
+        section = data[RULES]
+        section["this_run"] = {**section["this_run"], "judge": {**asked, **overrides.__dict__, "model": self.cfg.judge}}
+        if overrides.overturned_false:
+            section["notes"].append(f"the judge overturned {overrides.overturned_false} rule verdicts of 'wrong' "
+                                    "(kept; the rule's verdict is in filter_details.correctness_by_rules)")
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,8 @@ class JudgeCheck(PooledCheck):
     name: ClassVar[str] = "judge"
     default_on: ClassVar[bool] = False
     option_group: ClassVar[type[Options]] = JudgeOptions
+    options_that_need_it: ClassVar[tuple[str, ...]] = ("judge",)
+    summary: ClassVar[type[CheckSummary]] = JudgeSummary
     after: ClassVar[str] = RULES
     overrides: ClassVar[str] = RULES
     fields: ClassVar[tuple[str, ...]] = ("messages", "reference")
@@ -45,6 +65,13 @@ class JudgeCheck(PooledCheck):
         options = project(JudgeOptions, cfg)
         return cls(options, shape=shape_of(cfg), patterns=tuple(cfg.answer_patterns),
                    cache=options.judge_cache or str(sidecar(cfg.out, "judge-cache.jsonl")))
+
+    @classmethod
+    def configure(cls, cfg: Any) -> None:
+        require(cfg.judge is not None, "judge",
+                "is needed by the 'judge' check: name the judge model (--judge MODEL) or drop judge from --checks")
+        require(RULES in cfg.checks, "checks",
+                "names judge without correctness: the judge grades what the correctness rules leave open")
 
     @property
     def reject_unknown(self) -> bool:  # type: ignore[override]

@@ -36,13 +36,18 @@ from __future__ import annotations
 
 import bisect
 import re
+from array import array
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, ClassVar
 
-from distill.checks.base import Check, Verdict
+from distill.checks.base import Check, CheckSummary, ThisRun, Verdict
 from distill.checks.format import shape_of
 from distill.config import MUST_MATCH, Options, one_of, project, require
+from distill.report import percentiles
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
 from distill.traces import prompt_text
 
@@ -416,12 +421,48 @@ class LanguageOptions(Options):
         return tuple(self.language_candidates) if self.language_detector == "script+langid" else ()
 
 
+class LanguageSummary(CheckSummary):
+    """The report's `language`: the target languages found, the score distribution and its histogram."""
+
+    # every report has it, so that a run without the language check says no language was measured
+    always = True
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.languages: Counter[str] = Counter()
+        self.scores = array("d")  # 8 bytes a record: a resumed run reads its whole output back into it
+
+    def add(self, record: dict[str, Any], details: dict[str, Any], kept: bool) -> None:
+        if details.get("language"):
+            self.languages[details["language"]] += 1
+        if isinstance(details.get("language_score"), (int, float)):
+            self.scores.append(details["language_score"])
+
+    def write(self, data: dict[str, Any], this_run: ThisRun) -> None:
+        threshold = self.cfg.language_threshold
+        data["language"] = {"target": self.cfg.language, "languages": dict(self.languages.most_common()),
+                            "threshold": threshold, "max_foreign_run": self.cfg.language_max_foreign_run,
+                            "score": percentiles(self.scores),
+                            "below_threshold": sum(1 for score in self.scores if score < (threshold or 0))}
+
+    def plots(self, beside: Callable[[str], Path]) -> list[Path]:
+        from distill.report import save_histogram
+
+        if not self.scores:
+            return []
+        threshold = self.cfg.language_threshold
+        return [save_histogram(beside("language.png"), {"records": list(self.scores)},
+                               title="Language consistency (share of words in the target language)",
+                               xlabel="score", vline=threshold, vline_label=f"threshold {threshold}")]
+
+
 @dataclass(frozen=True)
 class LanguageCheck(Check):
     """Reasoning and answer written in the target language (the detection above)."""
 
     name: ClassVar[str] = "language"
     option_group: ClassVar[type[Options]] = LanguageOptions
+    summary: ClassVar[type[CheckSummary]] = LanguageSummary
     options: LanguageOptions = field(default_factory=LanguageOptions)
     shape: TraceShape = CANONICAL
 
@@ -432,6 +473,11 @@ class LanguageCheck(Check):
     @property
     def fields(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("messages",) if self.options.language == "auto" else ()
+
+    def warm_up(self) -> None:
+        if len(self.options.latin_candidates) > 1:
+            # py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
+            latin_identifier(self.options.latin_candidates)
 
     def target(self, record: dict[str, Any]) -> str | None:
         """The language the trace must be written in: the configured one, or for 'auto' the prompt's."""

@@ -1,13 +1,16 @@
-"""Selection among the samples of one prompt that passed every other check."""
+"""Selection among the samples of one prompt that passed every other check: a check of its own kind,
+which sees a prompt's samples together instead of one record."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from distill.backends.base import derive_seed
-from distill.config import MUST_MATCH, Options, one_of, require
+from distill.checks.base import Selectable
+from distill.config import MUST_MATCH, Options, one_of, project, require
 
 SELECT_POLICIES = ("random", "shortest", "first")
 
@@ -57,3 +60,23 @@ class SelectionOptions(Options):
         require(self.keep_per_prompt is None or self.keep_per_prompt >= 1, "keep_per_prompt",
                 f"must be at least 1 (got {self.keep_per_prompt})")
         one_of(self.select_by, "select_by", SELECT_POLICIES)
+
+
+@dataclass(frozen=True)
+class Selection(Selectable):
+    """Keeps at most --keep-per-prompt of a prompt's samples that passed every other check, and no exact
+    duplicate. It runs last, on whole prompts, so the filter keeps each prompt's samples together."""
+
+    name: ClassVar[str] = "selection"
+    option_group: ClassVar[type[Options]] = SelectionOptions
+    options_that_need_it: ClassVar[tuple[str, ...]] = ("keep_per_prompt",)
+    options: SelectionOptions = field(default_factory=SelectionOptions)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Selection:
+        return cls(project(SelectionOptions, cfg))
+
+    def keep(self, completions: Sequence[str], lengths: Sequence[int | None], prompt_id: str) -> list[bool]:
+        """Which of one prompt's passing samples to keep (see select_samples)."""
+        return select_samples(completions, lengths, prompt_id=prompt_id, keep_per_prompt=self.options.keep_per_prompt,
+                              select_by=self.options.select_by, seed=self.options.seed)

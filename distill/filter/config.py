@@ -14,7 +14,15 @@ from distill.checks.correctness import CorrectnessOptions
 from distill.checks.format import FormatOptions
 from distill.checks.language import LanguageOptions
 from distill.checks.length import LengthOptions
-from distill.checks.registry import CHECKS
+from distill.checks.registry import (
+    check_names,
+    checks_help,
+    default_checks,
+    given,
+    option_table,
+    registered,
+    wanted_by_options,
+)
 from distill.checks.repetition import RepetitionOptions
 from distill.checks.selection import SelectionOptions
 from distill.config import FREE, MUST_MATCH, flag, require
@@ -22,22 +30,6 @@ from distill.decontam import DecontaminationOptions
 from distill.errors import ConfigError
 from distill.judge import JudgeOptions
 from distill.sandbox.limits import SandboxLimits
-
-SELECTION = "selection"
-
-
-def check_names() -> tuple[str, ...]:
-    """Every name --checks accepts, in the order they run: the checks of one record (the registry in
-    distill.checks, read now, so a check registered there is selectable at once; correctness's
-    math-verify / sandbox part runs only on records every cheap check passed), then selection, which
-    picks among the records of a prompt that passed everything."""
-    return (*CHECKS, SELECTION)
-
-
-def default_checks() -> tuple[str, ...]:
-    """The checks that run when --checks is not given: all but the opt-in ones (contamination needs
-    benchmarks to compare with)."""
-    return tuple(name for name in check_names() if getattr(CHECKS.get(name), "default_on", True))
 
 
 def default_workers() -> int:
@@ -59,8 +51,9 @@ class FilterConfig(FormatOptions, LengthOptions, LanguageOptions, RepetitionOpti
     """Rejected traces with `rejected_by` (default: <out>.rejects.jsonl beside --out)."""
     report: str | None = field(default=None, metadata=FREE)
     """JSON report; the PNG plots go beside it (default: <out>.report.json)."""
-    checks: list[str] = field(default_factory=lambda: list(default_checks()), metadata=MUST_MATCH)
-    """Checks to run, comma-separated: format, finish, length, language, repetition, correctness, selection (the default), and contamination, judge."""
+    checks: list[str] = field(default_factory=lambda: list(default_checks()),
+                              metadata={**MUST_MATCH, "doc": checks_help})
+    """Checks to run, comma-separated (the help lists the registered ones, distill.checks.registry.checks_help)."""
     workers: int | None = field(default=None, metadata=FREE)
     """Worker processes for the checks and for math-verify (default: every core)."""
     overwrite: bool = field(default=False, metadata=FREE)
@@ -70,8 +63,8 @@ class FilterConfig(FormatOptions, LengthOptions, LanguageOptions, RepetitionOpti
         super().__post_init__()
         # an opt-in check joins the default list when its option is given (--judge, --decontaminate)
         if self.checks == list(default_checks()):
-            wanted = {"contamination": self.decontaminate is not None, "judge": self.judge is not None}
-            self.checks = [name for name in check_names() if name in self.checks or wanted.get(name)]
+            wanted = wanted_by_options(self)
+            self.checks = [name for name in check_names() if name in self.checks or name in wanted]
         require(bool(self.traces), "traces", "is required")
         require(bool(self.out) and not self.out.endswith("/"), "out", "must be a file path such as kept.jsonl")
         names = check_names()
@@ -83,24 +76,15 @@ class FilterConfig(FormatOptions, LengthOptions, LanguageOptions, RepetitionOpti
         require(bool(self.checks), "checks", f"must name at least one check ({', '.join(names)})")
         require(len(set(self.checks)) == len(self.checks), "checks", "names a check twice")
         require(self.workers is None or self.workers >= 1, "workers", f"must be at least 1 (got {self.workers})")
-        if "contamination" in self.checks and self.decontaminate is None:
-            self.decontaminate = ["default"]
-        require("judge" not in self.checks or self.judge is not None, "judge",
-                "is needed by the 'judge' check: name the judge model (--judge MODEL) or drop judge from --checks")
-        require("judge" not in self.checks or "correctness" in self.checks, "checks",
-                "names judge without correctness: the judge grades what the correctness rules leave open")
+        for name, check in registered().items():
+            if name in self.checks:
+                check.configure(self)
         # an option of a check that does not run would be silently ignored
-        for name, check, given in (("keep_per_prompt", "selection", self.keep_per_prompt is not None),
-                                   ("max_tokens", "length", self.max_tokens is not None),
-                                   ("tokenizer", "length", self.tokenizer is not None),
-                                   ("drop_unverified", "correctness", self.drop_unverified),
-                                   ("decontaminate", "contamination", self.decontaminate is not None),
-                                   ("judge", "judge", self.judge is not None)):
-            require(not given or check in self.checks, name,
+        for option, check in option_table().items():
+            require(not given(self, option) or check in self.checks, option,
                     f"needs the '{check}' check, which --checks leaves out; add {check} to --checks or drop "
-                    f"{flag(name)}")
+                    f"{flag(option)}")
 
     @property
     def n_workers(self) -> int:
         return self.workers or default_workers()
-

@@ -89,7 +89,8 @@ def naive_loop(path: Path) -> tuple[float, int]:
 def distill_filter(path: Path, out_dir: Path, workers: int | None,
                    checks: list[str] | None = None) -> tuple[float, float, int, dict]:
     """(seconds end to end, records/s of the chunk loop, kept, grading stats) for filter_traces."""
-    from distill.filter import FilterConfig, default_checks, filter_traces
+    from distill.checks import default_checks
+    from distill.filter import FilterConfig, filter_traces
 
     start = time.perf_counter()
     report = filter_traces(FilterConfig(traces=str(path), out=str(out_dir / "kept.jsonl"), workers=workers,

@@ -7,7 +7,7 @@ variable names, prompt terms in the other script — and ones with a sentence,
 a paragraph, a short fragment or a third language injected).
 
 Every method sees the same masked text (LaTeX, code, numbers, identifiers and
-quoted prompt terms removed: distill.filter.language.mask_non_language), the
+quoted prompt terms removed: distill.checks.language.mask_non_language), the
 same target language (detected from the prompt) and the same verdict rule
 (share of target-language units ≥ 0.95 and no run of ≥ 4 foreign units), so
 only the identification differs:
@@ -33,9 +33,10 @@ from collections.abc import Callable
 
 from filter_evalset import CASES, build_evalset
 
-from distill.filter.checks import LanguageCheck, prompt_text
-from distill.filter.language import (
+from distill.checks.language import (
     LATIN_CANDIDATES,
+    LanguageCheck,
+    LanguageOptions,
     _mask_quoted_prompt_terms,
     mask_non_language,
     script_units,
@@ -43,6 +44,7 @@ from distill.filter.language import (
 )
 from distill.report import markdown_table
 from distill.shape import CANONICAL
+from distill.traces import prompt_text
 
 LANGUAGES = ["en", "zh", "ja", "fr", "de", "es", "ru"]
 MIN_SCORE, MAX_RUN = 0.95, 4
@@ -67,13 +69,17 @@ def _verdict_from_segments(segments: list[tuple[bool, int]]) -> bool | None:
 
 
 def _prepared(record: dict) -> tuple[str, str, str]:
-    target = LanguageCheck(latin_candidates=LATIN_CANDIDATES).target(record) or "en"
+    target = LanguageCheck().target(record) or "en"  # the default options: py3langid among LATIN_CANDIDATES
     text = CANONICAL.full_text(record).replace("<think>", " ").replace("</think>", " ")
     return target, text, prompt_text(record)
 
 
 def distill_method(latin_candidates: tuple[str, ...]) -> Callable[[dict], bool | None]:
-    check = LanguageCheck(threshold=MIN_SCORE, max_foreign_run=MAX_RUN, latin_candidates=latin_candidates)
+    # no candidates: the script-only detector
+    options = LanguageOptions(language_threshold=MIN_SCORE, language_max_foreign_run=MAX_RUN,
+                              language_candidates=list(latin_candidates),
+                              language_detector="script+langid" if latin_candidates else "script")
+    check = LanguageCheck(options)
 
     def method(record: dict) -> bool | None:
         return check.run(record)
@@ -84,7 +90,7 @@ def distill_method(latin_candidates: tuple[str, ...]) -> Callable[[dict], bool |
 def method_script_unmasked(record: dict) -> bool | None:
     target, text, _ = _prepared(record)
     scripts = target_scripts(target)
-    import distill.filter.language as language
+    import distill.checks.language as language
 
     segments = [(s in scripts, len(t) if s in ("Han", "Kana") else 1)
                 for s, t in ((m.lastgroup, m.group()) for m in language._UNIT.finditer(text)) if s != "Greek"]

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from filter_evalset import MAX_TOKENS, build_evalset  # benchmarks/ is on the path of a script run from it
 
-from distill.filter import FilterConfig, default_checks, filter_traces
+from distill.checks import default_checks
+from distill.filter import FilterConfig, filter_traces
 from distill.report import markdown_table
 
 

@@ -59,8 +59,16 @@ def one_of(value: str, name: str, choices: typing.Iterable[str]) -> None:
         raise ConfigError(f"{flag(name)} must be one of {', '.join(choices)} (got {value!r})")
 
 
-@cache
 def field_docs(cls: type) -> dict[str, str]:
+    """The help of each field: the docstring written under it, or where its text is derived from
+    something else (a registry), `field(metadata={"doc": function})`'s, read at each call."""
+    derived = {f.name: f.metadata["doc"]() for f in (dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ())
+               if callable(f.metadata.get("doc"))}
+    return {**_source_docs(cls), **derived}
+
+
+@cache
+def _source_docs(cls: type) -> dict[str, str]:
     """The docstring written under each field, read from the class sources (base classes too)."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):

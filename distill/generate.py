@@ -28,6 +28,7 @@ from distill.traces import (
     check_writable,
     intact_length,
     last_lines_start,
+    prompt_text,
     read_traces,
     sidecar,
     write_json,
@@ -111,12 +112,11 @@ class GenerateSummary:
 def _decontaminate(prompts: list[Any], cfg: GenerateConfig) -> list[dict[str, Any]]:
     """The prompts that overlap a --decontaminate benchmark: no teacher time is spent on them."""
     from distill.decontam import build_index
-    from distill.filter.checks import prompt_text  # the text the filter's contamination check reads
 
     index = build_index(cfg.decontaminate or [], cfg.contamination_ngram)
     skipped = []
     for prompt in prompts:
-        match = index.find(prompt_text({"messages": prompt.messages}))
+        match = index.find(prompt_text({"messages": prompt.messages}))  # the text the contamination check reads
         if match is not None:
             skipped.append({"prompt_id": prompt.prompt_id, **match.to_dict()})
     log.info("decontamination: %d of %d prompts overlap a benchmark and are skipped", len(skipped), len(prompts))

@@ -1,5 +1,5 @@
-"""What users look at rather than read: markdown tables for the terminal and PNG
-plots (bar charts, histograms, curves) written next to the JSON reports.
+"""What users look at rather than read: markdown tables for the terminal, percentile
+summaries, and PNG plots (bar charts, histograms, curves) written next to the JSON reports.
 
 Plots are drawn on standalone figures (no pyplot state, any backend); every plot
 function writes one PNG and returns its path.
@@ -7,6 +7,7 @@ function writes one PNG and returns its path.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,20 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
     rule = "|" + "|".join(("-" * (w + 1) + ":") if n else ("-" * (w + 2)) for w, n in zip(widths, numeric)) + "|"
     return "\n".join([line(headers), rule, *(line(r) for r in table)])
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """count, mean, min, p10, p50, p90, p99, max of `values` (just the count when there are none)."""
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def at(q: float) -> float:
+        return ordered[min(n - 1, int(q * n))]
+
+    return {"count": n, "mean": round(statistics.fmean(ordered), 4), "min": ordered[0], "p10": at(0.10),
+            "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
 
 
 def new_figure(figsize: tuple[float, float]) -> tuple[Any, Any]:

@@ -234,6 +234,13 @@ def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED, *,
         yield line, record
 
 
+def prompt_text(record: dict[str, Any]) -> str:
+    """The user turns of a record's prompt (`messages`), joined: the text the language, judge and
+    contamination checks read, and generate's decontamination skip too."""
+    messages = record.get("messages") or []
+    return "\n".join(m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user")
+
+
 def intact_length(path: str | Path) -> int:
     """The size of `path` without an incomplete or unparsable last line (the file is not changed).
 

@@ -175,7 +175,7 @@ def test_bad_option_on_the_command_line_exits_1_before_writing(tmp_path):
 def test_each_injected_fault_is_caught_by_its_check_and_clean_traces_pass_all():
     import random
 
-    from distill.filter.checks import build_checks, run_checks
+    from distill.checks import build_checks, run_checks
     from distill.filter.config import FilterConfig
 
     cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", repetition_ngram=REPETITION_NGRAM,

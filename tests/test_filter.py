@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.filter import FilterConfig, default_checks, filter_traces
+from distill.checks import default_checks
+from distill.filter import FilterConfig, filter_traces
 from distill.filter import run as filter_run
 from distill.grading import GIANT_ANSWER, GIANT_REFERENCE
 from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl

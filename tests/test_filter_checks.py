@@ -3,17 +3,31 @@ check objects the filter builds from its FilterConfig and runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pytest
 
+from distill.checks import (
+    CHECKS,
+    SELECTIONS,
+    Check,
+    CheckSummary,
+    build_checks,
+    checks_help,
+    default_checks,
+    option_table,
+    registered,
+)
+from distill.checks.language import detect_language, measure_language
+from distill.checks.repetition import longest_loop
+from distill.checks.selection import select_samples
+from distill.config import MUST_MATCH, Options, field_docs, project, require
 from distill.errors import ConfigError
-from distill.filter.checks import CHECKS, build_checks, longest_loop
 from distill.filter.config import FilterConfig
-from distill.filter.language import detect_language, measure_language
-from distill.filter.selection import select_samples
+from distill.filter.report import FilterStats
 from distill.options import R1_INSTRUCTION
 from distill.shape import CANONICAL, TraceShape
 
@@ -261,32 +275,74 @@ def test_selection_drops_duplicates_then_keeps_k():
 # ---------------------------------------------------------------- the registry
 
 
+@dataclass(kw_only=True)
+class ShoutOptions(Options):
+    shout_limit: int | None = field(default=None, metadata=MUST_MATCH)
+    """shout: reject an answer with more than this many capital letters (default: only one all in capitals)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.shout_limit is None or self.shout_limit >= 0, "shout_limit", "must be at least 0")
+
+
+class ShoutSummary(CheckSummary):
+    """The report's `shout` section: how many capitals the answers had."""
+
+    def __init__(self, name, cfg):
+        super().__init__(name, cfg)
+        self.capitals = 0
+
+    def add(self, record, details, kept):
+        self.capitals += details.get("capitals", 0)
+
+    def write(self, data, this_run):
+        data["shout"] = {"capitals": self.capitals}
+
+    @staticmethod
+    def lines(data):
+        return [f"shout: {data['shout']['capitals']} capitals"] if "shout" in data else []
+
+
 @dataclass(frozen=True)
-class ShoutCheck:
-    """A check added the documented way (one class, registered): rejects an answer in capitals."""
+class ShoutCheck(Check):
+    """A check added the documented way (one module: its options, its report section, the class, registered):
+    rejects an answer in capitals."""
 
     name: ClassVar[str] = "shout"
-    pooled: ClassVar[bool] = False
-    fields: ClassVar[tuple[str, ...]] = ()
-    reject_unknown: ClassVar[bool] = False
+    option_group: ClassVar[type[Options]] = ShoutOptions
+    options_that_need_it: ClassVar[tuple[str, ...]] = ("shout_limit",)
+    summary: ClassVar[type[CheckSummary]] = ShoutSummary
+    options: ShoutOptions = field(default_factory=ShoutOptions)
     shape: TraceShape = CANONICAL
 
     @classmethod
     def from_config(cls, cfg):
-        return cls(shape=cfg.shape)
+        return cls(project(ShoutOptions, cfg), shape=cfg.shape)
 
     def run(self, record, details=None):
         answer = self.shape.answer(record)
+        capitals = sum(c.isupper() for c in answer)
         if details is not None:
-            details["capitals"] = sum(c.isupper() for c in answer)
-        return not answer.isupper()
+            details["capitals"] = capitals
+        limit = self.options.shout_limit
+        return not answer.isupper() if limit is None else capitals <= limit
 
 
-def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(tmp_path, monkeypatch):
+@pytest.fixture
+def registry():
+    """The registry, restored after the test (which registers a check of its own)."""
+    saved = dict(CHECKS), dict(SELECTIONS)
+    yield CHECKS
+    for entries, before in zip((CHECKS, SELECTIONS), saved):
+        entries.clear()
+        entries.update(before)
+
+
+def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(tmp_path, monkeypatch, registry):
     from distill.filter import filter_traces
     from distill.filter import run as filter_run
 
-    monkeypatch.setitem(CHECKS, "shout", ShoutCheck)
+    registry["shout"] = ShoutCheck
     built = []
     real_build = filter_run.build_checks
     monkeypatch.setattr(filter_run, "build_checks", lambda cfg: built.append(real_build(cfg)) or built[-1])
@@ -307,18 +363,69 @@ def test_a_registered_check_runs_in_the_filter_through_the_object_its_test_runs(
         assert out["filter_details"]["capitals"] == details["capitals"]
     assert rejected[0]["rejected_by"] == ["shout"]
     assert report.data["checks"]["shout"]["rejected"] == 1  # the report counts it like any other check
+    assert report.data["shout"] == {"capitals": 1 + 6}  # and gives it its own section ('The answer', 'TWELVE!')
+    assert "shout: 7 capitals" in report.format().splitlines()
     with pytest.raises(ConfigError, match="unknown check 'shuot'.*did you mean 'shout'"):
         FilterConfig(traces="t.jsonl", out="k.jsonl", checks=["shuot"])
+
+
+def test_a_check_added_in_one_place_is_selectable_with_its_options_help_and_report(registry):
+    registry["shout"] = ShoutCheck  # all it takes: no other file knows the name
+
+    cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", checks=["format", "shout", "selection"])
+    assert cfg.checks == ["format", "shout", "selection"] and [type(c) for c in build_checks(cfg)][-1] is ShoutCheck
+    assert FilterConfig(traces="t.jsonl", out="k.jsonl").checks[-3:] == ["correctness", "shout", "selection"]  # default on
+    assert option_table()["shout_limit"] == "shout"
+    assert "repetition, correctness, shout, selection (the default)" in checks_help()
+    assert field_docs(FilterConfig)["checks"] == checks_help()  # --checks' help, read as the CLI reads it
+    assert FilterStats.of(cfg).summaries["shout"].name == "shout"
+
+    # its group composed into the filter config (the one line that gives it flags and YAML keys): the option is
+    # validated by the group, and refused without its check, like every option in the table
+    @dataclass(kw_only=True)
+    class ShoutingFilterConfig(FilterConfig, ShoutOptions):
+        pass
+
+    assert check("format") == CHECKS["format"].from_config(ShoutingFilterConfig(traces="t", out="k.jsonl"))
+    shouting = ShoutingFilterConfig(traces="t.jsonl", out="k.jsonl", checks=["shout"], shout_limit=3)
+    assert build_checks(shouting)[0].options.shout_limit == 3
+    with pytest.raises(ConfigError, match="--shout-limit must be at least 0"):
+        ShoutingFilterConfig(traces="t.jsonl", out="k.jsonl", checks=["shout"], shout_limit=-1)
+    with pytest.raises(ConfigError, match="--shout-limit needs the 'shout' check, which --checks leaves out; "
+                                          "add shout to --checks or drop --shout-limit"):
+        ShoutingFilterConfig(traces="t.jsonl", out="k.jsonl", checks=["format"], shout_limit=3)
+
+
+def test_the_option_table_and_the_default_list_are_derived_from_the_checks():
+    assert option_table() == {"max_tokens": "length", "tokenizer": "length", "decontaminate": "contamination",
+                              "drop_unverified": "correctness", "judge": "judge", "keep_per_prompt": "selection"}
+    assert default_checks() == ("format", "finish", "length", "language", "repetition", "correctness", "selection")
+    assert checks_help() == ("Checks to run, comma-separated: format, finish, length, language, repetition, "
+                             "correctness, selection (the default), and contamination, judge.")
+    with_judge = FilterConfig(traces="t.jsonl", out="k.jsonl", judge="m", judge_backend="hf")
+    assert with_judge.checks == [*default_checks()[:-1], "judge", "selection"]  # an opt-in check's option joins it
+
+
+def test_every_check_owns_its_options_and_the_filter_config_composes_them():
+    fields = {f.name: f for f in dataclasses.fields(FilterConfig)}
+    for name, check in registered().items():
+        group = check.option_group
+        if group is None:
+            continue
+        assert issubclass(FilterConfig, group), f"{name}: FilterConfig must inherit {group.__name__}"
+        own = {f.name: f for f in dataclasses.fields(group)}
+        assert all(fields[option] is own[option] for option in own)  # the group's fields, not copies
+        assert set(check.options_that_need_it) <= set(own), name
 
 
 def test_every_registered_check_is_built_from_the_filter_config_in_registry_order():
     cfg = FilterConfig(traces="t.jsonl", out="k.jsonl", reasoning_field="reasoning_content", max_tokens=9)
     checks = build_checks(cfg)
-    default = [cls for cls in CHECKS.values() if getattr(cls, "default_on", True)]  # not the opt-in ones
+    default = [cls for cls in CHECKS.values() if cls.default_on]  # not the opt-in ones
     assert [type(c) for c in checks] == default and {"contamination", "judge"} == set(CHECKS) - set(cfg.checks)
     assert [c.name for c in checks] == [c.name for c in default] == list(cfg.checks[:-1])  # selection: last
     assert all(getattr(c, "shape", cfg.shape) == cfg.shape for c in checks)
-    assert checks[2].max_tokens == 9
+    assert checks[2].options.max_tokens == 9
 
 
 LATIN = ("en", "fr", "de", "es", "it", "pt")

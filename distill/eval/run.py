@@ -298,14 +298,14 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 
 
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
-    from distill.filter.checks import LanguageCheck
+    from distill.checks.language import LanguageCheck, LanguageOptions
     from distill.filter.config import default_workers
     from distill.grading.extraction import extract_answer
     from distill.grading_pool import GradingPool
     from distill.shape import CANONICAL
 
     # the traces are generate's, so in the canonical shape; the language check is the filter's with its defaults
-    shape, language = CANONICAL, LanguageCheck(language=cfg.language)
+    shape, language = CANONICAL, LanguageCheck(LanguageOptions(language=cfg.language))
     records = [record for _, record in read_traces(traces)]
     with GradingPool(cfg.workers or default_workers(), timeout=cfg.verify_timeout,
                      sandbox_limits=SandboxLimits.of(cfg)) as pool:

@@ -8,15 +8,15 @@ file; a report (JSON + PNG plots) says what happened:
     report = filter_traces(FilterConfig(traces="traces.jsonl", out="kept.jsonl", max_tokens=16384))
     print(report.format())
 
-Each check is a class in `distill.filter.checks`, registered in `CHECKS` (record in,
-verdict out: True, False or None = cannot tell); `cfg.shape` (a `distill.shape.TraceShape`)
+The checks themselves, their options and their report sections live in `distill.checks`
+(registered in `distill.checks.CHECKS`: record in, verdict out: True, False or None = cannot
+tell); this package streams the traces through them. `cfg.shape` (a `distill.shape.TraceShape`)
 says where the traces keep their reasoning; answer extraction and grading live in
 `distill.grading`, shared with `distill eval`.
 """
 
-from distill.filter.checks import CHECKS, Check
-from distill.filter.config import FilterConfig, check_names, default_checks
+from distill.filter.config import FilterConfig
 from distill.filter.report import FilterReport
 from distill.filter.run import filter_traces
 
-__all__ = ["CHECKS", "Check", "FilterConfig", "FilterReport", "check_names", "default_checks", "filter_traces"]
+__all__ = ["FilterConfig", "FilterReport", "filter_traces"]

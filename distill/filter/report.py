@@ -1,6 +1,6 @@
-"""What `distill filter` reports: counts per check, per prompt, the length and
-language-score distributions, throughput; the JSON report, its plots and the
-terminal table.
+"""What `distill filter` reports: counts per check, per prompt, throughput, and each check's
+own section (distill.checks: the length and language-score distributions, what the grading pool and
+the judge did); the JSON report, its plots and the terminal table.
 
 Statistics are accumulated record by record (lengths and scores in compact
 arrays, 4-8 bytes a record; one counter per prompt), so a resumed run rebuilds
@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import json
 import statistics
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from distill.checks.base import CheckSummary, ThisRun
+from distill.checks.registry import check_names, registered
+from distill.config import config_dict
 from distill.errors import OutputError
-from distill.filter.config import check_names
+
+if TYPE_CHECKING:
+    from distill.filter.config import FilterConfig
 
 POLICY = ("Cheap checks (format, finish, length, language, repetition and the fast part of correctness: "
           "answer extraction, equal strings or numbers, letters) run on every record. math-verify and the code "
@@ -26,19 +30,6 @@ POLICY = ("Cheap checks (format, finish, length, language, repetition and the fa
           "null and filter_details.not_run says so. Selection runs on the records that passed everything. "
           "rejected_by lists every check whose verdict is false (and correctness when it is null under "
           "--drop-unverified).")
-
-
-def percentiles(values: array | list) -> dict[str, float]:
-    if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-    n = len(ordered)
-
-    def at(q: float) -> float:
-        return ordered[min(n - 1, int(q * n))]
-
-    return {"count": n, "mean": round(statistics.fmean(ordered), 4), "min": ordered[0], "p10": at(0.10),
-            "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
 
 
 RATE_BUCKETS = ("0", "(0, 0.25]", "(0.25, 0.5]", "(0.5, 0.75]", "(0.75, 1)", "1")
@@ -53,26 +44,27 @@ def _rate_bucket(rate: float) -> str:
 @dataclass
 class FilterStats:
     checks: list[str]
+    summaries: dict[str, CheckSummary] = field(default_factory=dict)
+    """check -> its part of the report (distill.checks), shown every record."""
     kept: int = 0
     rejected: int = 0
     verdicts: dict[str, Counter] = field(default_factory=dict)
     rejected_by: Counter = field(default_factory=Counter)
     sole_reason: Counter = field(default_factory=Counter)
-    reasons: dict[str, Counter] = field(default_factory=dict)
-    """check -> why it decided so (format problem, correctness reason) -> count."""
-    languages: Counter = field(default_factory=Counter)
-    kept_tokens: array = field(default_factory=lambda: array("q"))
-    rejected_tokens: array = field(default_factory=lambda: array("q"))
-    unknown_tokens: int = 0
-    language_scores: array = field(default_factory=lambda: array("d"))
-    reference_kinds: Counter = field(default_factory=Counter)
     prompts: dict[str, list[int]] = field(default_factory=dict)
     """prompt id -> [samples, kept]."""
 
     def __post_init__(self) -> None:
         for check in self.checks:
             self.verdicts.setdefault(check, Counter())
-            self.reasons.setdefault(check, Counter())
+
+    @classmethod
+    def of(cls, cfg: FilterConfig) -> FilterStats:
+        """Empty statistics of a run of `cfg`, with the report part of every check it runs (and of every
+        check whose section each report has)."""
+        summaries = {name: check.summary(name, cfg) for name, check in registered().items()
+                     if check.summary is not None and (name in cfg.checks or check.summary.always)}
+        return cls([name for name in check_names() if name in cfg.checks], summaries)
 
     @property
     def total(self) -> int:
@@ -87,12 +79,6 @@ class FilterStats:
             verdict = verdicts.get(check)
             key = "not_run" if check in not_run else {True: "pass", False: "fail", None: "unknown"}[verdict]
             self.verdicts[check][key] += 1
-        if "format" in details:
-            self.reasons["format"][details["format"]] += 1
-        if "correctness" in details and "correctness" in self.reasons:
-            self.reasons["correctness"][details["correctness"]] += 1
-        if "correctness" in self.checks:
-            self.reference_kinds[str(details.get("reference_kind"))] += 1
         if kept:
             self.kept += 1
         else:
@@ -101,15 +87,8 @@ class FilterStats:
             self.rejected_by.update(reasons)
             if len(reasons) == 1:
                 self.sole_reason[reasons[0]] += 1
-        tokens = details.get("tokens")
-        if isinstance(tokens, int):
-            (self.kept_tokens if kept else self.rejected_tokens).append(tokens)
-        else:
-            self.unknown_tokens += 1
-        if details.get("language"):
-            self.languages[details["language"]] += 1
-        if isinstance(details.get("language_score"), (int, float)):
-            self.language_scores.append(details["language_score"])
+        for summary in self.summaries.values():
+            summary.add(record, details, kept)
         counts = self.prompts.setdefault(str(record.get("prompt_id")), [0, 0])
         counts[0] += 1
         counts[1] += int(kept)
@@ -184,15 +163,9 @@ class FilterReport:
         lines.append(f"prompts with ≥1 kept sample: {prompts['with_kept']:,} of {prompts['total']:,}"
                      + (f" (mean pass rate {prompts['mean_pass_rate']:.1%})" if prompts["mean_pass_rate"] is not None
                         else ""))
-        lengths = data["lengths"]["all"]
-        if lengths.get("count"):
-            limit = data["lengths"]["max_tokens"]
-            lines.append(f"tokens ({data['lengths']['source']}): p50 {lengths['p50']:,} p90 {lengths['p90']:,} "
-                         f"p99 {lengths['p99']:,} max {lengths['max']:,}"
-                         + (f", limit {limit:,}" if limit else ", no --max-tokens limit"))
-        correctness = data.get("correctness")
-        if correctness and correctness.get("notes"):
-            lines.extend(f"note: {note}" for note in correctness["notes"])
+        for check in registered().values():
+            if check.summary is not None:
+                lines.extend(check.summary.lines(data))
         throughput = data["throughput"]
         lines.append(f"{throughput['new_records']:,} records in {throughput['elapsed_s']:.1f} s "
                      f"({throughput['records_per_s']:,.1f} records/s, {throughput['workers']} workers)")
@@ -200,19 +173,14 @@ class FilterReport:
         return "\n".join(lines)
 
 
-def build_report(stats: FilterStats, *, cfg_dict: dict[str, Any], paths: dict[str, str], length_source: str,
-                 grading: dict[str, Any] | None, elapsed: float, new_records: int, workers: int,
-                 notes: list[str]) -> dict[str, Any]:
+def build_report(stats: FilterStats, cfg: FilterConfig, this_run: ThisRun, *, paths: dict[str, str], elapsed: float,
+                 new_records: int, workers: int) -> dict[str, Any]:
     checks = {}
     for check in stats.checks:
         counts = stats.verdicts[check]
         checks[check] = {"pass": counts["pass"], "fail": counts["fail"], "unknown": counts["unknown"],
                          "not_run": counts["not_run"], "rejected": stats.rejected_by[check],
                          "sole_reason": stats.sole_reason[check]}
-        if stats.reasons.get(check):
-            checks[check]["reasons"] = dict(stats.reasons[check].most_common())
-    everything = array("q", stats.kept_tokens)
-    everything.extend(stats.rejected_tokens)
     data: dict[str, Any] = {
         "complete": True,
         "input": paths["input"],
@@ -222,29 +190,19 @@ def build_report(stats: FilterStats, *, cfg_dict: dict[str, Any], paths: dict[st
         "checks": checks,
         "policy": POLICY,
         "prompts": stats.prompt_summary(),
-        "lengths": {"source": length_source, "max_tokens": cfg_dict.get("max_tokens"),
-                    "all": percentiles(everything), "kept": percentiles(stats.kept_tokens),
-                    "rejected": percentiles(stats.rejected_tokens), "unknown": stats.unknown_tokens},
-        "language": {"target": cfg_dict.get("language"), "languages": dict(stats.languages.most_common()),
-                     "threshold": cfg_dict.get("language_threshold"),
-                     "max_foreign_run": cfg_dict.get("language_max_foreign_run"),
-                     "score": percentiles(stats.language_scores),
-                     "below_threshold": sum(1 for s in stats.language_scores
-                                            if s < (cfg_dict.get("language_threshold") or 0))},
-        "throughput": {"new_records": new_records, "elapsed_s": round(elapsed, 3),
-                       "records_per_s": round(new_records / elapsed, 2) if elapsed > 0 else 0.0,
-                       "workers": workers},
-        "config": cfg_dict,
     }
-    if "correctness" in stats.checks:
-        data["correctness"] = {"reference_kinds": dict(stats.reference_kinds.most_common()),
-                               "this_run": grading or {}, "notes": notes}
+    for summary in stats.summaries.values():
+        summary.write(data, this_run)
+    data["throughput"] = {"new_records": new_records, "elapsed_s": round(elapsed, 3),
+                          "records_per_s": round(new_records / elapsed, 2) if elapsed > 0 else 0.0,
+                          "workers": workers}
+    data["config"] = config_dict(cfg)
     return data
 
 
-def save_plots(stats: FilterStats, report_path: Path, *, max_tokens: int | None, threshold: float) -> list[str]:
-    """reject reasons (bar), lengths kept vs rejected (histogram + limit), language scores (histogram)."""
-    from distill.report import save_bar, save_histogram
+def save_plots(stats: FilterStats, report_path: Path) -> list[str]:
+    """Reject reasons (bar), then each check's own plots (lengths kept vs rejected, language scores)."""
+    from distill.report import save_bar
     base = report_path.name.removesuffix(".json").removesuffix(".report")
 
     def beside(suffix: str) -> Path:
@@ -255,13 +213,6 @@ def save_plots(stats: FilterStats, report_path: Path, *, max_tokens: int | None,
     plots.append(save_bar(beside("reject-reasons.png"), reasons or {"(none rejected)": 0},
                           title=f"Reject reasons ({stats.rejected:,} of {stats.total:,} rejected; "
                                 "a record may have several)", xlabel="records"))
-    if stats.kept_tokens or stats.rejected_tokens:
-        plots.append(save_histogram(beside("lengths.png"),
-                                    {"kept": list(stats.kept_tokens), "rejected": list(stats.rejected_tokens)},
-                                    title="Completion length", xlabel="tokens", vline=max_tokens,
-                                    vline_label=f"--max-tokens {max_tokens:,}" if max_tokens else None))
-    if stats.language_scores:
-        plots.append(save_histogram(beside("language.png"), {"records": list(stats.language_scores)},
-                                    title="Language consistency (share of words in the target language)",
-                                    xlabel="score", vline=threshold, vline_label=f"threshold {threshold}"))
+    for summary in stats.summaries.values():
+        plots.extend(summary.plots(beside))
     return [str(p) for p in plots]

@@ -28,14 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import config_dict
+from distill.checks.base import Check, CheckOutcome, OverrideCounts, ThisRun, run_checks
+from distill.checks.registry import build_checks, build_selections, check_names
+from distill.checks.selection import Selection
 from distill.errors import InputError, OutputError
-from distill.filter.checks import Check, CheckOutcome, build_checks, run_checks
-from distill.filter.config import SELECTION, FilterConfig, check_names
-from distill.filter.language import latin_identifier
+from distill.filter.config import FilterConfig
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
-from distill.filter.selection import select_samples
-from distill.grading import NO_SANDBOX
 from distill.progress import Progress
 from distill.runs import COMPLETE, NEW, RunManifest, claim, file_digest, fingerprint, nothing_to_do
 from distill.traces import (
@@ -95,10 +93,9 @@ class OutputPaths:
                                                                       "language.png")]
 
 
-def required_fields(cfg: FilterConfig) -> tuple[str, ...]:
-    """The trace fields the selected checks read."""
-    return tuple(dict.fromkeys(["id", "prompt_id", "completion",
-                                *(name for check in build_checks(cfg) for name in check.fields)]))
+def required_fields(checks: list[Check]) -> tuple[str, ...]:
+    """The trace fields `checks` read."""
+    return tuple(dict.fromkeys(["id", "prompt_id", "completion", *(name for check in checks for name in check.fields)]))
 
 
 def validate_input(cfg: FilterConfig) -> int:
@@ -108,25 +105,26 @@ def validate_input(cfg: FilterConfig) -> int:
     with selection, the prompt ids seen, not the records.
     """
     path = cfg.traces
+    checks = build_checks(cfg)
+    selection = next((s.name for s in build_selections(cfg)), None)
     records = 0
     finished_prompts: set[str] = set()
     current_prompt, first_line_of_prompt = None, 0
-    for line, record in read_traces(path, required=required_fields(cfg)):
+    for line, record in read_traces(path, required=required_fields(checks)):
         records += 1
-        reference = record.get("reference")
-        if "correctness" in cfg.checks and isinstance(reference, dict) and not {"tests", "test"} & set(reference):
-            raise InputError("a code reference needs 'tests' (MBPP asserts or stdio cases) or 'test' + "
-                             f"'entry_point' (HumanEval); got keys {sorted(reference)}",
-                             path=path, line=line, field="reference")
+        for check in checks:
+            problem = check.input_problem(record)
+            if problem is not None:
+                raise InputError(problem[1], path=path, line=line, field=problem[0])
         if cfg.reasoning_field and cfg.reasoning_field in record and \
                 not isinstance(record[cfg.reasoning_field], (str, type(None))):
             raise InputError("must be a string", path=path, line=line, field=cfg.reasoning_field)
-        if "selection" in cfg.checks and record["prompt_id"] != current_prompt:
+        if selection and record["prompt_id"] != current_prompt:
             if record["prompt_id"] in finished_prompts:
                 raise InputError(
                     f"the samples of prompt {record['prompt_id']!r} are not together (they appear before line "
-                    f"{first_line_of_prompt} and again here); selection keeps samples per prompt, so put each "
-                    "prompt's samples on consecutive lines (as generate writes them), or leave 'selection' out "
+                    f"{first_line_of_prompt} and again here); {selection} keeps samples per prompt, so put each "
+                    f"prompt's samples on consecutive lines (as generate writes them), or leave '{selection}' out "
                     "of --checks", path=path, line=line, field="prompt_id")
             if current_prompt is not None:
                 finished_prompts.add(current_prompt)
@@ -238,30 +236,6 @@ def _slim_fields(cfg: FilterConfig, checks: list[Check]) -> tuple[str, ...]:
 
 
 @dataclass
-class OverrideCounts:
-    """What a check that can override a rule's verdict (the judge) did with the records sent to it."""
-
-    judged: int = 0
-    overturned_false: int = 0
-    """the rules said wrong, the judge said right: kept (a rule false negative)"""
-    confirmed_false: int = 0
-    decided_none: int = 0
-    """the rules could not tell, the judge could"""
-    unknown: int = 0
-    """the judge gave no verdict (no parsable reply, unreachable): the rules' verdict stands"""
-
-    def count(self, rule: bool | None, verdict: bool | None) -> None:
-        self.judged += 1
-        if verdict is None:
-            self.unknown += 1
-        elif rule is None:
-            self.decided_none += 1
-        elif rule is False:
-            self.overturned_false += verdict is True
-            self.confirmed_false += verdict is False
-
-
-@dataclass
 class ChunkJob:
     """One chunk on its way: cheap checks in the check pool, then grading, then written."""
 
@@ -317,17 +291,17 @@ class _Filter:
         self.cfg, self.paths, self.stats = cfg, paths, stats
         self.checks = [c for c in check_names() if c in cfg.checks]
         self.record_checks = build_checks(cfg)
+        self.selections = build_selections(cfg)
         self.slim_fields = _slim_fields(cfg, self.record_checks)
         self.cheap = [check.name for check in self.record_checks if not check.pooled]
         self.workers = cfg.n_workers
-        if "language" in cfg.checks and len(cfg.latin_candidates) > 1:
-            # load py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
-            latin_identifier(cfg.latin_candidates)
+        for check in self.record_checks:
+            check.warm_up()  # before the workers fork: what cannot load fails here, what loads they inherit
         self.check_pool = ProcessPool(max_workers=self.workers, initializer=_init_check_worker,
                                       initargs=(self.record_checks,))
         self.pools = {check.name: check.open_pool(self.workers)  # type: ignore[attr-defined]
                       for check in self.record_checks if check.pooled}
-        self.overrides = OverrideCounts()
+        self.overrides = {check.name: OverrideCounts() for check in self.record_checks if check.overrides}
 
     def close(self) -> None:
         self.check_pool.stop()
@@ -378,8 +352,8 @@ class _Filter:
         outcomes: list[CheckOutcome] = job.outcomes  # type: ignore[assignment]
         self._gather_pooled(job)
         rejected_by = [self._failed(outcome) for outcome in outcomes]
-        if SELECTION in self.checks:
-            self._select(job.records, outcomes, rejected_by)
+        for selection in self.selections:
+            self._select(selection, job.records, outcomes, rejected_by)
         kept, rejected = [], []
         for record, outcome, reasons in zip(job.records, outcomes, rejected_by):
             out = {k: v for k, v in record.items() if k not in FILTER_FIELDS}
@@ -395,7 +369,7 @@ class _Filter:
     def _submit_pooled(self, job: ChunkJob) -> None:
         """Each pooled check's slow part for the records every cheap check passed; not run on the others."""
         for check in self.record_checks:
-            if check.pooled and not getattr(check, "after", None):
+            if check.pooled and not check.after:
                 self._fill_batch(job, check)
 
     def _fill_batch(self, job: ChunkJob, check: Check) -> None:
@@ -408,7 +382,7 @@ class _Filter:
             if pending is None:
                 continue
             if any(outcome.verdicts.get(cheap) is False for cheap in self.cheap) or (
-                    getattr(check, "after", None) and not check.wants(pending, outcome.verdicts)):  # type: ignore[attr-defined]
+                    check.after and not check.wants(pending, outcome.verdicts)):  # type: ignore[attr-defined]
                 outcome.verdicts[name] = None
                 outcome.details.setdefault("not_run", []).append(name)
                 continue
@@ -418,18 +392,18 @@ class _Filter:
     def _gather_pooled(self, job: ChunkJob) -> None:
         outcomes = job.outcomes or []
         for check in self.record_checks:
-            if check.pooled and getattr(check, "after", None):
+            if check.pooled and check.after:
                 self._fill_batch(job, check)  # now that the check it follows has its verdicts
             if check.name not in job.batches:
                 continue
-            overrides = getattr(check, "overrides", None)
+            overrides = check.overrides
             for indices, result in job.batches.pop(check.name).results():
                 for index in indices:
                     outcome = outcomes[index]
                     verdict = outcome.verdicts[check.name] = check.finish(  # type: ignore[attr-defined]
                         result, outcome.details)
                     if overrides:
-                        self.overrides.count(outcome.verdicts.get(overrides), verdict)
+                        self.overrides[check.name].count(outcome.verdicts.get(overrides), verdict)
                         if verdict is not None:
                             outcome.details[f"{overrides}_by_rules"] = outcome.verdicts.get(overrides)
                             outcome.details[f"{overrides}_decided_by"] = check.name
@@ -442,24 +416,23 @@ class _Filter:
                     and outcome.verdicts.get(check.name) is None and check.name not in not_run]
         return reasons
 
-    def _select(self, records: list[dict[str, Any]], outcomes: list[CheckOutcome],
+    def _select(self, selection: Selection, records: list[dict[str, Any]], outcomes: list[CheckOutcome],
                 rejected_by: list[list[str]]) -> None:
+        name = selection.name
         groups: dict[str, list[int]] = {}
         for index, record in enumerate(records):
             if rejected_by[index]:
-                outcomes[index].verdicts[SELECTION] = None
-                outcomes[index].details.setdefault("not_run", []).append(SELECTION)
+                outcomes[index].verdicts[name] = None
+                outcomes[index].details.setdefault("not_run", []).append(name)
             else:
                 groups.setdefault(record["prompt_id"], []).append(index)
         for prompt_id, indices in groups.items():
-            keep = select_samples([self.cfg.shape.full_text(records[i]) for i in indices],
-                                  [outcomes[i].details.get("tokens") for i in indices], prompt_id=prompt_id,
-                                  keep_per_prompt=self.cfg.keep_per_prompt, select_by=self.cfg.select_by,
-                                  seed=self.cfg.seed)
+            keep = selection.keep([self.cfg.shape.full_text(records[i]) for i in indices],
+                                  [outcomes[i].details.get("tokens") for i in indices], prompt_id)
             for index, chosen in zip(indices, keep):
-                outcomes[index].verdicts[SELECTION] = chosen
+                outcomes[index].verdicts[name] = chosen
                 if not chosen:
-                    rejected_by[index].append(SELECTION)
+                    rejected_by[index].append(name)
 
 
 def filter_traces(cfg: FilterConfig) -> FilterReport:
@@ -474,14 +447,8 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
         log.info(nothing_to_do(f"{paths.kept} (with {paths.rejects} and {paths.report})"))
         return FilterReport.load(paths.kept, paths.rejects, paths.report)
     total = validate_input(cfg)
-    length_source = "the teacher's completion_tokens"
-    if cfg.tokenizer and "length" in cfg.checks:
-        from distill.chat import load_tokenizer
-
-        load_tokenizer(cfg.tokenizer)  # fail with one line here, not in every worker
-        length_source = f"tokenizer {cfg.tokenizer}"
     resume = _plan_resume(cfg, paths)
-    stats = FilterStats([c for c in check_names() if c in cfg.checks])
+    stats = FilterStats.of(cfg)
     # the pools before the outputs are touched: a judge model that cannot load stops the run with them as they were
     run = _Filter(cfg, paths, stats)
     try:
@@ -516,7 +483,7 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
                 new_records += len(job.records)
                 progress.update(len(job.records), tokens=tokens)
 
-            for records, last_done in _chunks(paths.input, resume.done, "selection" in cfg.checks):
+            for records, last_done in _chunks(paths.input, resume.done, bool(run.selections)):
                 in_flight.append(run.start(records, last_done))
                 for job in in_flight:
                     run.advance(job)
@@ -529,36 +496,13 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
         run.close()
         progress_file.close()
 
-    notes = []
-    no_sandbox = stats.reasons.get("correctness", {}).get(NO_SANDBOX, 0)
-    if no_sandbox:
-        notes.append(f"{no_sandbox} code references need the sandbox (distill.sandbox is not installed): "
-                     "their correctness is null")
-    grading = None
-    if "correctness" in run.pools:
-        g = run.pools["correctness"].stats
-        grading = {"graded_in_workers": g.graded, "cache_hits": g.cache_hits, "timeouts": g.timeouts,
-                   "workers_killed": g.killed, "verify_timeout_s": cfg.verify_timeout,
-                   "worker_reasons": dict(sorted(g.reasons.items()))}
-        if g.timeouts:
-            notes.append(f"{g.timeouts} answers timed out in math-verify after {cfg.verify_timeout:g} s: "
-                         "correctness null" + (" (rejected: --drop-unverified)" if cfg.drop_unverified else " (kept)"))
-    if "judge" in run.pools:
-        judge = run.pools["judge"].stats
-        # "judged" counts records; the judge's own count is of distinct (problem, reference, answer) items
-        asked = judge.to_dict()
-        asked["distinct_judged"] = asked.pop("judged")
-        grading = {**(grading or {}), "judge": {**asked, **run.overrides.__dict__, "model": cfg.judge}}
-        if run.overrides.overturned_false:
-            notes.append(f"the judge overturned {run.overrides.overturned_false} rule verdicts of 'wrong' "
-                         "(kept; the rule's verdict is in filter_details.correctness_by_rules)")
-    data = build_report(stats, cfg_dict=config_dict(cfg),
+    this_run = ThisRun({name: pool.stats for name, pool in run.pools.items()}, run.overrides)
+    data = build_report(stats, cfg, this_run,
                         paths={"input": str(paths.input), "kept": str(paths.kept), "rejects": str(paths.rejects)},
-                        length_source=length_source, grading=grading, elapsed=progress.elapsed,
-                        new_records=new_records, workers=run.workers, notes=notes)
+                        elapsed=progress.elapsed, new_records=new_records, workers=run.workers)
     if stats.total != total:  # a bug, not a user error: say so loudly
         raise AssertionError(f"filter accounted for {stats.total} records of {total}")
-    plots = save_plots(stats, paths.report, max_tokens=cfg.max_tokens, threshold=cfg.language_threshold)
+    plots = save_plots(stats, paths.report)
     data["plots"] = plots
     write_json(paths.report, data)
     paths.manifest.update(complete=True)

@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.filter.checks import CHECKS, Pending, Verdict
+from distill.checks import CHECKS, Pending, Verdict
+from distill.checks.language import LanguageOptions
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN
 
 REWARDS = ("accuracy", "format", "language", "overlong")
@@ -45,12 +46,12 @@ def _well_formed(record: dict[str, Any]) -> bool:
 
 
 def _language_share(record: dict[str, Any], language: str) -> float | None:
-    _, measure = CHECKS["language"](language=language).measure(record)
+    _, measure = CHECKS["language"](LanguageOptions(language=language)).measure(record)
     return None if measure is None else measure.score
 
 
 class JudgedCorrectness:
-    """The filter's judge check (distill.filter.checks.JudgeCheck) over one batch of rollouts at a time.
+    """The filter's judge check (distill.checks.judge.JudgeCheck) over one batch of rollouts at a time.
 
     The rules grade first; the rollouts they leave open (no verdict; with --judge-overrule-false, a False
     on a reference that is not a plain number) go to the judge together, in one batch, and its verdict
@@ -73,10 +74,7 @@ class JudgedCorrectness:
         cache = options.judge_cache or str(sidecar(out, "judge-cache.jsonl"))
         if rank:
             cache = str(Path(cache).with_suffix(f".rank{rank}.jsonl"))
-        return cls(CHECKS["judge"](reject_unknown=options.judge_unknown == "reject",
-                                   overrule_false=options.judge_overrule_false,
-                                   without_reference=options.judge_without_reference,
-                                   options=project(JudgeOptions, options), cache=cache))
+        return cls(CHECKS["judge"](project(JudgeOptions, options), cache=cache))
 
     def open(self) -> JudgedCorrectness:
         """Start the judge's engine (a server is checked, a local model loaded) before the first batch."""

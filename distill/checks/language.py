@@ -1,4 +1,4 @@
-"""Mixed-language detection: is a chain of thought written in one language?
+"""The language check, and the mixed-language detection it runs: is a chain of thought written in one language?
 
 The DeepSeek-R1 paper rewards "language consistency", the share of the chain of
 thought written in the target language. Measured naively that share punishes
@@ -36,8 +36,20 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from distill.checks.base import Check, CheckSummary, ThisRun, Verdict
+from distill.checks.format import shape_of
+from distill.config import MUST_MATCH, Options, one_of, project, require
+from distill.report import percentiles
+from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
+from distill.traces import prompt_text
 
 # Unicode blocks of the scripts we tell apart. Han and kana count per character (no spaces);
 # the others per word.
@@ -330,7 +342,7 @@ def measure_language(text: str, language: str, prompt: str = "",
         # nothing but Latin letters (and Greek math): nothing is foreign, no need to look at every word
         words = len(_WORD.findall(text))
         return LanguageMeasure(1.0 if words else None, 0, words)
-    prompt_words, prompt_text = _prompt_terms(prompt)
+    prompt_words, prompt_chars = _prompt_terms(prompt)
     next_sentence = 0
     target = foreign = run = longest = 0
     run_start = longest_start = longest_end = 0
@@ -350,7 +362,7 @@ def measure_language(text: str, language: str, prompt: str = "",
             continue
         if script in _NEUTRAL_UNLESS_TARGET:
             continue
-        if prompt and (token in prompt_text if script in _PER_CHARACTER else token.lower() in prompt_words):
+        if prompt and (token in prompt_chars if script in _PER_CHARACTER else token.lower() in prompt_words):
             continue  # a term the prompt itself uses
         weight = _weight(script, token)  # type: ignore[arg-type]
         foreign += weight
@@ -371,3 +383,130 @@ def language_verdict(measure: LanguageMeasure, *, min_score: float, max_foreign_
     if measure.score is None or measure.units < min_units:
         return None
     return measure.score >= min_score and measure.foreign_run < max_foreign_run
+
+
+# ---------------------------------------------------------------- the check
+
+LANGUAGE_DETECTORS = ("script", "script+langid")
+
+
+@dataclass(kw_only=True)
+class LanguageOptions(Options):
+    language: str = field(default="auto", metadata=MUST_MATCH)
+    """language: the language reasoning and answer must be written in ('auto': the prompt's, or en, zh, ja, ru, …)."""
+    language_threshold: float = field(default=0.95, metadata=MUST_MATCH)
+    """language: least share of the text's words in the target language (the R1 consistency share)."""
+    language_max_foreign_run: int = field(default=4, metadata=MUST_MATCH)
+    """language: reject a run of this many consecutive foreign words (Chinese: characters), e.g. one Chinese sentence in English."""
+    language_detector: str = field(default="script+langid", metadata=MUST_MATCH)
+    """language: 'script' (Unicode scripts: zh/en/ja/ru… mixes) or 'script+langid' (also py3langid on Latin sentences: English in French)."""
+    language_candidates: list[str] = field(default_factory=lambda: list(LATIN_CANDIDATES),
+                                           metadata=MUST_MATCH)
+    """language: the Latin-script languages script+langid tells apart (prompts and sentences)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.language == "auto" or known_language(self.language), "language",
+                f"must be 'auto' or a language code such as en, zh, ja, ko, ru, fr (got {self.language!r})")
+        require(0 <= self.language_threshold <= 1, "language_threshold", "must be in [0, 1]")
+        require(self.language_max_foreign_run >= 1, "language_max_foreign_run", "must be at least 1")
+        one_of(self.language_detector, "language_detector", LANGUAGE_DETECTORS)
+        unknown_latin = [code for code in self.language_candidates if code not in LATIN_LANGUAGES]
+        require(not unknown_latin, "language_candidates",
+                f"must be Latin-script language codes among {', '.join(LATIN_LANGUAGES)} (got {unknown_latin})")
+
+    @property
+    def latin_candidates(self) -> tuple[str, ...]:
+        """The languages py3langid chooses among; () for the script-only detector."""
+        return tuple(self.language_candidates) if self.language_detector == "script+langid" else ()
+
+
+class LanguageSummary(CheckSummary):
+    """The report's `language`: the target languages found, the score distribution and its histogram."""
+
+    # every report has it, so that a run without the language check says no language was measured
+    always = True
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.languages: Counter[str] = Counter()
+        self.scores = array("d")  # 8 bytes a record: a resumed run reads its whole output back into it
+
+    def add(self, record: dict[str, Any], details: dict[str, Any], kept: bool) -> None:
+        if details.get("language"):
+            self.languages[details["language"]] += 1
+        if isinstance(details.get("language_score"), (int, float)):
+            self.scores.append(details["language_score"])
+
+    def write(self, data: dict[str, Any], this_run: ThisRun) -> None:
+        threshold = self.cfg.language_threshold
+        data["language"] = {"target": self.cfg.language, "languages": dict(self.languages.most_common()),
+                            "threshold": threshold, "max_foreign_run": self.cfg.language_max_foreign_run,
+                            "score": percentiles(self.scores),
+                            "below_threshold": sum(1 for score in self.scores if score < (threshold or 0))}
+
+    def plots(self, beside: Callable[[str], Path]) -> list[Path]:
+        from distill.report import save_histogram
+
+        if not self.scores:
+            return []
+        threshold = self.cfg.language_threshold
+        return [save_histogram(beside("language.png"), {"records": list(self.scores)},
+                               title="Language consistency (share of words in the target language)",
+                               xlabel="score", vline=threshold, vline_label=f"threshold {threshold}")]
+
+
+@dataclass(frozen=True)
+class LanguageCheck(Check):
+    """Reasoning and answer written in the target language (the detection above)."""
+
+    name: ClassVar[str] = "language"
+    option_group: ClassVar[type[Options]] = LanguageOptions
+    summary: ClassVar[type[CheckSummary]] = LanguageSummary
+    options: LanguageOptions = field(default_factory=LanguageOptions)
+    shape: TraceShape = CANONICAL
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> LanguageCheck:
+        return cls(project(LanguageOptions, cfg), shape=shape_of(cfg))
+
+    @property
+    def fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("messages",) if self.options.language == "auto" else ()
+
+    def warm_up(self) -> None:
+        if len(self.options.latin_candidates) > 1:
+            # py3langid's model once here (0.3 s): forked workers inherit it instead of each decompressing it
+            latin_identifier(self.options.latin_candidates)
+
+    def target(self, record: dict[str, Any]) -> str | None:
+        """The language the trace must be written in: the configured one, or for 'auto' the prompt's."""
+        if self.options.language == "auto":
+            return detect_language(prompt_text(record), self.options.latin_candidates)
+        return self.options.language
+
+    def measure(self, record: dict[str, Any]) -> tuple[str | None, LanguageMeasure | None]:
+        """(target language, measure of reasoning + answer); (None, None) when the target is unknown."""
+        target = self.target(record)
+        if target is None:
+            return None, None
+        candidates = self.options.latin_candidates
+        if candidates and target in LATIN_LANGUAGES and target not in candidates:
+            candidates = (*candidates, target)
+        text = self.shape.full_text(record).replace(THINK_OPEN, " ").replace(THINK_CLOSE, " ")
+        return target, measure_language(text, target, prompt_text(record), candidates)
+
+    def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
+        details = {} if details is None else details
+        target, measure = self.measure(record)
+        details["language"] = target
+        if measure is None:
+            return None
+        verdict = language_verdict(measure, min_score=self.options.language_threshold,
+                                   max_foreign_run=self.options.language_max_foreign_run)
+        details["language_score"] = measure.score
+        if measure.foreign_run:
+            details["foreign_run"] = measure.foreign_run
+            if verdict is False:
+                details["foreign_text"] = measure.foreign_example
+        return verdict

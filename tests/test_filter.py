@@ -169,7 +169,7 @@ def test_a_whitespace_bomb_record_is_graded(tmp_path):
     kept, rejected = outputs(tmp_path / "k.jsonl")
     verdicts = {r["id"]: (r["verdicts"]["correctness"], r["filter_details"]["correctness"]) for r in kept + rejected}
     assert verdicts == {"w:0": (True, "equal"), "w:1": (False, "unequal numbers"), "w:2": (True, "letter"),
-                        "w:3": (False, "math-verify"), "w:4": (False, "no answer")}
+                        "w:3": (False, "hedged"), "w:4": (False, "no answer")}  # "12, or so" hedges
 
 
 def many_traces(path: Path, prompts: int = 60) -> Path:

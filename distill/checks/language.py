@@ -128,13 +128,26 @@ _QUOTED = re.compile(r"“([^”\n]{1,80})”|\"([^\"\n]{1,80})\"|「([^」\n]{1
 _WORD = re.compile(r"[A-Za-z]{2,}", re.ASCII)
 _FOREIGN_FOR_LATIN = re.compile(f"[{_HAN}{_KANA}{_HANGUL}\u0400-\u04ff\u0600-\u06ff\u0590-\u05ff"
                                 "\u0900-\u097f\u0e00-\u0e7f]")
+_FOREIGN_FOR_LATIN_RUN = re.compile(
+    f"{_FOREIGN_FOR_LATIN.pattern}+(?:[\\s，。、；：？！]+{_FOREIGN_FOR_LATIN.pattern}+)*")
+"""A run of non-Latin script, its spaces and full-width punctuation included (one Chinese sentence)."""
+
+
+def _keep_foreign_script(span: re.Match) -> str:
+    """A code or math span as spaces, but for the runs of non-Latin script inside it: prose hidden in a
+    code fence, `inline code` or `\\text{}` (Chinese reasoning in a comment, a string, a formula's
+    text) is still language, while the code and the notation are not. Latin words inside are dropped:
+    identifiers and keywords are English whatever the language of the text."""
+    runs = _FOREIGN_FOR_LATIN_RUN.findall(span.group())
+    return " " + " ".join(runs) + " " if runs else " "
 
 
 def mask_markup(text: str) -> str:
-    """`text` with code, LaTeX (math and commands) and URLs replaced by spaces."""
-    for pattern in _MARKUP:
-        text = pattern.sub(" ", text)
-    return text
+    """`text` with code, LaTeX (math and commands) and URLs replaced by spaces, except the runs of
+    non-Latin script inside code and math (see `_keep_foreign_script`)."""
+    for pattern in _MARKUP[:2]:
+        text = pattern.sub(_keep_foreign_script, text)
+    return _MARKUP[2].sub(" ", text)
 
 
 def mask_non_language(text: str) -> str:

@@ -208,7 +208,10 @@ def reward_functions(names: Sequence[str], *, prefill: str = "", language: str =
         return [format_score(r) for r in records(prompts, completions, [None] * len(prompts))]
 
     def consistent(prompts, completions, **_: Any) -> list[float | None]:
-        return [language_score(r, language) for r in records(prompts, completions, [None] * len(prompts))]
+        # a chain of thought in formulas only has no language to score: neutral (1.0), never None, which
+        # TRL sums as 0 and so would score an honest formula-only trace below gibberish
+        scores = [language_score(r, language) for r in records(prompts, completions, [None] * len(prompts))]
+        return [1.0 if score is None else score for score in scores]
 
     def overlong(prompts, completions, completion_ids, **_: Any) -> list[float | None]:
         return [overlong_score(len(ids), max_completion_tokens, overlong_buffer) for ids in completion_ids]

@@ -294,7 +294,7 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
         max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=0.03, max_completion_length=cfg.max_completion_tokens, temperature=cfg.temperature,
         top_p=cfg.top_p, seed=cfg.seed, data_seed=cfg.seed, bf16=hw.bf16, use_cpu=hw.device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
+        gradient_checkpointing=cfg.use_gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1, save_total_limit=None,
         report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=backend == "vllm", vllm_mode="colocate",
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0)

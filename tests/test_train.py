@@ -17,8 +17,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from distill.errors import ConfigError, InputError, ModelError, OutputError
 from distill.tiny import build_model, build_tokenizer
 from distill.train import TrainConfig, probe_chat_format, render_example, train
-from distill.train.data import PackedCollator, file_digest
+from distill.train.data import PackedCollator
 from distill.train.loss import chunked_causal_lm_loss, disable_chunked_loss, enable_chunked_loss
+from distill.training.identity import file_digest
 from tests.conftest import ROOT
 from tests.train_data import kept_record, kept_records, write_kept
 

@@ -22,7 +22,7 @@ from distill.rl.rewards import JudgedCorrectness, reward_functions
 from distill.runs import claim, fingerprint
 from distill.shape import generation_prefill
 from distill.train import checkpoints as ckpt
-from distill.train.data import file_digest
+from distill.training.identity import file_digest, student_identity
 
 log = logging.getLogger("distill.rl")
 
@@ -47,7 +47,7 @@ def adapter_base(student: str) -> str | None:
 
 def load_policy_tokenizer(student: str) -> Any:
     """The student's tokenizer; an adapter directory without one falls back to its base model's."""
-    from distill.train.modeling import has_tokenizer_files
+    from distill.training.modeling import has_tokenizer_files
 
     source = student if has_tokenizer_files(student) else adapter_base(student) or student
     tokenizer = load_tokenizer(source, padding_side="left")
@@ -163,21 +163,15 @@ def vllm_failure(exc: BaseException) -> ModelError | None:
                       "--rollout-backend hf")
 
 
-def identity(model: str) -> str:
-    """A local model directory by its files' sha256, a Hub id by its commit (see distill train)."""
-    from distill.train.modeling import student_identity
-
-    return student_identity(model)
-
-
 def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
     """Every must-match option, plus what the inputs hold (the prompts file, the student and its base, the
     teacher, by content): a resumed run must agree on all of them."""
     path = Path(cfg.prompts)
     base = adapter_base(cfg.student)
     return fingerprint(cfg, prompts_sha256=file_digest(path) if path.is_file() else cfg.prompts,
-                       student_identity=identity(cfg.student), base_identity=identity(base) if base else None,
-                       teacher_identity=identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
+                       student_identity=student_identity(cfg.student),
+                       base_identity=student_identity(base) if base else None,
+                       teacher_identity=student_identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
 
 
 def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
@@ -192,10 +186,11 @@ REFERENCE = "reference"
 """--out's subdirectory holding a merged adapter student while it is trained in full (see load_policy)"""
 
 
-def policy_dtype(cfg: RLConfig, bf16: bool) -> Any:
-    import torch
+def policy_dtype(cfg: RLConfig, hw: Any) -> Any:
+    """--dtype auto: bfloat16 on GPUs that have it, for full training too (TRL's own default), else float32."""
+    from distill.training.modeling import weights_dtype
 
-    return getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if bf16 else torch.float32
+    return weights_dtype(cfg.dtype, cfg.method, hw, full_in_float32=False)
 
 
 def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
@@ -207,8 +202,8 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
     towards the model before `distill train`. Loaded from this directory, policy and reference both
     start as base+adapter."""
     from accelerate import PartialState
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+
+    from distill.training.modeling import merge_adapter
 
     out = Path(cfg.out)
     reference = out / REFERENCE
@@ -216,10 +211,9 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
         if is_main_process() and not (reference / "config.json").is_file():
             staging = out / f".{REFERENCE}-staging"
             shutil.rmtree(staging, ignore_errors=True)
-            base = AutoModelForCausalLM.from_pretrained(adapter_base(cfg.student), dtype=policy_dtype(cfg, hw.bf16))
-            merged = PeftModel.from_pretrained(base, cfg.student).merge_and_unload()
-            merged.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+            base = adapter_base(cfg.student)
+            merge_adapter(base, Path(cfg.student), staging, dtype=policy_dtype(cfg, hw), tokenizer=tokenizer,
+                          gen_config=base_generation_config(base))
             os.replace(staging, reference)  # whole or absent: a kill mid-save leaves only the staging copy
             log.info("%s merged into its base as the starting policy and KL reference: %s", cfg.student, reference)
     return reference
@@ -228,23 +222,13 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
 def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(model, peft_config for TRL or None). A distill train adapter keeps training as it is (for full
     training it is merged into its base first)."""
-    from transformers import AutoModelForCausalLM
+    from distill.training.modeling import attention_kernel, load_model, lora_config
 
     base = adapter_base(cfg.student) or cfg.student
-    dtype = policy_dtype(cfg, hw.bf16)
+    options = dict(dtype=policy_dtype(cfg, hw), attention=attention_kernel(cfg.attn_implementation, hw))
     if base != cfg.student and cfg.method == "full" and cfg.objective == "grpo" and cfg.kl_coef > 0:
-        return AutoModelForCausalLM.from_pretrained(merged_reference(cfg, hw, tokenizer), dtype=dtype), None
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-    except Exception as exc:
-        raise ModelError(f"cannot load the student {base!r}: {first_line(exc)}; give a local model directory or a "
-                         "reachable Hub id of a causal LM") from None
+        return load_model(merged_reference(cfg, hw, tokenizer), hw, **options), None
+    model = load_model(base, hw, quantize=cfg.method == "qlora", **options)
     if base != cfg.student:
         from peft import PeftModel
 
@@ -252,26 +236,17 @@ def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
         return (model.merge_and_unload() if cfg.method == "full" else model), None
     if cfg.method == "full":
         return model, None
-    from peft import LoraConfig
-
-    return model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
-                             task_type="CAUSAL_LM")
+    return model, lora_config(cfg)
 
 
 def load_teacher(cfg: RLConfig, hw: Any) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if hw.bf16 else torch.float32}
-    if cfg.teacher_4bit:
-        from transformers import BitsAndBytesConfig
+    from distill.training.modeling import attention_kernel, load_model
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=kwargs["dtype"])
-    try:
-        return AutoModelForCausalLM.from_pretrained(cfg.teacher, **kwargs)
-    except Exception as exc:
-        raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
+    return load_model(cfg.teacher, hw, dtype=torch.bfloat16 if hw.bf16 else torch.float32,
+                      attention=attention_kernel(cfg.attn_implementation, hw), quantize=cfg.teacher_4bit,
+                      role="teacher")
 
 
 def teacher_template(teacher: str, tokenizer: Any) -> Any:
@@ -307,7 +282,7 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
 def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section)."""
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from distill.train.modeling import Hardware, check_bitsandbytes, check_student
+    from distill.training.modeling import Hardware, check_bitsandbytes, check_student
 
     out = Path(cfg.out)
     hw = Hardware.detect()
@@ -324,7 +299,7 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
     teacher_tokenizer = None
     if cfg.objective == "on-policy":
-        check_student(cfg.teacher)
+        check_student(cfg.teacher, role="teacher")
         teacher_tokenizer = load_tokenizer(cfg.teacher)
         check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, teacher_tokenizer)
         check_vocab_sizes(base, cfg.teacher)
@@ -390,10 +365,10 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - started
-    return _save(cfg, trainer, tokenizer, progress, len(prompts), elapsed, resume_from, judge)
+    return _save(cfg, hw, trainer, tokenizer, progress, len(prompts), elapsed, resume_from, judge)
 
 
-def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
+def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
           resume_from: Path | None, judge: JudgedCorrectness | None) -> RLResult:
     from distill.rl.trainers import save_reward_curves
 
@@ -410,7 +385,7 @@ def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: i
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         if cfg.merge:
-            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, trainer.args.bf16)))
+            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, hw)))
             log.info("merged model written to %s", result.merged)
         curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
         result.curves = str(curves) if curves else None
@@ -421,19 +396,24 @@ def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: i
     return result
 
 
+def base_generation_config(base: str) -> Any:
+    """The generation settings `base` was saved with (transformers' defaults when it has none)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(base)
+    except OSError:  # a base saved without generation_config.json
+        return GenerationConfig()
+
+
 def merge_policy(cfg: RLConfig, out: Path, tokenizer: Any, dtype: Any) -> Path:
     """--merge: the trained adapter folded into its full-precision base, in out/merged (as distill train
     --merge writes it), with the base's generation settings."""
-    from transformers import GenerationConfig
-
-    from distill.train.outputs import merge_adapter
+    from distill.training.modeling import merge_adapter
 
     base = adapter_base(cfg.student) or cfg.student
-    try:
-        generation = GenerationConfig.from_pretrained(base)
-    except OSError:  # a base saved without generation_config.json
-        generation = GenerationConfig()
-    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer, gen_config=generation)
+    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer,
+                         gen_config=base_generation_config(base))
 
 
 def save_policy(trainer: Any, out: Path) -> None:

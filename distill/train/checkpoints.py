@@ -143,7 +143,7 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def checkpoint_damage(path: Path) -> str | None:
     """What is wrong with a checkpoint's files against the checksums its marker recorded at save, or None."""
-    from distill.train.data import file_digest
+    from distill.training.identity import file_digest
 
     try:
         files = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))["files"]
@@ -234,7 +234,7 @@ def staging_dir(run_dir: Path, step: int) -> Path:
 def publish(staged: Path, run_dir: Path, step: int, meta: dict[str, Any]) -> Path:
     """Mark a fully written checkpoint complete, with the size and sha256 of each of its files (checked
     before resuming from it), and rename it to `checkpoint-<step>`."""
-    from distill.train.data import file_digest
+    from distill.training.identity import file_digest
 
     files = {str(p.relative_to(staged)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
              for p in sorted(staged.rglob("*")) if p.is_file()}

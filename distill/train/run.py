@@ -27,7 +27,6 @@ from distill.train.data import (
     TokenizedData,
     cached_tokenize,
     data_fingerprint,
-    file_digest,
     iter_kept,
     pack_by_tokens,
     select_by_length,
@@ -44,6 +43,7 @@ from distill.train.render import (
     show_example,
     split_target,
 )
+from distill.training.identity import file_digest
 
 log = logging.getLogger("distill.train")
 
@@ -55,7 +55,7 @@ def _quiet_libraries() -> None:
 
 def load_student_tokenizer(cfg: TrainConfig) -> tuple[Any, str]:
     """(tokenizer, where its chat template comes from)."""
-    from distill.train.modeling import has_tokenizer_files
+    from distill.training.modeling import has_tokenizer_files
 
     source = cfg.tokenizer or cfg.student
     if not has_tokenizer_files(source):
@@ -149,7 +149,8 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     extra transformers TrainerCallbacks (a notebook's progress display, say).
     """
     _quiet_libraries()
-    from distill.train.modeling import Hardware, check_bitsandbytes, check_liger, check_student
+    from distill.train.modeling import check_liger
+    from distill.training.modeling import Hardware, check_bitsandbytes, check_student
 
     out = Path(cfg.out)
     hw = Hardware.detect()
@@ -266,12 +267,12 @@ def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats
     from distill.train.outputs import (
         generation_config,
         loss_points,
-        merge_adapter,
         model_card,
         run_loss,
         save_loss_curve,
         set_end_of_turn,
     )
+    from distill.training.modeling import merge_adapter
 
     out = Path(cfg.out)
     trainer.check_finite_weights()

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from distill.traces import intact_length, read_traces
-from distill.train.checkpoints import last_checkpoint
+from distill.training.checkpoints import last_checkpoint
 from tests.conftest import ROOT, write_jsonl
 from tests.crash import crash_trials, run_to_completion, time_run
 from tests.test_filter import many_traces

@@ -287,7 +287,7 @@ def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path
     (tests/test_crash_resume.py kills it 20 times)."""
     from safetensors.torch import load_file
 
-    from distill.train.checkpoints import last_checkpoint
+    from distill.training.checkpoints import last_checkpoint
     from tests.test_crash_resume import step_log
 
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
@@ -322,6 +322,22 @@ def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path
     summary, uninterrupted = (json.loads((path / "train_summary.json").read_text()) for path in (out, tmp_path / "reference"))
     assert step_log(summary) == step_log(uninterrupted) and reference.steps == 6
     assert not (out / "checkpoints").exists()
+
+
+# ---------------------------------------------------------------- a diverging run: the guard distill train has
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_diverging_run_stops_in_one_line_and_saves_no_model(models, prompts, tmp_path, steps):
+    """--lr inf makes the weights nan at the first update. One step: the guard refuses to save them; more:
+    the next rollouts sample from nan probabilities, and the guard says why the run broke."""
+    out = tmp_path / "inf"
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--method", "full",
+                             "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "4",
+                             "--max-steps", str(steps), "--save-steps", "0", "--lr", "inf"])
+    assert_user_error(result, "after step 1 the weights are no longer finite", "lower --lr (it is inf)",
+                      "no model was saved")
+    assert not (out / "model.safetensors").exists() and not (out / "train_summary.json").exists()
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 1, nothing written

@@ -22,6 +22,7 @@ from distill.rl.rewards import JudgedCorrectness, reward_functions
 from distill.runs import claim, fingerprint
 from distill.shape import generation_prefill
 from distill.train import checkpoints as ckpt
+from distill.training.checkpoints import CHECKPOINTS, remove_all, resume_point
 from distill.training.identity import file_digest, student_identity
 
 log = logging.getLogger("distill.rl")
@@ -345,14 +346,14 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
     else:
         resuming = cfg.resume and out_state == "unfinished"
     processes.wait_for_everyone()
-    run_dir = out / ckpt.CHECKPOINTS
+    run_dir = out / CHECKPOINTS
     args = trainer_arguments(cfg, hw, run_dir, backend)
     model, peft_config = load_policy(cfg, hw, tokenizer)
 
     progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
     common = dict(model=model, args=args, train_dataset=rollout_dataset(prompts), processing_class=tokenizer,
                   peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
-                  keep_checkpoints=cfg.keep_checkpoints)
+                  keep_checkpoints=cfg.keep_checkpoints, max_bad_steps=cfg.max_bad_steps)
     if cfg.objective == "on-policy":
         trainer = distill_trainer(teacher_model=load_teacher(cfg, hw),
                                   teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer), **common)
@@ -361,7 +362,7 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
                                    max_completion_tokens=cfg.max_completion_tokens,
                                    overlong_buffer=cfg.overlong_buffer, judge=judge)
         trainer = grpo_trainer(reward_funcs=rewards, **common)
-    resume_from = ckpt.resume_point(run_dir, processes.is_main_process) if resuming else None
+    resume_from = resume_point(run_dir, processes.is_main_process) if resuming else None
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     elapsed = time.perf_counter() - started
@@ -373,6 +374,7 @@ def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, p
     from distill.rl.trainers import save_reward_curves
 
     out = Path(cfg.out)
+    trainer.check_finite_weights()
     save_policy(trainer, out)
     history = trainer.state.log_history
     result = RLResult(out=str(out), student=cfg.student, objective=cfg.objective, steps=trainer.state.global_step,
@@ -389,7 +391,7 @@ def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, p
             log.info("merged model written to %s", result.merged)
         curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
         result.curves = str(curves) if curves else None
-        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        remove_all(out / CHECKPOINTS)
         shutil.rmtree(out / REFERENCE, ignore_errors=True)  # the merged starting point only served the KL term
         ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
     trainer.accelerator.wait_for_everyone()

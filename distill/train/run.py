@@ -43,6 +43,7 @@ from distill.train.render import (
     show_example,
     split_target,
 )
+from distill.training.checkpoints import CHECKPOINTS, remove_all, resume_point
 from distill.training.identity import file_digest
 
 log = logging.getLogger("distill.train")
@@ -199,7 +200,7 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
     from distill.train.trainer import DistillTrainer, StepLogger, training_arguments
 
     out = Path(cfg.out)
-    run_dir = out / ckpt.CHECKPOINTS
+    run_dir = out / CHECKPOINTS
     main = is_main_process()
     args = training_arguments(cfg, plan, run_dir, out=out)
     if args.world_size != plan.processes:  # a launcher that does not set WORLD_SIZE
@@ -247,7 +248,7 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
         checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints,
         max_bad_steps=cfg.max_bad_steps)
 
-    resume_from = ckpt.resume_point(run_dir, main) if resuming else None
+    resume_from = resume_point(run_dir, main) if resuming else None
     started = time.perf_counter()
     tokens_before = 0
     if resume_from is not None:
@@ -309,7 +310,7 @@ def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats
                                                   .replace("](loss.png)", "](../loss.png)"), encoding="utf-8")
     trainer.accelerator.wait_for_everyone()
     if main:
-        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        remove_all(out / CHECKPOINTS)
         shutil.rmtree(out / "data", ignore_errors=True)  # the tokenized cache only serves resuming
         result.files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         summary = result.to_dict()

@@ -5,7 +5,7 @@ made the old fallback patterns (`answer:\\s*(.+?)\\s*$`, searched over the whole
 quadratically, and the multiple-choice search (adjacent `\\s*` quantifiers) worse. Measured here:
 
 - old: the previous `DEFAULT_ANSWER_PATTERNS` and choice search, over the whole text (the peer);
-- distill: `distill.grading.extract_answer` / `extract_choice` (answer window, possessive patterns).
+- distill: `distill.grading.extraction.extract_answer` / `extract_choice` (answer window, possessive patterns).
 
 Each size runs old and distill in this process, one after the other, on the same text (the
 fastest of 5 runs for distill, one run of old); old is skipped above --old-max (minutes there). The last rows are an ordinary 2 KB answer, to
@@ -21,7 +21,7 @@ import argparse
 import re
 import time
 
-from distill.grading import BOXED, extract_answer, extract_choice
+from distill.grading.extraction import BOXED, extract_answer, extract_choice
 
 OLD_PATTERNS = (
     BOXED,

@@ -21,7 +21,7 @@ median of the per-round ratios, and the ratio of the fastest rounds (noise only 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import logging
 import random
@@ -36,13 +36,25 @@ PROSE = ("We first write the condition as an equation and simplify both sides. S
          "found above, the terms cancel and what is left is a linear equation in one unknown. ")
 
 
+def _distill_modules() -> dict[str, ModuleType]:
+    return {name: module for name, module in sys.modules.items() if name == "distill" or name.startswith("distill.")}
+
+
 def load_baseline(checkout: Path) -> ModuleType:
-    path = checkout / "distill" / "grading.py"
-    spec = importlib.util.spec_from_file_location("baseline_grading", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    """The checkout's `distill.grading` (one module, or the package it became), imported from the checkout's
+    own `distill` and then set aside: its modules import each other by absolute name, so they are loaded
+    while `distill` is the checkout's, and `distill` is this checkout's again afterwards."""
+    ours = _distill_modules()
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(checkout))
+    try:
+        return importlib.import_module("distill.grading")
+    finally:
+        sys.path.remove(str(checkout))
+        for name in _distill_modules():
+            del sys.modules[name]
+        sys.modules.update(ours)
 
 
 def answer_texts(count: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -81,7 +93,7 @@ def cpu_seconds(work: Callable[[], object]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", type=Path, required=True, help="a checkout whose distill/grading.py is the peer")
+    parser.add_argument("--baseline", type=Path, required=True, help="a checkout whose distill.grading is the peer")
     parser.add_argument("--answers", type=int, default=3000, help="answer texts for the fast path")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from distill.errors import IncompleteRun, InputError, OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
-from distill.runs import already_complete, claim, fingerprint, refuse_changed
+from distill.runs import COMPLETE, NEW, RunManifest, claim, fingerprint, nothing_to_do
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -141,10 +141,11 @@ def _params_dict(params: SamplingParams) -> dict[str, Any]:
             "seed": params.seed}
 
 
-def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
+def _read_existing(out: Path, cfg: GenerateConfig,
                    by_id: dict[str, Prompt]) -> tuple[set[str], list[str], list[int], int, list[str]]:
     """Ids already written, with their finish reasons and token counts, the size to cut the file back
-    to before appending and what that cut removes; refuses a mismatched run. The file is not changed here.
+    to before appending and what that cut removes. The file is not changed here; the run's settings
+    were already checked against its manifest (`check_resume`).
 
     A crash mid-write leaves a torn last line: it is cut off. A prompt's samples are written in one
     write() call, so only the last prompt of the file can be incomplete. Its lines are cut off too
@@ -168,21 +169,17 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
             if isinstance(record.get("completion_tokens"), int):
                 tokens.append(record["completion_tokens"])
 
-    # the run's fingerprint is written into every record: the teacher and its sampling params, the
-    # messages (prompt column, template, system prompt) and the reference (answer column)
-    now = fingerprint(cfg)
-    replace = "pass --overwrite to replace it or choose another --out"
     required = ("id", "prompt_id", "sample", "messages", "completion", "finish_reason")
     for line, record in read_traces(out, required=required, end=keep):
-        saved = {"teacher": record.get("teacher"), **(record.get("params") or {})}
-        if saved != {"teacher": cfg.teacher, **params}:
-            refuse_changed(f"{out}:{line}: written by another run", saved, {k: now.get(k) for k in saved}, replace)
         prompt = by_id.get(record["prompt_id"])
+        # the settings that shape a prompt are in the manifest; this catches the PROMPTS file itself
+        # edited between the runs (another problem text or answer under the same id)
         if prompt is not None and (record["messages"], record.get("reference")) != (
                 prompt.messages, json.loads(json.dumps(prompt.reference))):  # as the record holds it
             field_ = "messages" if record["messages"] != prompt.messages else "reference"
             raise OutputError(f"{out}:{line}: prompt {record['prompt_id']!r} has other {field_} in this run (the "
-                              "prompt or answer column, template or system prompt changed); " + replace)
+                              "PROMPTS file changed under the same id); pass --overwrite to replace the output "
+                              "or choose another --out")
         if group and group[0]["prompt_id"] != record["prompt_id"]:
             commit(group)
             group = []
@@ -196,16 +193,33 @@ def _read_existing(out: Path, cfg: GenerateConfig, params: dict[str, Any],
     return done, finishes, tokens, keep, repairs
 
 
+def manifest(out: str | Path) -> RunManifest:
+    """The run manifest of a generate output (`traces.jsonl` -> `traces.run.json`)."""
+    return RunManifest.beside(out, "generate")
+
+
+def check_resume(cfg: GenerateConfig, out: Path) -> str:
+    """NEW, RESUME or COMPLETE for this run on `out`, before anything is loaded: OutputError when `out`
+    was written with other must-match settings (each named with its flag), or not by distill generate."""
+    state = manifest(out).resume(fingerprint(cfg), overwrite=cfg.overwrite)
+    if state == NEW and not cfg.overwrite and out.exists() and out.stat().st_size:
+        raise OutputError(f"{out} exists but has no run manifest ({manifest(out).path.name}): it was not written "
+                          "by this version of distill generate, so its settings are unknown; pass --overwrite to "
+                          "replace it or choose another --out")
+    return state
+
+
 def generate(cfg: GenerateConfig) -> GenerateSummary:
     """Generate cfg.n samples for every prompt into cfg.out, resuming what a previous run left."""
     out = check_writable(cfg.out)
     summary_path = sidecar(out, "summary.json")
-    with claim({"--out": out, "--out's summary": summary_path},
+    with claim({"--out": out, "--out's summary": summary_path, "--out's manifest": manifest(out).path},
                {"PROMPTS": cfg.prompts, "--teacher": cfg.teacher, "--tokenizer": cfg.tokenizer}, locked=("--out",)):
-        return _generate(cfg, out, summary_path)
+        state = check_resume(cfg, out)
+        return _generate(cfg, out, summary_path, state)
 
 
-def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSummary:
+def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) -> GenerateSummary:
     prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                            id_column=cfg.id_column, template=cfg.template, system=cfg.system,
                            limit=cfg.limit, shard=cfg.shard)
@@ -225,9 +239,17 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
     tokens: list[int] = []
     keep, repairs = None, []  # the size an existing output is cut back to (a torn line, a prompt cut short)
     if out.exists() and not cfg.overwrite:
-        done, finishes, tokens, keep, repairs = _read_existing(out, cfg, params_dict, by_id)
-        if expected <= done and summary_path.exists():
-            raise already_complete(f"{out} ({len(expected)} records)", "generate it again")
+        done, finishes, tokens, keep, repairs = _read_existing(out, cfg, by_id)
+        if state == COMPLETE and expected <= done and not repairs and summary_path.exists():
+            # --limit and --shard are free: the manifest's 'complete' covers the prompts its run asked
+            # for, so it is only trusted when this run asks for no record that is not written
+            log.info(nothing_to_do(f"{out} ({len(expected)} records)"))
+            return GenerateSummary(
+                output=str(out), teacher=cfg.teacher, backend="none", prompts=len(prompts),
+                records=len(done & expected), new_records=0,
+                finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
+                completion_tokens=_token_stats(tokens), elapsed_s=0.0, tokens_per_s=0.0,
+                params={**params_dict, "n": cfg.n}, contaminated_prompts=skipped)
         if done:
             log.info("resuming %s: %d of %d records already written", out, len(done & expected), len(expected))
         if done - expected:
@@ -249,13 +271,16 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
             backend.close()
             raise
     # Only now that the teacher is loaded is the output touched: a run that cannot start leaves it as it was.
-    if out.exists() and cfg.overwrite:
-        out.unlink()
+    if cfg.overwrite:
+        out.unlink(missing_ok=True)
         summary_path.unlink(missing_ok=True)
     elif keep is not None and keep < out.stat().st_size:
         os.truncate(out, keep)
         for repair in repairs:
             log.warning("%s: %s", out, repair)
+    # the manifest is written before the first record, so every record on disk has its settings recorded
+    if cfg.overwrite or manifest(out).read() is None or pending:
+        manifest(out).write(fingerprint(cfg), complete=False)
     progress = Progress("generate", total=len(prompts), initial=len(prompts) - pending)
     if backend is not None:
         try:
@@ -292,6 +317,8 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path) -> GenerateSum
         failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n},
         contaminated_prompts=skipped)
     write_json(summary_path, summary.to_dict())
+    if summary.complete and not failed:
+        manifest(out).update(complete=True)
     if failed:
         log.warning("%d prompts failed (listed in %s)", len(failed), summary_path)
     return summary

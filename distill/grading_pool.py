@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.grading import (
-    DEFAULT_ANSWER_PATTERNS,
+from distill.grading.extraction import DEFAULT_ANSWER_PATTERNS
+from distill.grading.verdicts import (
     Grade,
     quick_grade,
     reference_kind,

@@ -68,7 +68,7 @@ class SamplingOptions(Options):
 class BackendOptions(OpenAIOptions, HFOptions, VLLMOptions):
     """The engine choice, with every backend's options as flat flags; each backend reads only its own."""
 
-    backend: str = field(default="auto", metadata={"resume": "free"})
+    backend: str = field(default="auto", metadata=FREE)
     """Generation engine: auto (vllm with a CUDA GPU, else hf), vllm, openai or hf."""
 
     def __post_init__(self) -> None:

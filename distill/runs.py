@@ -59,9 +59,157 @@ def refuse_changed(what: str, saved: Mapping[str, Any], now: Mapping[str, Any], 
         raise OutputError(f"{what}: refused: these keys changed: {shown}; {fix}")
 
 
-def already_complete(what: str, again: str) -> OutputError:
-    """The one error for a finished output met without --overwrite."""
-    return OutputError(f"{what} is already complete; pass --overwrite to {again} or choose another --out")
+# ---------------------------------------------------------------- the run manifest
+
+MANIFEST_VERSION = 1
+"""The manifest's own format; a manifest of another version is refused (named), never guessed at."""
+
+NEW, RESUME, COMPLETE = "new", "resume", "complete"
+"""What `RunManifest.resume` finds: start afresh, go on where a run stopped, or nothing left to do."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+class RunManifest:
+    """The one record of a stage's run, stored with its output in one format:
+
+        {"stage": "generate", "version": 1, "complete": false, "fingerprint": {...}, ...extra}
+
+    `fingerprint` holds every must-match setting (`fingerprint(cfg, **derived)`); `complete` turns
+    true when the stage has produced everything it was asked for. A file output keeps it beside
+    itself (`traces.jsonl` -> `traces.run.json`), a directory output inside (`student/run.json`).
+    Every stage resumes through `resume()`: a changed must-match setting is refused in one line
+    naming each field with its flag, old and new value; the same settings resume, or on a complete
+    output do nothing.
+    """
+
+    def __init__(self, path: str | Path, stage: str, *, output: str | Path | None = None):
+        self.path, self.stage = Path(path), stage
+        self.output = Path(output) if output is not None else self.path
+
+    @classmethod
+    def beside(cls, output: str | Path, stage: str) -> RunManifest:
+        """The manifest of a file output: `traces.jsonl` -> `traces.run.json`."""
+        output = Path(output)
+        stem = output.name.removesuffix(".jsonl") if output.name.endswith(".jsonl") else output.stem
+        return cls(output.with_name(f"{stem}.run.json"), stage, output=output)
+
+    @classmethod
+    def inside(cls, directory: str | Path, stage: str) -> RunManifest:
+        """The manifest of a directory output: `student/` -> `student/run.json`."""
+        return cls(Path(directory) / "run.json", stage, output=directory)
+
+    def read(self) -> dict[str, Any] | None:
+        """The manifest as written, None when there is none; OutputError when it is not one of ours."""
+        import json
+
+        if not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{self.path} (the run manifest of {self.output}) is unreadable ({exc}); pass "
+                              "--overwrite to start afresh") from None
+        if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), dict):
+            raise OutputError(f"{self.path} is not a distill run manifest; pass --overwrite to start afresh or "
+                              "choose another output")
+        if data.get("version") != MANIFEST_VERSION:
+            raise OutputError(f"{self.path} was written by another version of distill (manifest version "
+                              f"{data.get('version')!r}, this one reads {MANIFEST_VERSION}); pass --overwrite to "
+                              "start afresh")
+        return data
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        data = self.read()
+        return None if data is None else data["fingerprint"]
+
+    def is_complete(self) -> bool:
+        data = self.read()
+        return bool(data and data.get("complete"))
+
+    def write(self, fingerprint: Mapping[str, Any], *, complete: bool = False, **extra: Any) -> None:
+        """Write the manifest atomically (temp file, fsync, rename): a kill leaves the old one or the new one."""
+        import json
+
+        data = {"stage": self.stage, "version": MANIFEST_VERSION, "complete": complete,
+                "fingerprint": dict(fingerprint), **extra}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}; free some space, then rerun the same "
+                              "command to resume") from None
+
+    def update(self, *, complete: bool | None = None, **extra: Any) -> None:
+        """Rewrite the manifest with `complete` and/or more extra keys; the fingerprint stays."""
+        data = self.read()
+        if data is None:
+            raise OutputError(f"{self.path} disappeared while the run was writing {self.output}; rerun the "
+                              "same command")
+        fields = {k: v for k, v in data.items() if k not in ("stage", "version", "complete", "fingerprint")}
+        self.write(data["fingerprint"], complete=data.get("complete", False) if complete is None else complete,
+                   **{**fields, **extra})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def resume(self, now: Mapping[str, Any], *, overwrite: bool, labels: Mapping[str, str] | None = None) -> str:
+        """NEW, RESUME or COMPLETE for a run with fingerprint `now`; OutputError when the output was written
+        with other must-match settings (each differing field named with its flag, old and new value).
+
+        `labels` names the derived keys of the fingerprint that are not flags ('kept_sha256': 'the
+        content of KEPT'); every other key is shown as its flag. With `overwrite`, always NEW: the caller
+        removes the old output once the run has started.
+        """
+        if overwrite:
+            return NEW
+        data = self.read()
+        if data is None:
+            return NEW
+        if data.get("stage") != self.stage:
+            raise OutputError(f"{self.output} was written by distill {data.get('stage')}, not distill {self.stage}; "
+                              "choose another output, or pass --overwrite to replace it")
+        saved = data["fingerprint"]
+        names = labels or {}
+        changes = [f"{names.get(key, flag_of(key))} {_short(saved.get(key))} → {_short(now.get(key))}"
+                   for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+        if changes:
+            raise OutputError(f"{self.output} was written with other settings, so this run cannot resume it: "
+                              + "; ".join(changes) + ". Rerun with the original values to resume it, or pass "
+                              "--overwrite to start afresh (or choose another output)")
+        return COMPLETE if data.get("complete") else RESUME
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes: how a fingerprint names an input by its content (a path can move)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def flag_of(key: str) -> str:
+    """The command-line flag of a fingerprint key: `max_tokens` -> `--max-tokens`."""
+    return "--" + key.replace("_", "-")
+
+
+def nothing_to_do(what: str) -> str:
+    """The one line a stage logs when its output is already complete with the same settings."""
+    return f"{what} is already complete with these settings: nothing to do (pass --overwrite to redo it)"
 
 
 # ---------------------------------------------------------------- inputs against outputs

@@ -126,7 +126,7 @@ class Workspace:
         """An interrupted filter run (progress committed after record 1, half a chunk beyond it in the
         outputs) whose input was edited since: the rerun must refuse before cutting anything back."""
         from distill.filter import FilterConfig
-        from distill.runs import fingerprint as run_fingerprint
+        from distill.filter.run import OutputPaths, run_fingerprint
 
         traces = self.lines("t.jsonl", trace(0), trace(1), trace(2))
         kept = self.out / "resumed" / "k.jsonl"
@@ -135,9 +135,9 @@ class Workspace:
         committed = line(trace(0, verdicts={})) + "\n"
         kept.write_text(committed + line(trace(1, verdicts={})) + "\n" + '{"id": "p2:0", "pro', encoding="utf-8")
         (kept.parent / "k.rejects.jsonl").write_text("", encoding="utf-8")
-        fingerprint = run_fingerprint(FilterConfig(traces=str(traces), out=str(kept), workers=1))
-        progress = [{"config": fingerprint},
-                    {"commit": {"done": 1, "kept_bytes": len(committed.encode()), "rejects_bytes": 0,
+        cfg = FilterConfig(traces=str(traces), out=str(kept), workers=1)
+        OutputPaths.of(cfg).manifest.write(run_fingerprint(cfg))
+        progress = [{"commit": {"done": 1, "kept_bytes": len(committed.encode()), "rejects_bytes": 0,
                                 "last_id": "p9:0"}}]  # the input's first record was p9:0 back then
         (kept.parent / "k.filter-progress.jsonl").write_text("".join(line(p) + "\n" for p in progress) + '{"com')
         return args
@@ -198,7 +198,7 @@ CASES = [
          ("no-such-model", "no such directory", "check the path")),
     Case("generate: resuming an output written by another teacher", "generate",
          lambda ws: [*ws.generate(ws.prompts(), overwrite=False), "--teacher", ws.models["llama"]],
-         ("traces.jsonl:1:", "written by another run", "pass --overwrite")),
+         ("traces.jsonl was written with other settings", "--teacher", "pass --overwrite")),
     Case("generate: output under a file", "generate",
          lambda ws: ws.generate(ws.prompts(), out=ws.out / "traces.jsonl" / "t.jsonl"),
          ("cannot write --out", "is a file, not a directory")),
@@ -324,8 +324,9 @@ CASES = [
     Case("filter: resuming after the input changed", "filter",
          lambda ws: ws.interrupted_filter(), ("t.jsonl:", "the input changed since the interrupted run",
                                               "pass --overwrite")),
-    Case("filter: finished output without --overwrite", "filter",
-         lambda ws: ws.filter(ws.traces(), overwrite=False), ("kept.jsonl already exists", "pass --overwrite")),
+    Case("filter: a finished output of other traces without --overwrite", "filter",
+         lambda ws: ws.filter(ws.traces(), overwrite=False),
+         ("kept.jsonl was written with other settings", "the content of TRACES", "pass --overwrite")),
 
     # ----- train
     Case("train: missing field", "train",
@@ -408,7 +409,7 @@ CASES = [
          ("two models share the name 'qwen'", "label them as NAME=PATH")),
     Case("eval: a label's earlier samples came from another model", "eval",
          lambda ws: ws.eval(ws.prompts(), model=ws.models["llama"], overwrite=False),
-         ("results.qwen.traces.jsonl:1:", "written by another run", "pass --overwrite")),
+         ("results.qwen.traces.jsonl was written with other settings", "--teacher", "pass --overwrite")),
     Case("eval: --out that is not .json", "eval",
          lambda ws: ws.eval(ws.prompts(), out=ws.out / "results.txt"), ("--out must be a .json file",)),
     Case("eval: output is a directory", "eval",

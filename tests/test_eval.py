@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +16,16 @@ from tests.conftest import assert_user_error, read_jsonl, run_cli, write_jsonl
 PARAMS = {"temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": 0}
 
 
-def trace(prompt_id, sample, reference, completion, finish="stop", tokens=10):
+PROBLEMS = {"p1": "What is 2+2?", "p2": "What is one half?"}
+"""The benchmark problems of the literal traces, whose messages are what the eval would send for them."""
+
+
+def trace(prompt_id, sample, reference, completion, finish="stop", tokens=10, problem=None):
+    from distill.options import DEFAULT_TEMPLATE
+
+    content = DEFAULT_TEMPLATE.replace("{problem}", problem or PROBLEMS[prompt_id])
     return {"id": f"{prompt_id}:{sample}", "prompt_id": prompt_id, "sample": sample,
-            "messages": [{"role": "user", "content": "Solve it."}], "reference": reference,
+            "messages": [{"role": "user", "content": content}], "reference": reference,
             "completion": completion, "finish_reason": finish, "completion_tokens": tokens,
             "teacher": "m", "params": PARAMS, "source": {}}
 
@@ -25,6 +33,17 @@ def trace(prompt_id, sample, reference, completion, finish="stop", tokens=10):
 def think(answer, reasoning="Adding the two numbers step by step gives the result."):
     return f"<think>\n{reasoning}\n</think>\n\nThe answer is \\boxed{{{answer}}}." if answer else \
         f"<think>\n{reasoning}\n</think>\n\nI am not sure."
+
+
+def completed_samples(cfg: EvalConfig, model: str, traces: Path) -> None:
+    """Mark `traces` as a complete generate output of `model` under the eval's settings (an earlier run's)."""
+    from distill.config import project
+    from distill.generate import GenerateConfig, manifest
+    from distill.runs import fingerprint
+
+    sampling = project(GenerateConfig, cfg, prompts=cfg.data, teacher=model, out=str(traces))
+    manifest(traces).write(fingerprint(sampling), complete=True)
+    (traces.with_name(traces.name.replace(".jsonl", ".summary.json"))).write_text("{}")
 
 
 def test_metrics_on_literal_traces(tmp_path):
@@ -37,12 +56,11 @@ def test_metrics_on_literal_traces(tmp_path):
     ]
     # results of an earlier run: complete samples are reused, not generated again
     write_jsonl(tmp_path / "results.m.traces.jsonl", records)
-    (tmp_path / "results.m.traces.summary.json").write_text(json.dumps(
-        {"complete": True, "teacher": "m", "params": {**PARAMS, "n": 4}}))
-    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": "2+2?", "answer": "4"},
-                                                  {"id": "p2", "problem": "1/2?", "answer": "\\frac{1}{2}"}])
-    result = evaluate(EvalConfig(model=["m"], data=str(data), out=str(tmp_path / "results.json"), n=4,
-                                 max_tokens=64, workers=1))
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": PROBLEMS["p1"], "answer": "4"},
+                                                  {"id": "p2", "problem": PROBLEMS["p2"], "answer": "\\frac{1}{2}"}])
+    cfg = EvalConfig(model=["m"], data=str(data), out=str(tmp_path / "results.json"), n=4, max_tokens=64, workers=1)
+    completed_samples(cfg, "m", tmp_path / "results.m.traces.jsonl")
+    result = evaluate(cfg)
     scores = result.scores[0]
     assert scores.problems == 2 and scores.samples == 8
     assert scores.pass_at_1 == pytest.approx(0.5)
@@ -65,12 +83,13 @@ def test_metrics_on_literal_traces(tmp_path):
 def test_giant_numbers_are_graded_not_a_crash(tmp_path):
     giant = "9" * 5000  # past Python's int-string limit (4,300 digits), where int() raises ValueError
     records = [trace("p1", 0, "4", think(giant)), trace("p1", 1, "4", think(giant)), trace("p1", 2, "4", think("4")),
-               trace("p2", 0, giant, think("4")), trace("p2", 1, giant, think(giant)), trace("p2", 2, giant, think("4"))]
+               *(trace("p2", i, giant, think(answer), problem="10^5000-1?")
+                 for i, answer in enumerate(("4", giant, "4")))]
     write_jsonl(tmp_path / "results.m.traces.jsonl", records)
-    (tmp_path / "results.m.traces.summary.json").write_text(json.dumps(
-        {"complete": True, "teacher": "m", "params": {**PARAMS, "n": 3}}))
-    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": "2+2?", "answer": "4"},
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "p1", "problem": PROBLEMS["p1"], "answer": "4"},
                                                   {"id": "p2", "problem": "10^5000-1?", "answer": giant}])
+    completed_samples(EvalConfig(model=["m"], data=str(data), out=str(tmp_path / "results.json"), n=3, max_tokens=64),
+                      "m", tmp_path / "results.m.traces.jsonl")
     result = run_cli("eval", "--model", "m", "--data", data, "--out", tmp_path / "results.json", "--n", "3",
                      "--max-tokens", "64", "--workers", "1")
     assert result.returncode == 0, result.stderr
@@ -94,9 +113,15 @@ def test_two_models_give_one_table_and_a_rerun_reuses_the_samples(tmp_path, tiny
     problems = read_jsonl(tmp_path / "results.problems.jsonl")
     assert [p["model"] for p in problems] == ["qwen"] * 3 + ["llama"] * 3
     assert {p["reference"] for p in problems} == {"0", "2", "4"}  # GSM8K '#### 4' reduced
+    before = (tmp_path / "results.json").read_bytes()
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("reusing the complete samples") == 2
+    assert "results.json is already complete with these settings: nothing to do" in again.stderr
+    assert (tmp_path / "results.json").read_bytes() == before
+    # one model more: the two sampled ones are reused by generate's own resume contract, not sampled again
+    third = run_cli(*args, "--model", f"again={tiny_models['qwen']}")
+    assert third.returncode == 0, third.stderr
+    assert third.stderr.count("already complete with these settings: nothing to do") == 2
 
 
 def test_bad_eval_options_are_one_line():

@@ -263,15 +263,23 @@ def test_reference_is_only_required_by_the_correctness_check(tmp_path):
     assert list(read_jsonl(tmp_path / "k.jsonl")[0]["verdicts"]) == ["format", "finish", "language"]
 
 
-def test_finished_output_needs_overwrite_and_other_options_are_refused(traces, tmp_path):
+def test_a_finished_output_is_left_alone_and_other_options_are_refused(traces, tmp_path):
     out = tmp_path / "kept.jsonl"
     assert run_cli("filter", traces, "--out", out).returncode == 0
-    before = out.read_bytes()
-    assert_user_error(run_cli("filter", traces, "--out", out), "already exists", "complete", "--overwrite")
-    assert out.read_bytes() == before
-    # an interrupted run (progress file left) refuses to be resumed with other verdict options
-    (tmp_path / "kept.filter-progress.jsonl").write_text(json.dumps({"config": {"max_tokens": 7}}) + "\n")
-    assert_user_error(run_cli("filter", traces, "--out", out), "refused: these keys changed", "max_tokens")
+    before = out.read_bytes(), out.stat().st_mtime_ns, (tmp_path / "kept.report.json").read_bytes()
+    again = run_cli("filter", traces, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert "already complete with these settings: nothing to do" in again.stderr
+    assert (out.read_bytes(), out.stat().st_mtime_ns, (tmp_path / "kept.report.json").read_bytes()) == before
+    assert_user_error(run_cli("filter", traces, "--out", out, "--max-tokens", "7"), "other settings",
+                      "--max-tokens None → 7", "--overwrite")
+    # the input is part of the fingerprint by content: traces grown since are refused too
+    original = Path(traces).read_text()
+    first = json.loads(original.splitlines()[0])
+    Path(traces).write_text(original + json.dumps({**first, "id": "more:0", "prompt_id": "more"}) + "\n")
+    assert_user_error(run_cli("filter", traces, "--out", out), "the content of TRACES")
+    assert out.read_bytes() == before[0]
+    Path(traces).write_text(original)
     result = run_cli("filter", traces, "--out", out, "--overwrite", "--max-tokens", "100")
     assert result.returncode == 0, result.stderr
     assert len(read_jsonl(out)) == 4

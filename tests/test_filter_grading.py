@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from pathlib import Path
 
 import pytest
 
+import distill.grading
 from distill.grading import (
     ANSWER_WINDOW,
     Grade,
@@ -41,6 +43,20 @@ from distill.grading_pool import GradingPool
 ])
 def test_last_boxed(text, answer):
     assert last_boxed(text) == answer
+
+
+def test_grading_modules_import_only_the_ones_below_them():
+    # verdicts -> extraction -> normalisation, the order in which an answer is graded: a rule never
+    # reaches back into finding the answer, and the package's __init__ only re-exports
+    below = {"normalisation": set(), "extraction": {"normalisation"}, "verdicts": {"extraction", "normalisation"}}
+    package = Path(distill.grading.__file__).parent
+    for module, allowed in below.items():
+        tree = ast.parse((package / f"{module}.py").read_text())
+        names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
+        imported = {name.removeprefix("distill.grading").lstrip(".") or "__init__" for name in names
+                    if name == "distill.grading" or name.startswith("distill.grading.")}
+        assert imported <= allowed, f"distill.grading.{module} imports {sorted(imported - allowed)}"
 
 
 def test_extract_answer_falls_back_to_the_configured_patterns():

@@ -101,19 +101,38 @@ def test_sampling_in_rounds_gives_what_one_long_call_gives(tiny_models, monkeypa
     assert all(s.completion_tokens <= 16 for result in one_call for s in result.samples)
 
 
-def test_finished_output_needs_overwrite_and_mismatched_runs_are_refused(tmp_path, tiny_models, prompts_file):
+def test_a_finished_output_is_left_alone_and_changed_settings_are_refused(tmp_path, tiny_models, prompts_file):
     out = tmp_path / "t.jsonl"
     args = ["generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
             "--n", "1", "--max-tokens", "4"]
     assert run_cli(*args).returncode == 0
-    before = out.read_bytes()
-    assert_user_error(run_cli(*args), "already complete", "--overwrite")
-    assert out.read_bytes() == before
-    assert_user_error(run_cli(*args[:-1], "5", "--limit", "3"), "written by another run", "max_tokens")
-    assert out.read_bytes() == before
+    before = out.read_bytes(), out.stat().st_mtime_ns
+    # a pipeline script rerun after a crash further down: this stage has nothing to do, says so, exits 0
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "already complete with these settings: nothing to do" in again.stderr
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+    assert_user_error(run_cli(*args[:-1], "5", "--limit", "3"), "other settings", "--max-tokens 4 → 5", "--overwrite")
+    assert out.read_bytes() == before[0]
     result = run_cli(*args, "--overwrite", "--seed", "7")
     assert result.returncode == 0, result.stderr
     assert all(r["params"]["seed"] == 7 for r in read_jsonl(out))
+
+
+def test_a_resume_with_another_dtype_is_refused_and_a_free_option_resumes(tmp_path, tiny_models, prompts_file):
+    """The issue's new user: --limit 3, then the whole file with --dtype bfloat16 (was: mixed dtypes, exit 0)."""
+    out = tmp_path / "t.jsonl"
+    args = ["generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
+            "--n", "1", "--max-tokens", "4"]
+    assert run_cli(*args, "--limit", "3").returncode == 0
+    before = out.read_bytes()
+    assert_user_error(run_cli(*args, "--dtype", "bfloat16"), "--dtype 'auto' → 'bfloat16'", "--overwrite")
+    assert out.read_bytes() == before
+    # --limit, --batch-size are free: the same settings otherwise resume and add the other prompts
+    result = run_cli(*args, "--batch-size", "2")
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    assert len(records) == 6 and out.read_bytes().startswith(before)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_models):
@@ -157,6 +176,9 @@ def test_a_prompt_cut_short_is_generated_again_whole(tmp_path, tiny_models, prom
     out = tmp_path / "t.jsonl"
     lines = (tmp_path / "ref.jsonl").read_bytes().splitlines(keepends=True)
     out.write_bytes(b"".join(lines[:5]))  # the third prompt has 1 of its 2 samples
+    # and the manifest the killed run wrote before its first record (not yet complete)
+    manifest = json.loads((tmp_path / "ref.run.json").read_text())
+    (tmp_path / "t.run.json").write_text(json.dumps({**manifest, "complete": False}))
     result = run_cli("generate", prompts_file, "--teacher", tiny_models["qwen"], "--out", out, "--backend", "hf",
                      "--n", "2", "--max-tokens", "12", "--batch-size", "2")
     assert result.returncode == 0, result.stderr

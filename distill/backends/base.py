@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.config import Options, one_of
+from distill.config import MUST_MATCH, Options, one_of
 
 
 @dataclass
@@ -75,7 +75,7 @@ class EngineOptions(Options):
 class WeightsOptions(EngineOptions):
     """Options of the backends that load the weights themselves (hf, vllm)."""
 
-    dtype: str = field(default="auto", metadata={"resume": "must-match"})
+    dtype: str = field(default="auto", metadata=MUST_MATCH)
     """hf and vllm backends: weights dtype (auto = bf16 on a GPU that has it, else float32)."""
 
     def __post_init__(self) -> None:

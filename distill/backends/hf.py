@@ -32,7 +32,7 @@ from distill.backends.base import (
     derive_seed,
 )
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
-from distill.config import require
+from distill.config import FREE, require
 from distill.errors import ModelError
 from distill.shape import generation_prefill, restore_prefill
 
@@ -80,7 +80,7 @@ def eos_token_ids(model, tokenizer) -> list[int]:
 
 @dataclass(kw_only=True)
 class HFOptions(WeightsOptions):
-    batch_size: int = field(default=16, metadata={"resume": "free"})
+    batch_size: int = field(default=16, metadata=FREE)
     """hf backend: prompts per generate() call (each yields n sequences)."""
 
     def __post_init__(self) -> None:

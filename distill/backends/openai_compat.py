@@ -39,7 +39,7 @@ from distill.backends.base import (
     SamplingParams,
     derive_seed,
 )
-from distill.config import require
+from distill.config import FREE, require
 from distill.errors import BackendError, ConfigError
 from distill.shape import fold_reasoning_field
 
@@ -58,19 +58,19 @@ class _Fatal(Exception):
 
 @dataclass(kw_only=True)
 class OpenAIOptions(EngineOptions):
-    base_url: str | None = field(default=None, metadata={"resume": "free"})
+    base_url: str | None = field(default=None, metadata=FREE)
     """openai backend: the server's base URL, e.g. http://localhost:8000/v1."""
-    api_key_env: str | None = field(default=None, metadata={"resume": "free"})
+    api_key_env: str | None = field(default=None, metadata=FREE)
     """openai backend: name of the environment variable holding the API key (the key is never written anywhere)."""
-    tokenizer: str | None = field(default=None, metadata={"resume": "free"})
+    tokenizer: str | None = field(default=None, metadata=FREE)
     """Tokenizer for exact token counts when the openai server reports one usage for n samples (default: the model's, if loadable)."""
-    concurrency: int = field(default=64, metadata={"resume": "free"})
+    concurrency: int = field(default=64, metadata=FREE)
     """openai backend: requests in flight at once."""
-    max_retries: int = field(default=6, metadata={"resume": "free"})
+    max_retries: int = field(default=6, metadata=FREE)
     """openai backend: retries per request on 429, 5xx, timeouts, dropped connections and empty replies."""
-    request_timeout: float = field(default=1800.0, metadata={"resume": "free"})
+    request_timeout: float = field(default=1800.0, metadata=FREE)
     """openai backend: seconds before a request counts as timed out."""
-    retry_backoff: float = field(default=1.0, metadata={"resume": "free"})
+    retry_backoff: float = field(default=1.0, metadata=FREE)
     """openai backend: first retry delay in seconds, doubled per attempt (with jitter, at most 60 s)."""
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ from distill.backends.base import (
     derive_seed,
 )
 from distill.chat import ensure_chat_template, first_line, render_prompt
-from distill.config import require
+from distill.config import FREE, MUST_MATCH, require
 from distill.errors import BackendError, ConfigError, DistillError, ModelError
 from distill.shape import generation_prefill, restore_prefill
 
@@ -43,15 +43,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class VLLMOptions(WeightsOptions):
-    tensor_parallel_size: int = field(default=1, metadata={"resume": "free"})
+    tensor_parallel_size: int = field(default=1, metadata=FREE)
     """vllm backend: GPUs to shard the model over."""
-    gpu_memory_utilization: float = field(default=0.9, metadata={"resume": "free"})
+    gpu_memory_utilization: float = field(default=0.9, metadata=FREE)
     """vllm backend: share of GPU memory vLLM may take."""
-    max_model_len: int | None = field(default=None, metadata={"resume": "must-match"})
+    max_model_len: int | None = field(default=None, metadata=MUST_MATCH)
     """vllm backend: context length to reserve (default: the model's)."""
-    max_inflight: int = field(default=4096, metadata={"resume": "free"})
+    max_inflight: int = field(default=4096, metadata=FREE)
     """vllm backend: prompts queued in the engine at once; finished ones are written while the rest run."""
-    vllm_args: str | None = field(default=None, metadata={"resume": "must-match"})
+    vllm_args: str | None = field(default=None, metadata=MUST_MATCH)
     """vllm backend: more vllm.LLM arguments as a JSON object, e.g. '{"enable_prefix_caching": true}'."""
 
     def __post_init__(self) -> None:

@@ -17,7 +17,6 @@ the demo itself created, recognised by its `.distill-demo` marker, is ever delet
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import resource
@@ -39,6 +38,7 @@ from distill.errors import DistillError, OutputError
 from distill.filter.config import default_workers
 from distill.report import markdown_table, new_figure, save_curves
 from distill.runs import claim
+from distill.shards import concatenate, shard_configs
 from distill.tiny import build_tokenizer
 from distill.traces import JsonlWriter, write_json
 
@@ -702,21 +702,17 @@ def _generate_shard(cfg: Any) -> Any:
 
 def generate_traces(cfg: Any, workers: Workers | None) -> dict[str, Any]:
     """distill generate; with `workers`, one shard in each at the same time (`--shard I/N`: shards
-    concatenate to the full run), each with its own file and summary, then concatenated into cfg.out.
-    The records written and their finish reasons."""
+    concatenate to the full run), each with its own file and summary, then joined into cfg.out
+    (`distill.shards`). The records written and their finish reasons."""
     from distill.generate import generate
 
     if not workers:
         summary = generate(cfg)
         return {"records": summary.records, "finish_reasons": summary.finish_reasons, "shards": []}
-    out = Path(cfg.out)
-    shards = [out.with_name(f"{out.stem}.shard-{rank}-of-{len(workers)}{out.suffix}") for rank in range(len(workers))]
-    summaries = workers.run([(_generate_shard, dataclasses.replace(cfg, out=str(path), shard=f"{rank}/{len(workers)}"))
-                             for rank, path in enumerate(shards)])
-    with out.open("wb") as joined:
-        for path in shards:
-            with path.open("rb") as shard:
-                shutil.copyfileobj(shard, joined)
+    configs = shard_configs(cfg, len(workers))
+    summaries = workers.run([(_generate_shard, shard_cfg) for shard_cfg in configs])
+    shards = [Path(shard_cfg.out) for shard_cfg in configs]
+    concatenate(shards, cfg.out)
     finish_reasons: Counter[str] = Counter()
     for summary in summaries:
         finish_reasons.update(summary.finish_reasons)

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from distill.chat import looks_local
-from distill.config import FREE, MUST_MATCH, flag, project, require
+from distill.config import FREE, flag, project, require
 from distill.errors import ConfigError, IncompleteRun, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, GenerateSummary, generate
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.report import markdown_table, save_bar
-from distill.runs import claim
+from distill.runs import COMPLETE, RunManifest, claim, file_digest, fingerprint, nothing_to_do
 from distill.sandbox.limits import SandboxLimits
 from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
     model: list[str] = field(metadata=FREE)
     """Models to evaluate, repeatable: a local directory or Hub id, optionally labelled as NAME=PATH."""
-    data: str = field(metadata=MUST_MATCH)
+    data: str = field(metadata=FREE)
     """Benchmark: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
     out: str = field(default="results.json", metadata=FREE)
     """Summary JSON; per-problem results (<name>.problems.jsonl), each model's traces and a PNG go beside it."""
@@ -120,6 +120,17 @@ class EvalResult:
         return {"output": self.output, "benchmark": self.benchmark, "n": self.n,
                 "models": {s.model: dict(s.__dict__) for s in self.scores}}
 
+    @classmethod
+    def load(cls, path: str | Path) -> EvalResult:
+        """The result an earlier eval wrote to `path` (its --out)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(output=str(path), benchmark=data["benchmark"], n=data["n"],
+                       scores=[ModelScores(**{**scores, "new_samples": 0, "failed_prompts": []})
+                               for scores in data["models"].values()])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise OutputError(f"{path} is unreadable ({exc}); pass --overwrite to evaluate again") from None
+
     @property
     def failure(self) -> IncompleteRun | None:
         """Why the eval is not complete: problems whose sampling failed for some model (None when none did)."""
@@ -154,7 +165,7 @@ def pass_ks(n: int) -> list[int]:
 
 def vote_key(answer: str | None) -> Any:
     """What a majority vote counts as 'the same answer': equal numbers (1/2 = 0.5), else the normalised text."""
-    from distill.grading import as_number, normalize_answer
+    from distill.grading.normalisation import as_number, normalize_answer
 
     if answer is None:
         return None
@@ -188,8 +199,35 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                **{f"the traces of --model {label}": path for label, path in traces_of.items()}}
     inputs = {"--data": cfg.data, "--tokenizer": cfg.tokenizer, **{f"--model {spec}": path
                                                                     for spec, (_, path) in zip(cfg.model, cfg.models)}}
+    run = manifest(out)
+    outputs["--out's manifest"] = run.path
     with claim(outputs, inputs, locked=("--out",)):
-        return _evaluate(cfg, out, problems_path, traces_of)
+        state = run.resume(run_fingerprint(cfg), overwrite=cfg.overwrite, labels=DATA_DIGEST)
+        saved = run.read() if state == COMPLETE else None
+        # the models are free (one more --model reuses the others' samples): a complete eval of the same
+        # models, none retrained since, has nothing left to do
+        if saved is not None and saved.get("models") == cfg.model and out.is_file() and not any(
+                _changed_since(path, traces_of[label]) for label, path in cfg.models):
+            log.info(nothing_to_do(str(out)))
+            return EvalResult.load(out)
+        result = _evaluate(cfg, out, problems_path, traces_of)
+        # written with the results: each model's samples keep their own manifest while the eval runs
+        run.write(run_fingerprint(cfg), complete=result.failure is None, models=cfg.model)
+        return result
+
+
+def manifest(out: str | Path) -> RunManifest:
+    """The run manifest of an eval (`results.json` -> `results.run.json`)."""
+    return RunManifest.beside(out, "eval")
+
+
+DATA_DIGEST = {"data_sha256": "the content of --data"}
+
+
+def run_fingerprint(cfg: EvalConfig) -> dict[str, Any]:
+    """The eval's must-match options and its benchmark by content (a local file can move; a Hub id is its name)."""
+    local = Path(cfg.data).expanduser()
+    return fingerprint(cfg, data_sha256=file_digest(local) if local.is_file() else cfg.data)
 
 
 def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[str, Path]) -> EvalResult:
@@ -201,8 +239,7 @@ def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[s
         sampled = _sample(cfg, path, traces)
         generated = time.perf_counter()
         scores, problems = _grade(cfg, label, path, traces)
-        if sampled is not None:
-            scores.new_samples, scores.failed_prompts = sampled.new_records, sampled.failed_prompts
+        scores.new_samples, scores.failed_prompts = sampled.new_records, sampled.failed_prompts
         scores.generate_s = round(generated - started, 2)
         scores.grade_s = round(time.perf_counter() - generated, 2)
         result.scores.append(scores)
@@ -219,24 +256,14 @@ def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[s
     return result
 
 
-def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary | None:
-    """Generate (or resume) the model's traces with the eval's prompt and sampling options; None when
-    complete samples of an earlier run are reused."""
-    summary_path = sidecar(traces, "summary.json")
+def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary:
+    """Generate (or resume) the model's traces with the eval's prompt and sampling options: generate's
+    own resume contract decides whether the samples of an earlier run are complete, resumable or
+    refused (other settings); complete ones are reused without loading the model."""
     changed = None if cfg.overwrite else _changed_since(model, traces)
     if changed is not None:
         raise OutputError(f"{traces} holds samples of {model} drawn before {changed} last changed (a retrained "
                           "model?); pass --overwrite to sample it again")
-    if not cfg.overwrite and summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            summary = {}
-        if summary.get("complete") and summary.get("teacher") == model and summary.get("params") == {
-                "temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens,
-                "seed": cfg.seed, "n": cfg.n}:
-            log.info("%s: reusing the complete samples in %s", model, traces)
-            return None
     try:
         return generate(project(GenerateConfig, cfg, prompts=cfg.data, teacher=model, out=str(traces),
                          overwrite=cfg.overwrite))
@@ -273,7 +300,7 @@ def _changed_since(model: str, traces: Path) -> Path | None:
 def _grade(cfg: EvalConfig, label: str, model: str, traces: Path) -> tuple[ModelScores, list[dict[str, Any]]]:
     from distill.filter.checks import LanguageCheck
     from distill.filter.config import default_workers
-    from distill.grading import extract_answer
+    from distill.grading.extraction import extract_answer
     from distill.grading_pool import GradingPool
     from distill.shape import CANONICAL
 

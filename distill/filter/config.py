@@ -46,7 +46,7 @@ def default_workers() -> int:
 
 @dataclass(kw_only=True)
 class FilterConfig(SandboxLimits, JudgeOptions, DecontaminationOptions):
-    traces: str = field(metadata=MUST_MATCH)
+    traces: str = field(metadata=FREE)
     """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
     out: str = field(metadata=MUST_MATCH)
     """Kept traces (.jsonl), in the canonical shape train reads; every record gets `verdicts` and `filter_details`."""

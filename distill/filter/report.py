@@ -9,6 +9,7 @@ them by reading its own outputs back.
 
 from __future__ import annotations
 
+import json
 import statistics
 from array import array
 from collections import Counter
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.errors import OutputError
 from distill.filter.config import check_names
 
 POLICY = ("Cheap checks (format, finish, length, language, repetition and the fast part of correctness: "
@@ -151,6 +153,18 @@ class FilterReport:
 
     def to_dict(self) -> dict[str, Any]:
         return self.data
+
+    @classmethod
+    def load(cls, kept: Path, rejects: Path, report: Path) -> FilterReport:
+        """The report a finished run wrote, as this run's result (a rerun that had nothing to do)."""
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{report} is unreadable ({exc}); pass --overwrite to filter again") from None
+        if isinstance(data.get("throughput"), dict):  # this run filtered nothing
+            data["throughput"] = {**data["throughput"], "new_records": 0, "elapsed_s": 0.0, "records_per_s": 0.0}
+        return cls(kept_path=str(kept), rejects_path=str(rejects), report_path=str(report), data=data,
+                   plots=list(data.get("plots", [])))
 
     def format(self) -> str:
         from distill.report import markdown_table

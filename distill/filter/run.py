@@ -13,6 +13,9 @@ How it runs
   done, both files' sizes). Killed at any moment, a rerun truncates both outputs
   to the last commit and goes on, so the outputs equal an uninterrupted run's.
   The progress file is removed when the report is written.
+- The run's settings and the input's content are its fingerprint, in the run
+  manifest `<out>.run.json` (distill.runs): a rerun with other settings is
+  refused naming them; with the same ones on a finished output it does nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from distill.filter.report import FilterReport, FilterStats, build_report, save_
 from distill.filter.selection import select_samples
 from distill.grading import NO_SANDBOX
 from distill.progress import Progress
-from distill.runs import claim, fingerprint, refuse_changed
+from distill.runs import COMPLETE, NEW, RunManifest, claim, file_digest, fingerprint, nothing_to_do
 from distill.traces import (
     JsonlWriter,
     check_writable,
@@ -76,11 +79,15 @@ class OutputPaths:
                               f"(got {', '.join(f'{k}={v}' for k, v in resolved.items())})")
         return paths
 
+    @property
+    def manifest(self) -> RunManifest:
+        return RunManifest.beside(self.kept, "filter")
+
     def outputs(self) -> dict[str, Path]:
         """Every file the run writes or --overwrite removes, by the flag that names it."""
         plots = {f"--report's plot {path.name}": path for path in self.plot_paths()}
         return {"--out": self.kept, "--rejects": self.rejects, "--report": self.report,
-                "--out's progress file": self.progress, **plots}
+                "--out's progress file": self.progress, "--out's manifest": self.manifest.path, **plots}
 
     def plot_paths(self) -> list[Path]:
         base = self.report.name.removesuffix(".json").removesuffix(".report")
@@ -140,26 +147,40 @@ class Resume:
     last_id: str | None = None
 
 
+TRACES_DIGEST = {"traces_sha256": "the content of TRACES"}
+"""The fingerprint's derived key, named for the refusal line."""
+
+
+def run_fingerprint(cfg: FilterConfig) -> dict[str, Any]:
+    """What a resumed filter run must share with the run it resumes: the must-match options and the input's bytes."""
+    return fingerprint(cfg, traces_sha256=file_digest(cfg.traces))
+
+
+def check_resume(cfg: FilterConfig, paths: OutputPaths) -> str:
+    """NEW, RESUME or COMPLETE for this run, before anything is loaded or touched: OutputError when the
+    outputs were written with other settings (each named with its flag) or not by distill filter."""
+    state = paths.manifest.resume(run_fingerprint(cfg), overwrite=cfg.overwrite, labels=TRACES_DIGEST)
+    if state == NEW and not cfg.overwrite:
+        existing = [p for p in (paths.kept, paths.rejects) if p.exists()]
+        if existing:
+            raise OutputError(f"{existing[0]} already exists and has no run manifest ({paths.manifest.path.name}): "
+                              "it was not written by this version of distill filter; pass --overwrite to replace "
+                              "it or choose another --out")
+    if state == COMPLETE and not paths.report.exists():
+        raise OutputError(f"{paths.kept} is complete but its report {paths.report} is missing; pass --overwrite "
+                          "to filter again")
+    return state
+
+
 def _plan_resume(cfg: FilterConfig, paths: OutputPaths) -> Resume:
     """Where this run starts: fresh, or where an interrupted run stopped (checked, nothing touched yet)."""
-    outputs = [paths.kept, paths.rejects]
-    if cfg.overwrite:
-        return Resume()
-    if not paths.progress.exists():
-        existing = [p for p in outputs if p.exists()]
-        if existing:
-            finished = paths.report.exists()
-            raise OutputError(
-                f"{existing[0]} already exists" + (" and the filter run that wrote it is complete"
-                                                   if finished else " and is not from an interrupted filter run")
-                + "; pass --overwrite to replace it or choose another --out")
+    if cfg.overwrite or not paths.progress.exists():
         return Resume()
     lines = [record for _, record in iter_jsonl(paths.progress, end=intact_length(paths.progress))]
-    if not lines or "config" not in lines[0]:
+    commits = [line["commit"] for line in lines if isinstance(line, dict) and "commit" in line]
+    if len(commits) < len(lines):
         raise OutputError(f"{paths.progress} is not a filter progress file; delete it or pass --overwrite")
-    refuse_changed(f"{paths.kept} was started by a filter run with other settings", lines[0]["config"],
-                   fingerprint(cfg), "rerun with the same options to resume it, or pass --overwrite to start over")
-    resume = Resume(**lines[-1]["commit"]) if len(lines) > 1 else Resume()
+    resume = Resume(**commits[-1]) if commits else Resume()
     for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
         actual = path.stat().st_size if path.exists() else 0
         if actual < size:
@@ -174,7 +195,10 @@ def _prepare_outputs(cfg: FilterConfig, paths: OutputPaths, resume: Resume) -> N
     if cfg.overwrite:
         for path in [paths.kept, paths.rejects, paths.report, paths.progress, *paths.plot_paths()]:
             path.unlink(missing_ok=True)
+        paths.manifest.write(run_fingerprint(cfg))
         return
+    if paths.manifest.read() is None:
+        paths.manifest.write(run_fingerprint(cfg))
     if paths.progress.exists() and intact_length(paths.progress) < paths.progress.stat().st_size:
         repair_torn_tail(paths.progress)
     for path, size in ((paths.kept, resume.kept_bytes), (paths.rejects, resume.rejects_bytes)):
@@ -446,6 +470,9 @@ def filter_traces(cfg: FilterConfig) -> FilterReport:
 
 
 def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
+    if check_resume(cfg, paths) == COMPLETE:
+        log.info(nothing_to_do(f"{paths.kept} (with {paths.rejects} and {paths.report})"))
+        return FilterReport.load(paths.kept, paths.rejects, paths.report)
     total = validate_input(cfg)
     length_source = "the teacher's completion_tokens"
     if cfg.tokenizer and "length" in cfg.checks:
@@ -464,8 +491,6 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
     except BaseException:
         run.close()
         raise
-    if not resume.done and paths.progress.stat().st_size == 0:
-        progress_file.write([{"config": fingerprint(cfg)}])
     progress = Progress("filter", total=total, unit="record", initial=resume.done)
     new_records = 0
     try:
@@ -536,6 +561,7 @@ def _filter_traces(cfg: FilterConfig, paths: OutputPaths) -> FilterReport:
     plots = save_plots(stats, paths.report, max_tokens=cfg.max_tokens, threshold=cfg.language_threshold)
     data["plots"] = plots
     write_json(paths.report, data)
+    paths.manifest.update(complete=True)
     paths.progress.unlink(missing_ok=True)
     return FilterReport(kept_path=str(paths.kept), rejects_path=str(paths.rejects), report_path=str(paths.report),
                         data=data, plots=plots)

@@ -1,0 +1,407 @@
+"""Verdicts: an extracted answer compared with a reference, True (right), False (wrong) or None (cannot tell).
+
+    grade(answer_text, "\\frac{1}{2}")          # extract, then the rules, then math-verify or the sandbox
+    quick_grade(answer_text, reference)         # the rules alone: (Grade, None) when decided, else (None, answer)
+    slow_grade(answer, reference, timeout=5)    # math-verify (or the code sandbox) on the extracted answer
+
+Reference shapes (the `reference` field of a trace, `reference_kind`):
+- a string or number: a math answer, compared by distill's rules (`fast_verdict`, `rename_bound_variables`,
+  `rounding_places`, `parse_math`; the README's "What the rules accept") and math-verify (gold first);
+- one letter A-J (also "(B)", "B."): a multiple-choice answer, compared as a letter; a letter with its
+  option's text ("(B) 42", "B: 1/2") also accepts that text as the answer;
+- a list: acceptable answers, any one matches;
+- an object (MBPP {"tests": [asserts]}, HumanEval {"prompt", "test", "entry_point"}, stdio
+  {"tests": [{input, output}]}): a code task, run in `distill.sandbox` (None without it);
+- null: nothing to compare with, the verdict is None.
+
+A math-verify call can be bounded by an interval timer (`timeout`), which
+works only in the main thread; a timeout is None, never False: the answer may
+well be right.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from distill.grading.extraction import DEFAULT_ANSWER_PATTERNS, extract_answer, extract_choice
+from distill.grading.normalisation import (
+    PLAIN_NUMBER,
+    choice_reference,
+    decimal_comma_as_point,
+    has_giant_number,
+    normalize_answer,
+    normalized_number,
+    rename_bound_variables,
+)
+
+GIANT_REFERENCE = "reference has a number too long to compare"
+GIANT_ANSWER = "answer has a number too long to compare"
+
+
+# ---------------------------------------------------------------- decimals: the precision they show
+
+MATH_VERIFY_PLACES = 6
+"""math-verify's own rounding (`float_rounding`): decimals with more places are compared at six."""
+MIN_SIGNIFICANT_DIGITS = 2
+"""A decimal stands for a rounded value only with at least two significant digits: 0.33 is 1/3 to
+two places, but 0.3 is not taken for 1/3, nor 0.0 for 1/30 (every value under 0.05 would match)."""
+_DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
+
+
+def _decimal_shapes(text: str) -> list[tuple[int, int]]:
+    """(places, significant digits) of every decimal written in `text`."""
+    return [(len(fraction), len((whole + fraction).lstrip("0"))) for whole, fraction in _DECIMAL.findall(text)]
+
+
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\{[A-Za-z*]*\}")
+_NOT_RATIONAL = re.compile(r"\\(?!(?:(?:d|t)?frac|left|right|cup|infty)(?![A-Za-z])|[,;:! \\])[A-Za-z]+|(?<![\\A-Za-z])[A-Za-z]")
+"""A command other than a fraction, brackets, ∪, ∞ or spacing, or a letter: pi, a root, a variable."""
+
+
+def rounding_places(answer: str, reference: str) -> int:
+    """The places at which math-verify compares decimals with exact values (its `float_rounding`).
+
+    When one side writes decimals and the other rational numbers only (integers, fractions, in
+    intervals, tuples or matrices), the decimals are taken to be rounded at the precision they show:
+    the most places any of them shows (so `(0.6, 2.6667]` is compared with
+    `(\\frac{3}{5}, \\frac{8}{3}]` at four places), provided those have `MIN_SIGNIFICANT_DIGITS`.
+    Otherwise math-verify's own six places: decimals on both sides (either may be exact), too few
+    digits, or an irrational or symbolic exact side (3.14 is not pi, nor 8.2 the value of
+    12\\sqrt{3} - 4\\pi: a closed form asked for is not to be estimated)."""
+    ours, theirs = _decimal_shapes(answer), _decimal_shapes(reference)
+    if bool(ours) == bool(theirs):
+        return MATH_VERIFY_PLACES
+    shapes, exact = (ours, reference) if ours else (theirs, answer)
+    places = max(p for p, _ in shapes)
+    if places >= MATH_VERIFY_PLACES or any(p == places and s < MIN_SIGNIFICANT_DIGITS for p, s in shapes) \
+            or _NOT_RATIONAL.search(_ENVIRONMENT.sub("", exact)):
+        return MATH_VERIFY_PLACES
+    return places
+
+
+def rounded_equal(decimal: str, value: Fraction, exact: Fraction) -> bool | None:
+    """Whether a plain decimal (its normalised text and its value) equals an exact number rounded to
+    the places it shows (`rounding_places`); None past six places, which math-verify rounds itself."""
+    if any(places > MATH_VERIFY_PLACES for places, _ in _decimal_shapes(decimal)):
+        return None
+    # a tie (1/8 written 0.12 or 0.13) is either rounding, both right
+    return abs(value - exact) <= Fraction(1, 2 * 10 ** rounding_places(decimal, ""))
+
+
+# ---------------------------------------------------------------- free-form answers
+
+SAME_MEANING = (
+    frozenset({"dne", "doesnotexist", "doesntexist", "thelimitdoesnotexist", "limitdoesnotexist",
+               "thelimitdoesntexist", "itdoesnotexist"}),
+    frozenset({"nosolution", "nosolutions", "thereisnosolution", "\\emptyset", "\\varnothing", "∅", "\\{\\}"}),
+)
+"""Phrases that say the same thing (compared lowercased, without spaces, `\\text{}` and apostrophes).
+A short table of certain synonyms, not a thesaurus: 'undefined' is not 'does not exist' (a function
+value vs a limit), nor 'none' 'no solution'."""
+
+
+def _phrase(normalized: str) -> str:
+    return normalized.lower().replace("'", "").replace("’", "")
+
+
+def same_meaning(answer: str, reference: str) -> bool:
+    """Whether the answer and the reference are two phrases of one `SAME_MEANING` entry."""
+    return _same_meaning(normalize_answer(answer), normalize_answer(reference))
+
+
+def _same_meaning(answer: str, reference: str) -> bool:
+    ours, theirs = _phrase(answer), _phrase(reference)
+    return any(ours in phrases and theirs in phrases for phrases in SAME_MEANING)
+
+
+# ---------------------------------------------------------------- the fast path
+
+
+def fast_verdict(answer: str, reference: str) -> bool | None:
+    """True when the answers are plainly equal, False when they are plainly numbers that differ,
+    None when it takes math-verify to tell.
+
+    Plainly equal: the same normalised string (after `rename_bound_variables`), two phrases of one
+    `SAME_MEANING` entry, or the same number. A decimal and an exact number are compared within the
+    precision the decimal shows (`rounded_equal`: 0.33 is 1/3).
+
+    A decimal comma is read as a point only against a decimal written with a point: in the answer
+    when the reference is such a decimal (1000,99 for 1000.99), in the reference only when the answer
+    is the same digits with a point (reference 1,22, answer 1.22). A comma between digits in a
+    reference is more often a list ('1,5': the roots 1 and 5, as MATH writes them), which every
+    other answer is compared with as a list (math-verify reads it so); the one answer that matches
+    it as a decimal, 1.5, would be wrong digit for digit by coincidence.
+    """
+    answer = rename_bound_variables(answer, reference)
+    normalized, normalized_reference = normalize_answer(answer), normalize_answer(reference)
+    if normalized == normalized_reference or _same_meaning(normalized, normalized_reference):
+        return True
+    if "." in normalized and PLAIN_NUMBER.match(normalized) and decimal_comma_as_point(reference) == normalized:
+        return True
+    ours, gold = normalized_number(normalized), normalized_number(normalized_reference)
+    comma = decimal_comma_as_point(answer) if ours is None and gold is not None and not gold[1] else None
+    if comma is not None:
+        ours = Fraction(comma), False
+    if ours is None or gold is None:
+        return None
+    if ours[0] == gold[0]:
+        return True
+    if ours[1] and gold[1]:
+        return False
+    if ours[1] != gold[1]:  # one decimal, one exact
+        decimal, value, exact = (normalized_reference, gold[0], ours[0]) if ours[1] else (normalized, ours[0], gold[0])
+        return rounded_equal(decimal, value, exact)
+    return None
+
+
+# ---------------------------------------------------------------- grading
+
+
+@dataclass(frozen=True)
+class Grade:
+    verdict: bool | None
+    """True (correct), False (wrong) or None (cannot tell)."""
+    reason: str
+    """How the verdict was reached: 'equal', 'math-verify', 'no answer', 'timeout', 'no reference', …"""
+
+
+def reference_kind(reference: Any) -> str | None:
+    """'math', 'choice', 'code', 'list' or None (no reference)."""
+    if reference is None:
+        return None
+    if isinstance(reference, dict):
+        return "code"
+    if isinstance(reference, list):
+        return "list"
+    if isinstance(reference, bool):
+        return "math"
+    if isinstance(reference, (int, float)):
+        return "math"
+    if isinstance(reference, str):
+        if not reference.strip():
+            return None
+        return "choice" if choice_reference(reference) is not None else "math"
+    return None
+
+
+def reference_answers(reference: Any, kind: str | None = None) -> list[str]:
+    """The texts an answer is compared with as math: the reference, each of a list, or the option
+    text a letter reference carries (none for a bare letter or code). `kind`: its `reference_kind`."""
+    kind = kind or reference_kind(reference)
+    if kind == "list":
+        return [str(r) for r in reference]
+    if kind == "math":
+        return [str(reference)]
+    if kind == "choice":
+        option = choice_reference(reference)[1]  # type: ignore[index] - a choice reference parses
+        return [option] if option is not None else []
+    return []
+
+
+def quick_grade(answer_text: str | None, reference: Any,
+                patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS) -> tuple[Grade | None, str | None]:
+    """Everything that needs no math-verify and no sandbox: (grade, None) when decided, else
+    (None, extracted answer) for `slow_grade`.
+
+    `answer_text` is the text after `</think>` (or the whole completion). A letter reference is
+    graded by the letters the answer picks; when it carries its option's text ('(B) 42'), an answer
+    that picks no letter is compared with that text instead (`\\boxed{42}`). An answer that picks
+    a letter is judged by its letter alone, so that a wrong letter is wrong whatever text follows it.
+    """
+    kind = reference_kind(reference)
+    if kind is None:
+        return Grade(None, "no reference"), None
+    if answer_text is None or not answer_text.strip():
+        return Grade(False, "no answer"), None
+    if kind == "code":
+        return _quick_code_grade(answer_text)
+    if kind == "choice":
+        letters, option = choice_reference(str(reference))  # type: ignore[misc] - a choice reference parses
+        picked = extract_choice(answer_text)
+        if picked is not None:
+            return Grade(picked == letters, "letter"), "".join(sorted(picked))
+        if option is None:
+            return Grade(False, "no choice letter"), None
+    answer = extract_answer(answer_text, patterns)
+    if answer is None:
+        return Grade(False, "no answer"), None
+    golds = reference_answers(reference, kind)
+    verdicts = [fast_verdict(answer, gold) for gold in golds]
+    if True in verdicts:
+        return Grade(True, "equal"), answer
+    if all(v is False for v in verdicts):
+        return Grade(False, "unequal numbers"), answer
+    # math-verify turns the int-string limit's ValueError into "unequal", which a reference
+    # it cannot read is not; an answer no check can read is no answer
+    if any(has_giant_number(gold) for gold in golds):
+        return Grade(None, GIANT_REFERENCE), answer
+    if has_giant_number(answer):
+        return Grade(False, GIANT_ANSWER), answer
+    return None, answer
+
+
+class VerifyTimeout(BaseException):
+    """Raised by the interval timer inside a worker. A BaseException, so that math-verify's and
+    sympy's `except Exception` clauses cannot swallow it."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise VerifyTimeout
+
+
+def silence_math_verify() -> None:
+    # We run math-verify without its own signal.alarm (we set our own timer around the whole
+    # parse + verify), which it reports with a warning on first use; timeouts are ours to report.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+_MATH_SPANS = re.compile(r"\$\$.*?\$\$|(?<!\\)\$.*?(?<!\\)\$|\\\(.*?\\\)|\\\[.*?\\\]", re.DOTALL)
+_LATEX = re.compile(r"\\[A-Za-z]|[{}]")
+_DIGIT = re.compile(r"\d")
+
+
+def parse_math(text: str) -> list:
+    """math-verify's `parse` of an answer or a reference, without reading a number out of LaTeX it
+    could not parse.
+
+    math-verify tries its LaTeX reading and its plain-expression reading (ExprExtractionConfig) and
+    keeps whichever parses; so LaTeX that latex2sympy cannot read ('1 + \\frac{1}{\\mathrm{e}}',
+    '3 \\foo{x}') was read as the number it starts with, and graded equal to 1 (or 3). Here:
+    - a text with no math delimiters is one math span: LaTeX alone when it holds a command or a
+      brace, else LaTeX or a plain expression ('1,000.99', '2,74 $', 'the number is 10');
+    - a text with `$…$`, `\\(…\\)` or `\\[…\\]` spans (prose around math) is read as LaTeX, or as a
+      plain number from the prose outside the spans when the prose holds the last number
+      ('The largest $n$ is 34'); a `\\boxed{}` in it outranks any prose, as in math-verify.
+    """
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    latex, both = [LatexExtractionConfig()], [LatexExtractionConfig(), ExprExtractionConfig()]
+    spans = list(_MATH_SPANS.finditer(text))
+    if not spans:
+        # a lone $ is a currency sign ('2,74 $'), not a delimiter
+        wrapped = text if "$" in text or "\\boxed" in text else f"${text}$"
+        return parse(wrapped, latex if _LATEX.search(text) else both, parsing_timeout=None)
+    if "\\boxed" in text:
+        return parse(text, latex, parsing_timeout=None)
+    prose = _MATH_SPANS.sub(lambda span: " " * len(span.group()), text)
+    last_digit = max((digit.end() for digit in _DIGIT.finditer(prose)), default=-1)
+
+    def from_prose() -> list:
+        return parse(prose, [ExprExtractionConfig()], parsing_timeout=None) if last_digit >= 0 else []
+
+    if last_digit > spans[-1].end():
+        return from_prose() or parse(text, latex, parsing_timeout=None)
+    return parse(text, latex, parsing_timeout=None) or from_prose()
+
+
+def math_verify_equal(answer: str, reference: str) -> bool:
+    """math-verify on an extracted answer and a reference (`parse_math`), gold first; no timeout of its own.
+
+    Our settings: decimals against exact values at the places they show (`rounding_places`); an
+    interval against the relation it denotes either way round (`allow_set_relation_comp`: math-verify
+    by default compares `x \\in [-2,7]` with `-2 \\le x \\le 7` only with the set as the answer);
+    variables stay strict (`strict=True`: its `strict=False` pairs any free variables by position,
+    so `x + 2y` would equal `2x + y`), bound ones renamed first (`rename_bound_variables`).
+    """
+    from math_verify import verify
+
+    silence_math_verify()
+    answer = rename_bound_variables(answer, reference)
+    gold = parse_math(reference)
+    if not gold:
+        return False
+    predicted = parse_math(answer)
+    if not predicted:
+        return False
+    return bool(verify(gold, predicted, float_rounding=rounding_places(answer, reference),
+                       allow_set_relation_comp=True, timeout_seconds=None))
+
+
+def sandbox_module():
+    """The `distill.sandbox` module when it is installed (it is built beside this one), else None."""
+    try:
+        import distill.sandbox as sandbox
+    except ImportError:
+        return None
+    return sandbox if hasattr(sandbox, "grade_code") else None
+
+
+def _sandbox_grader():
+    """`distill.sandbox.grade_code` when the sandbox is installed, else None."""
+    sandbox = sandbox_module()
+    return sandbox.grade_code if sandbox is not None else None
+
+
+NO_SANDBOX = "code references need the sandbox (distill.sandbox is not installed)"
+
+
+def _quick_code_grade(answer_text: str) -> tuple[Grade | None, str | None]:
+    sandbox = sandbox_module()
+    if sandbox is None:
+        return Grade(None, NO_SANDBOX), None
+    if sandbox.extract_code(answer_text) is None:
+        return Grade(False, "no code block"), None  # a code task answered without code is wrong
+    return None, answer_text  # the sandbox reads the final block itself
+
+
+def slow_grade(answer: str | None, reference: Any, timeout: float | None = None,
+               sandbox_limits: Any = None) -> Grade:
+    """math-verify (or the code sandbox) on an extracted answer, in this process.
+
+    With `timeout`, an interval timer bounds a math-verify call (main thread only;
+    otherwise it runs unbounded): a timeout is Grade(None, 'timeout'). Code runs
+    under `sandbox_limits` (a SandboxLimits; default: its defaults).
+    """
+    kind = reference_kind(reference)
+    if kind == "code":
+        grade_code = _sandbox_grader()
+        if grade_code is None:
+            return Grade(None, NO_SANDBOX)
+        if answer is None:
+            return Grade(False, "no code block")
+        passed, detail = grade_code(answer, reference, sandbox_limits)
+        return Grade(passed, f"sandbox: {detail}" if detail else "sandbox: passed")
+    if answer is None:
+        return Grade(False, "no answer")
+    golds = reference_answers(reference)
+    import math_verify  # noqa: F401 - before the timer: importing sympy alone takes seconds on a busy machine
+    timed = timeout is not None and threading.current_thread() is threading.main_thread() \
+        and hasattr(signal, "setitimer")
+    previous = signal.signal(signal.SIGALRM, _alarm) if timed else None
+    try:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        return Grade(any(math_verify_equal(answer, gold) for gold in golds), "math-verify")
+    except VerifyTimeout:
+        return Grade(None, "timeout")
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def grade(answer_text: str | None, reference: Any, *, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS,
+          timeout: float | None = 5.0) -> bool | None:
+    """Grade the final answer in `answer_text` against `reference`, in this process.
+
+    True = correct, False = wrong (or no answer found), None = cannot tell (no
+    reference, math-verify timed out, code without the sandbox). For many
+    answers, or answers from untrusted models, use `distill.grading_pool.GradingPool`.
+    """
+    return grade_detailed(answer_text, reference, patterns=patterns, timeout=timeout).verdict
+
+
+def grade_detailed(answer_text: str | None, reference: Any, *,
+                   patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS, timeout: float | None = 5.0) -> Grade:
+    """`grade` with the reason for its verdict."""
+    decided, answer = quick_grade(answer_text, reference, patterns)
+    if decided is not None:
+        return decided
+    return slow_grade(answer, reference, timeout)

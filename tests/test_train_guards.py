@@ -92,7 +92,7 @@ def crashed_run(tmp_path_factory, tiny_models):
 
 
 def resume(kept, out, student):
-    return train(config(kept, student, out, epochs=2, save_steps=2, keep_checkpoints=2, resume=True))
+    return train(config(kept, student, out, epochs=2, save_steps=2, keep_checkpoints=2))
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, crashed_run, tiny_models, caplog):
@@ -152,8 +152,9 @@ def test_lora_resume_after_the_base_changed_in_place_is_refused(tmp_path, tiny_m
     weights[name] = weights[name] * 1.5  # a different base at the same path, of the very same size
     save_file(weights, weights_file, metadata={"format": "pt"})
     assert weights_file.stat().st_size == size
-    with pytest.raises(OutputError, match=r"started with other settings: refused: these keys changed: student_identity 'sha256:"):
-        train(config(kept, student, out, resume=True, **options))
+    with pytest.raises(OutputError, match=r"with other settings, so this run cannot resume it: the content of --student "
+                                          r"'sha256:"):
+        train(config(kept, student, out, **options))
 
 
 def test_the_per_file_size_limit_gives_one_line_like_a_full_disk(tmp_path, tiny_models):
@@ -174,4 +175,4 @@ def test_the_per_file_size_limit_gives_one_line_like_a_full_disk(tmp_path, tiny_
                             capture_output=True, text=True, cwd=ROOT, preexec_fn=limited, timeout=300)
     assert_user_error(result, "per-file size limit", f"{limit:,} bytes", "ulimit -f")
     summary = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert summary["settings"]["kept_sha256"]
+    assert summary["fingerprint"]["kept_sha256"]

@@ -3,7 +3,7 @@ teacher), and `RLResult`, what a run returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from distill.config import FREE, MUST_MATCH, one_of, require
@@ -135,6 +135,12 @@ class RLResult:
     judge: dict[str, Any] | None = None
     """what the judge did for the accuracy reward (items judged, from the cache, unparsed …), when configured"""
     config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> RLResult:
+        """The result a finished run recorded in its train_summary.json."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in summary.items() if k in names})
 
     def format(self) -> str:
         def show(metrics: dict[str, float]) -> str:

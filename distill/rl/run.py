@@ -14,16 +14,16 @@ from typing import Any
 
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
 from distill.config import config_dict
-from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
+from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
 from distill.prompts import Prompt, load_prompts
 from distill.rl.config import RLConfig, RLResult
 from distill.rl.rewards import JudgedCorrectness, reward_functions
-from distill.runs import claim, fingerprint
+from distill.runs import COMPLETE, file_digest, fingerprint
 from distill.shape import generation_prefill
-from distill.train import checkpoints as ckpt
-from distill.training.checkpoints import CHECKPOINTS, remove_all, resume_point
-from distill.training.identity import file_digest, student_identity
+from distill.training.checkpoints import CHECKPOINTS, remove_all
+from distill.training.modeling import student_identity
+from distill.training.rundir import RunStart, check_out, finish, saved_summary, training_run
 
 log = logging.getLogger("distill.rl")
 
@@ -164,6 +164,14 @@ def vllm_failure(exc: BaseException) -> ModelError | None:
                       "--rollout-backend hf")
 
 
+STAGE = "rl"
+LABELS = {"prompts": "PROMPTS", "prompts_sha256": "the content of PROMPTS",
+          "student_identity": "the content of --student", "base_identity": "the content of the student's base model",
+          "teacher_identity": "the content of --teacher", "processes": "the number of processes"}
+"""How a refused resume names the positional argument and the fingerprint's derived keys (the others are
+shown as their flags)"""
+
+
 def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
     """Every must-match option, plus what the inputs hold (the prompts file, the student and its base, the
     teacher, by content): a resumed run must agree on all of them."""
@@ -173,6 +181,12 @@ def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
                        student_identity=student_identity(cfg.student),
                        base_identity=student_identity(base) if base else None,
                        teacher_identity=student_identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
+
+
+def check_resume(cfg: RLConfig, world_size: int) -> RunStart:
+    """Where cfg.out stands for this run (new, to resume, or complete), checked against its fingerprint
+    before any model is loaded; OutputError naming each changed must-match flag."""
+    return check_out(Path(cfg.out), STAGE, run_settings(cfg, world_size), overwrite=cfg.overwrite, labels=LABELS)
 
 
 def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
@@ -281,7 +295,8 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
 
 
 def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
-    """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section)."""
+    """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section). A rerun with
+    the settings of an unfinished run resumes it; of a complete one, returns its result without training."""
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from distill.training.modeling import Hardware, check_bitsandbytes, check_student
 
@@ -307,53 +322,33 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     inputs = {"PROMPTS": cfg.prompts, "--student": cfg.student, "--teacher": cfg.teacher}
     if base != cfg.student:
         inputs["the student's base"] = base
+    args = trainer_arguments(cfg, hw, out / CHECKPOINTS, backend)
     judge = None
     try:
         if cfg.judge is not None:  # started now: an unreachable judge server is refused before --out is touched
             from accelerate import PartialState
 
             judge = JudgedCorrectness.of(cfg, out=cfg.out, rank=PartialState().process_index).open()
-        # only rank 0 writes --out, so only it holds the lock
-        with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
-            return _run(cfg, hw, backend, prompts, tokenizer, prefill, callbacks, judge, teacher_tokenizer)
-    except DistillError:
-        raise
-    except Exception as exc:  # a checkpoint or the model saved onto a full disk, vLLM's refusal: one line
-        known = out_of_space(exc, out, "free some space there or choose another --out, then rerun with --resume "
-                                       "(the last complete checkpoint is kept)") or \
-            (vllm_failure(exc) if backend == "vllm" else None)
-        if known is None:
-            raise
-        raise known from exc
+        with training_run(out, STAGE, inputs, lambda: check_resume(cfg, args.world_size),
+                          translate=vllm_failure if backend == "vllm" else None) as start:
+            if start.state == COMPLETE:
+                return RLResult.from_summary(saved_summary(out))
+            return _run(cfg, hw, args, start, prompts, tokenizer, prefill, callbacks, judge, teacher_tokenizer)
     finally:
         if judge is not None:
             judge.close()
 
 
-def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
+def _run(cfg: RLConfig, hw: Any, args: Any, start: RunStart, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
          callbacks: Sequence[Any], judge: JudgedCorrectness | None, teacher_tokenizer: Any) -> RLResult:
-    from accelerate import PartialState
-
     from distill.rl.trainers import Progress, distill_trainer, grpo_trainer
 
-    out = Path(cfg.out)
-    processes = PartialState()
-    settings = run_settings(cfg, processes.num_processes)
-    out_state = ckpt.run_state(out)
-    processes.wait_for_everyone()
-    if processes.is_main_process:
-        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
-    else:
-        resuming = cfg.resume and out_state == "unfinished"
-    processes.wait_for_everyone()
-    run_dir = out / CHECKPOINTS
-    args = trainer_arguments(cfg, hw, run_dir, backend)
     model, peft_config = load_policy(cfg, hw, tokenizer)
-
     progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
     common = dict(model=model, args=args, train_dataset=rollout_dataset(prompts), processing_class=tokenizer,
-                  peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
-                  keep_checkpoints=cfg.keep_checkpoints, max_bad_steps=cfg.max_bad_steps)
+                  peft_config=peft_config, callbacks=[progress, *callbacks],
+                  checkpoint_meta={"fingerprint": start.fingerprint}, keep_checkpoints=cfg.keep_checkpoints,
+                  max_bad_steps=cfg.max_bad_steps)
     if cfg.objective == "on-policy":
         trainer = distill_trainer(teacher_model=load_teacher(cfg, hw),
                                   teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer), **common)
@@ -362,11 +357,10 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
                                    max_completion_tokens=cfg.max_completion_tokens,
                                    overlong_buffer=cfg.overlong_buffer, judge=judge)
         trainer = grpo_trainer(reward_funcs=rewards, **common)
-    resume_from = resume_point(run_dir, processes.is_main_process) if resuming else None
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(start.resume_from) if start.resume_from else None)
     elapsed = time.perf_counter() - started
-    return _save(cfg, hw, trainer, tokenizer, progress, len(prompts), elapsed, resume_from, judge)
+    return _save(cfg, hw, trainer, tokenizer, progress, len(prompts), elapsed, start.resume_from, judge)
 
 
 def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
@@ -393,7 +387,7 @@ def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, p
         result.curves = str(curves) if curves else None
         remove_all(out / CHECKPOINTS)
         shutil.rmtree(out / REFERENCE, ignore_errors=True)  # the merged starting point only served the KL term
-        ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
+        finish(out, STAGE, {**result.__dict__, "log_history": history})
     trainer.accelerator.wait_for_everyone()
     return result
 

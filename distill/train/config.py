@@ -3,7 +3,7 @@ and `TrainResult`, what a run returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from distill.config import FREE, MUST_MATCH, one_of, require
@@ -136,6 +136,13 @@ class TrainResult:
         data = dict(self.__dict__)
         data["data"] = dict(self.data.__dict__)
         return data
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> TrainResult:
+        """The result a finished run recorded in its train_summary.json (`to_dict` and more)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in summary.items() if k in names}
+        return cls(**{**values, "data": DataStats(**values["data"])})
 
     def format(self) -> str:
         if self.preflight and not self.steps:

@@ -15,8 +15,7 @@ from typing import Any
 from distill.train.config import TrainConfig
 from distill.train.modeling import optimizer_name
 from distill.train.render import ChatFormat
-from distill.training.identity import student_identity
-from distill.training.modeling import Hardware, attention_kernel, launcher, weights_dtype
+from distill.training.modeling import Hardware, attention_kernel, launcher, student_identity, weights_dtype
 
 
 @dataclass(frozen=True)

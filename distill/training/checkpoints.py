@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import OutputError
-from distill.training.identity import file_digest
+from distill.runs import file_digest
 
 log = logging.getLogger(__name__)
 

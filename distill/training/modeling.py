@@ -1,9 +1,10 @@
-"""Loading a model to train (full, LoRA or QLoRA) on what this machine has, and the checks that refuse a
-model in one line before --out is touched. `distill train` and `distill rl` both load through here, so
+"""Loading a model to train (full, LoRA or QLoRA) on what this machine has, the checks that refuse a
+model in one line before --out is touched, and a model's identity for the resume check. `distill train` and `distill rl` both load through here, so
 the 4-bit quantization and the LoRA adapters are configured in one place each."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torch
 
 from distill.chat import first_line
 from distill.errors import ConfigError, ModelError
+from distill.runs import file_digest
 
 if TYPE_CHECKING:
     from distill.training.options import TrainingOptions
@@ -111,6 +113,28 @@ def check_student(model: str, *, role: str = "student") -> None:
     if path.is_dir() and not any(any(path.glob(pattern)) for pattern in weights):
         raise ModelError(f"the {role} {model!r} holds no weights (*.safetensors or pytorch_model*.bin); copy "
                          "them in or give the directory the model was saved to")
+
+
+def student_identity(model: str) -> str:
+    """What a model is, for the resume check: a sha256 over the files of a local directory (contents,
+    so an edit that keeps sizes and times is seen too), or a Hub id with the commit it resolves to."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+            digest.update(f"{file.name}\0{file_digest(file)}\n".encode())
+        return "sha256:" + digest.hexdigest()
+    from huggingface_hub import model_info, snapshot_download
+
+    try:
+        if not os.environ.get("HF_HUB_OFFLINE"):
+            return f"{model}@{model_info(model).sha}"
+    except Exception:  # no network: what the local cache holds is what from_pretrained will load
+        pass
+    try:
+        return f"{model}@{Path(snapshot_download(model, local_files_only=True)).name}"
+    except Exception:
+        return model
 
 
 def has_tokenizer_files(path: str) -> bool:

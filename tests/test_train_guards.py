@@ -111,15 +111,20 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, cras
         assert result.steps == 10 and (out / "train_summary.json").is_file()
 
 
-def test_a_damaged_run_file_is_read_back_from_the_checkpoint(tmp_path, crashed_run, tiny_models, caplog):
+@pytest.mark.parametrize("damage", ["damaged", "missing"])
+def test_a_damaged_run_file_is_read_back_from_the_checkpoint(tmp_path, crashed_run, tiny_models, caplog, damage):
     kept, crashed = crashed_run
     out = tmp_path / "out"
     shutil.copytree(crashed, out)
-    truncate(out / "run.json")
+    if damage == "damaged":
+        truncate(out / "run.json")
+    else:
+        (out / "run.json").unlink()
     with caplog.at_level(logging.WARNING):
         result = resume(kept, out, tiny_models["qwen"])
     assert result.resumed_from == str(out / "checkpoints" / "checkpoint-4")
-    assert any("run.json is damaged; the run's settings are read from" in r.getMessage() for r in caplog.records)
+    assert any(f"run.json is {damage}; the run's settings are read from" in r.getMessage() for r in caplog.records)
+    assert json.loads((out / "run.json").read_text())["complete"]  # rebuilt, then marked complete
 
 
 def test_no_intact_checkpoint_is_refused_in_one_line(tmp_path, crashed_run, tiny_models):

@@ -86,7 +86,8 @@ def check_out(out: Path, stage: str, fingerprint: Mapping[str, Any], *, overwrit
                 manifest.read()  # its own error: unreadable, or another version's
             return RunStart(NEW, dict(fingerprint))  # checkpoints/ holds no complete checkpoint: nothing to resume
         saved, marker = recovered
-        log.warning("%s is damaged; the run's settings are read from %s instead", manifest.path, marker)
+        log.warning("%s is %s; the run's settings are read from %s instead", manifest.path,
+                    "damaged" if manifest.path.exists() else "missing", marker)
         manifest.write(saved)
     state = manifest.resume(fingerprint, overwrite=False, labels=labels)
     return RunStart(state, dict(fingerprint))

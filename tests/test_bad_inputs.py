@@ -374,7 +374,7 @@ CASES = [
          ("cannot write --out", "choose a writable location"), needs="read_only"),
     Case("train: disk full", "train",
          lambda ws: ws.train(ws.kept(), "--save-steps", "1", out=ws.small_disk / "student"),
-         ("space left on", "rerun with --resume"), needs="small_disk"),
+         ("space left on", "rerun the same command"), needs="small_disk"),
     Case("train: chat template that does not render", "train",
          lambda ws: ws.train(ws.kept(), "--chat-template", ws.file("t.jinja", "{% for %}")),
          ("--chat-template", "t.jinja", "fix the template")),
@@ -385,8 +385,9 @@ CASES = [
     Case("train: unknown YAML key", "train",
          lambda ws: [*ws.train(ws.kept()), "--config", ws.file("r.yaml", "method: lora\nlora_rank: 8\n")],
          ("r.yaml", "unknown key 'lora_rank'", "did you mean 'lora_r'")),
-    Case("train: finished run without --overwrite", "train",
-         lambda ws: ws.train(ws.kept(), overwrite=False), ("holds a finished run", "pass --overwrite")),
+    Case("train: a finished run of other settings without --overwrite", "train",
+         lambda ws: ws.train(ws.kept(), "--lr", "1e-3", overwrite=False),
+         ("student was written with other settings", "--lr 1e-05 → 0.001", "pass --overwrite")),
 
     # ----- eval
     Case("eval: malformed benchmark JSON", "eval",

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from distill.traces import intact_length, read_traces
-from distill.train.checkpoints import last_checkpoint
+from distill.training.checkpoints import last_checkpoint
 from tests.conftest import ROOT, write_jsonl
 from tests.crash import crash_trials, run_to_completion, time_run
 from tests.test_filter import many_traces
@@ -358,7 +358,7 @@ def checkpointed_run_trials(tmp_path, args, *, save_steps: int, seed: int, trial
         resume_from[trial] = str(last) if last else None
         started[trial] = (out(trial) / "run.json").exists()
         if (out(trial) / "train_summary.json").exists():
-            started[trial] = None  # finished: the rerun says so and exits 1 (crash_trials checks that)
+            started[trial] = None  # complete: the rerun does nothing and exits 0 (crash_trials checks that)
             return "after the summary"
         if run_dir.is_dir() and any(p.name.startswith(".staging-") for p in run_dir.iterdir()):
             return "mid-save (.staging-N present)"
@@ -402,7 +402,7 @@ def test_train_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_mo
     def args(out):
         return ["train", str(kept), "--student", str(tiny_models["qwen"]), "--out", str(out), "--max-seq-len",
                 "512", "--batch-tokens", "600", "--lr", "1e-3", "--epochs", "20", "--save-steps", str(SAVE_STEPS),
-                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+                "--resume"]  # accepted and optional (resuming is automatic): the same command every time
 
     def losses(summary):
         return [(e["step"], e["loss"]) for e in summary["log_history"] if "loss" in e]
@@ -440,7 +440,7 @@ def test_rl_survives_sigkill_at_random_moments_and_mid_save(tmp_path, tiny_model
         return ["rl", str(prompts), "--student", str(tiny_models["r1"]), "--out", str(out), "--method", "full",
                 "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "6",
                 "--max-steps", "24", "--save-steps", str(RL_SAVE_STEPS), "--lr", "1e-3", "--kl-coef", "0.001",
-                "--resume"]  # --resume on a new --out starts a new run: the same command every time
+                "--resume"]  # accepted and optional (resuming is automatic): the same command every time
 
     stats, resume_from, reference = checkpointed_run_trials(
         tmp_path, args, save_steps=RL_SAVE_STEPS, seed=7, trials=TRIALS, first_kill_save=2, started_slack_s=3.0,

@@ -281,13 +281,14 @@ def test_grpo_with_a_judge_scores_accuracy_through_it(models, tmp_path):
 
 
 def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path):
-    """The real command, SIGKILLed while its third checkpoint is being written; --resume with other settings
-    is refused; the same command again continues from the second checkpoint, in the run's second epoch
-    (4 prompts, 4 steps an epoch), and ends with the weights and reward log of an uninterrupted run
-    (tests/test_crash_resume.py kills it 20 times)."""
+    """The real command, SIGKILLed while its third checkpoint is being written; rerun with another must-match
+    setting, it is refused naming it; the same command again (no --resume needed) continues from the second
+    checkpoint, in the run's second epoch (4 prompts, 4 steps an epoch), and ends with the weights and reward
+    log of an uninterrupted run (tests/test_crash_resume.py kills it 20 times); once more, it does nothing
+    and exits 0."""
     from safetensors.torch import load_file
 
-    from distill.train.checkpoints import last_checkpoint
+    from distill.training.checkpoints import last_checkpoint
     from tests.test_crash_resume import step_log
 
     prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"q{i}", "problem": f"What is {i} + {i + 1}?",
@@ -299,7 +300,7 @@ def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path
     out = tmp_path / "killed"
     args = ["rl", prompts, "--student", models["student"], "--out", out, "--method", "full", "--rewards",
             "format,language", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "6",
-            "--save-steps", "2", "--lr", "1e-3", "--kl-coef", "0.001", "--resume"]
+            "--save-steps", "2", "--lr", "1e-3", "--kl-coef", "0.001"]
     process = subprocess.Popen([sys.executable, "-m", "cli.main", *map(str, args)], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -314,14 +315,35 @@ def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path
     assert last_checkpoint(out / "checkpoints").name == "checkpoint-4" and not (out / "train_summary.json").exists()
 
     refused = run_in_process([*args, "--lr", "0.5"])
-    assert_user_error(refused, "--resume", "lr")  # a resumed run with other settings is refused
-    result = rl(RLConfig(**settings, out=str(out), resume=True))
+    assert_user_error(refused, "cannot resume it: --lr 0.001 → 0.5", "--overwrite")
+    result = rl(RLConfig(**settings, out=str(out)))
     assert result.resumed_from and result.resumed_from.endswith("checkpoint-4") and result.steps == 6
     weights, expected = load_file(out / "model.safetensors"), load_file(tmp_path / "reference" / "model.safetensors")
     assert all(weights[name].equal(expected[name]) for name in expected)
     summary, uninterrupted = (json.loads((path / "train_summary.json").read_text()) for path in (out, tmp_path / "reference"))
     assert step_log(summary) == step_log(uninterrupted) and reference.steps == 6
     assert not (out / "checkpoints").exists()
+    written = (out / "model.safetensors").stat().st_mtime_ns
+    again = run_cli(*args, "--save-steps", "3")  # a free option changed: still the same run
+    assert again.returncode == 0, again.stderr
+    assert "is already complete with these settings: nothing to do" in again.stderr
+    assert "6 steps on 4 prompts" in again.stdout and (out / "model.safetensors").stat().st_mtime_ns == written
+
+
+# ---------------------------------------------------------------- a diverging run: the guard distill train has
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_diverging_run_stops_in_one_line_and_saves_no_model(models, prompts, tmp_path, steps):
+    """--lr inf makes the weights nan at the first update. One step: the guard refuses to save them; more:
+    the next rollouts sample from nan probabilities, and the guard says why the run broke."""
+    out = tmp_path / "inf"
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--method", "full",
+                             "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "4",
+                             "--max-steps", str(steps), "--save-steps", "0", "--lr", "inf"])
+    assert_user_error(result, "after step 1 the weights are no longer finite", "lower --lr (it is inf)",
+                      "no model was saved")
+    assert not (out / "model.safetensors").exists() and not (out / "train_summary.json").exists()
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 1, nothing written

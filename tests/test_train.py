@@ -4,6 +4,7 @@ QLoRA invariants, merging, the saved stop token, resume after a crash, and multi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -15,9 +16,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 
 from distill.errors import ConfigError, InputError, ModelError, OutputError
+from distill.runs import file_digest
 from distill.tiny import build_model, build_tokenizer
 from distill.train import TrainConfig, probe_chat_format, render_example, train
-from distill.train.data import PackedCollator, file_digest
+from distill.train.data import PackedCollator
 from distill.train.loss import chunked_causal_lm_loss, disable_chunked_loss, enable_chunked_loss
 from tests.conftest import ROOT
 from tests.train_data import kept_record, kept_records, write_kept
@@ -283,9 +285,7 @@ def test_resume_continues_from_the_last_checkpoint_with_the_same_data_order(tmp_
     # what a kill during a save leaves: a staging dir and an unmarked checkpoint
     (checkpoints / ".staging-15" / "checkpoint-15").mkdir(parents=True)
     (checkpoints / "checkpoint-16").mkdir()
-    with pytest.raises(OutputError, match="holds an unfinished run; pass --resume"):
-        train(config(kept, tiny_models["qwen"], out, **options))
-    resumed = train(config(kept, tiny_models["qwen"], out, resume=True, **options))
+    resumed = train(config(kept, tiny_models["qwen"], out, **options))  # the same settings: resuming is automatic
     assert resumed.resumed_from == str(checkpoints / "checkpoint-12")
     assert resumed.steps == uninterrupted.steps == 20  # 10 packs per epoch: step 12 is in the second
     assert losses(out) == losses(tmp_path / "a")  # same batches in the same order, same optimizer state
@@ -302,16 +302,20 @@ def test_resume_continues_from_the_last_checkpoint_with_the_same_data_order(tmp_
     assert json.loads((out / "run.json").read_text())["plan"]["attention"] == "sdpa"
 
 
-def test_resume_refuses_other_settings_and_a_finished_run_needs_overwrite(tmp_path, tiny_models):
+def test_resume_refuses_other_settings_and_a_finished_run_does_nothing(tmp_path, tiny_models, caplog):
     kept = write_kept(tmp_path / "kept.jsonl", 12)
     out = tmp_path / "out"
     with pytest.raises(Crash):
         train(config(kept, tiny_models["qwen"], out, save_steps=2), callbacks=[CrashAt(3)])
-    with pytest.raises(OutputError, match=r"started with other settings: refused: these keys changed: lr 0.001 → 0.002"):
-        train(config(kept, tiny_models["qwen"], out, save_steps=2, lr=2e-3, resume=True))
-    train(config(kept, tiny_models["qwen"], out, save_steps=2, resume=True))
-    with pytest.raises(OutputError, match="holds a finished run; pass --overwrite"):
-        train(config(kept, tiny_models["qwen"], out, save_steps=2, resume=True))
+    with pytest.raises(OutputError, match=r"with other settings, so this run cannot resume it: --lr 0.001 → 0.002"):
+        train(config(kept, tiny_models["qwen"], out, save_steps=2, lr=2e-3))
+    finished = train(config(kept, tiny_models["qwen"], out, save_steps=2, resume=True))  # --resume: accepted
+    model = out / "model.safetensors"
+    written = model.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="distill"):
+        again = train(config(kept, tiny_models["qwen"], out, save_steps=4, keep_checkpoints=3))  # free options
+    assert any("nothing to do" in r.getMessage() for r in caplog.records)
+    assert model.stat().st_mtime_ns == written and again.to_dict() == finished.to_dict()
     train(config(kept, tiny_models["qwen"], out, overwrite=True, epochs=0.5))
     assert json.loads((out / "train_summary.json").read_text())["config"]["epochs"] == 0.5
 
@@ -376,8 +380,10 @@ def test_two_process_data_parallel_training_with_accelerate_launch(tmp_path, tin
     out = tmp_path / "out"
     # accelerate's --cpu flag selects its single-process launcher; --multi_gpu starts torchrun, whose
     # workers fall back to gloo DDP on CPU
+    # a free port, not accelerate's 29500: tests/test_recipes.py checks that one is free, beside this test
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cli.main",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+               "-m", "cli.main",
                "train", str(kept), "--student", str(tiny_models["qwen"]), "--out", str(out), "--max-seq-len", "512",
                "--batch-tokens", "600", "--epochs", "1", "--save-steps", "2"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -385,7 +391,10 @@ def test_two_process_data_parallel_training_with_accelerate_launch(tmp_path, tin
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     packs = summary["log_history"]
-    assert json.loads((out / "run.json").read_text())["settings"]["processes"] == 2
+    assert json.loads((out / "run.json").read_text())["fingerprint"]["processes"] == 2
     assert result.stdout.count("student  ") == 1  # rank 0 alone reports
     assert summary["steps"] == len([e for e in packs if "loss" in e])
     assert (out / "model.safetensors").is_file()
+    # every rank learns from rank 0 that the run is complete
+    again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and again.stderr.count("nothing to do") == 1, again.stderr[-3000:]

@@ -1,5 +1,5 @@
-"""`distill train` through the real command line: QLoRA end to end with a kill and --resume, the
-preflight, and one clear line for bad input."""
+"""`distill train` through the real command line: QLoRA end to end with a kill, the automatic resume and
+the rerun of a complete run, the preflight, and one clear line for bad input."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def kill_when(process: subprocess.Popen, condition, timeout: float = 120) -> Non
 
 
 def test_qlora_trains_is_killed_resumes_and_saves_a_student_that_stops(tmp_path, tiny_models):
+    """The resume contract through the command line: a killed run, rerun with another must-match setting, is
+    refused naming it; the same command resumes it (no --resume needed); once it is complete, the same command
+    again does nothing and exits 0."""
     kept = write_kept(tmp_path / "kept.jsonl", 6)
     out = tmp_path / "student"
     args = train_args(kept, tiny_models["r1"], out, "--method", "qlora", "--epochs", "15", "--save-steps", "3",
@@ -45,7 +48,8 @@ def test_qlora_trains_is_killed_resumes_and_saves_a_student_that_stops(tmp_path,
     process = start(args)
     kill_when(process, lambda: any((out / "checkpoints").glob("checkpoint-*")))
     assert not (out / "train_summary.json").exists()
-    resumed = run_cli(*args, "--resume")
+    assert_user_error(run_cli(*args, "--lora-r", "8"), "cannot resume it: --lora-r 4 → 8", "--overwrite")
+    resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout and "checkpoint-" in resumed.stdout
     files = {p.name for p in out.iterdir()}
@@ -57,7 +61,12 @@ def test_qlora_trains_is_killed_resumes_and_saves_a_student_that_stops(tmp_path,
     assert GenerationConfig.from_pretrained(out).eos_token_id[0] == end_of_turn
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 15 * 2 and summary["method"] == "qlora"
-    assert_user_error(run_cli(*args), "holds a finished run", "--overwrite")
+    adapter = out / "adapter_model.safetensors"
+    written = adapter.stat().st_mtime_ns
+    again = run_cli(*args, "--save-steps", "5")  # a free option changed: still the same run
+    assert again.returncode == 0, again.stderr
+    assert "is already complete with these settings: nothing to do" in again.stderr
+    assert again.stdout == resumed.stdout and adapter.stat().st_mtime_ns == written
 
 
 def test_preflight_shows_the_trained_span_and_counts_without_training(tmp_path, tiny_models):

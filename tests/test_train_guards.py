@@ -92,7 +92,7 @@ def crashed_run(tmp_path_factory, tiny_models):
 
 
 def resume(kept, out, student):
-    return train(config(kept, student, out, epochs=2, save_steps=2, keep_checkpoints=2, resume=True))
+    return train(config(kept, student, out, epochs=2, save_steps=2, keep_checkpoints=2))
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, crashed_run, tiny_models, caplog):
@@ -111,15 +111,20 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, cras
         assert result.steps == 10 and (out / "train_summary.json").is_file()
 
 
-def test_a_damaged_run_file_is_read_back_from_the_checkpoint(tmp_path, crashed_run, tiny_models, caplog):
+@pytest.mark.parametrize("damage", ["damaged", "missing"])
+def test_a_damaged_run_file_is_read_back_from_the_checkpoint(tmp_path, crashed_run, tiny_models, caplog, damage):
     kept, crashed = crashed_run
     out = tmp_path / "out"
     shutil.copytree(crashed, out)
-    truncate(out / "run.json")
+    if damage == "damaged":
+        truncate(out / "run.json")
+    else:
+        (out / "run.json").unlink()
     with caplog.at_level(logging.WARNING):
         result = resume(kept, out, tiny_models["qwen"])
     assert result.resumed_from == str(out / "checkpoints" / "checkpoint-4")
-    assert any("run.json is damaged; the run's settings are read from" in r.getMessage() for r in caplog.records)
+    assert any(f"run.json is {damage}; the run's settings are read from" in r.getMessage() for r in caplog.records)
+    assert json.loads((out / "run.json").read_text())["complete"]  # rebuilt, then marked complete
 
 
 def test_no_intact_checkpoint_is_refused_in_one_line(tmp_path, crashed_run, tiny_models):
@@ -152,8 +157,9 @@ def test_lora_resume_after_the_base_changed_in_place_is_refused(tmp_path, tiny_m
     weights[name] = weights[name] * 1.5  # a different base at the same path, of the very same size
     save_file(weights, weights_file, metadata={"format": "pt"})
     assert weights_file.stat().st_size == size
-    with pytest.raises(OutputError, match=r"started with other settings: refused: these keys changed: student_identity 'sha256:"):
-        train(config(kept, student, out, resume=True, **options))
+    with pytest.raises(OutputError, match=r"with other settings, so this run cannot resume it: the content of --student "
+                                          r"'sha256:"):
+        train(config(kept, student, out, **options))
 
 
 def test_the_per_file_size_limit_gives_one_line_like_a_full_disk(tmp_path, tiny_models):
@@ -174,4 +180,4 @@ def test_the_per_file_size_limit_gives_one_line_like_a_full_disk(tmp_path, tiny_
                             capture_output=True, text=True, cwd=ROOT, preexec_fn=limited, timeout=300)
     assert_user_error(result, "per-file size limit", f"{limit:,} bytes", "ulimit -f")
     summary = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert summary["settings"]["kept_sha256"]
+    assert summary["fingerprint"]["kept_sha256"]

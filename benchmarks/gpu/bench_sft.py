@@ -69,13 +69,13 @@ class BatchLog:
 
 
 def run_distill(args: argparse.Namespace, attention: str) -> dict[str, Any]:
-    import distill.train.config as train_config
     import distill.train.run as train_run
+    import distill.training.options as training_options
     from distill.train import TrainConfig, train
 
     log = BatchLog()
-    if attention not in train_config.ATTENTION:  # the what-if: admit a kernel distill does not list yet
-        train_config.ATTENTION = (*train_config.ATTENTION, attention)
+    if attention not in training_options.ATTENTION:  # the what-if: admit a kernel distill does not list yet
+        training_options.ATTENTION = (*training_options.ATTENTION, attention)
 
     class RecordingCollator(train_run.PackedCollator):
         def __call__(self, packs):

@@ -44,7 +44,7 @@ def check_torch() -> str:
 
 
 def check_bnb() -> str:
-    from distill.train.modeling import check_bitsandbytes
+    from distill.training.modeling import check_bitsandbytes
 
     return f"bitsandbytes {check_bitsandbytes('cuda')}: NF4 quantize + 4-bit matmul on CUDA ok"
 

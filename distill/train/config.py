@@ -3,15 +3,13 @@ and `TrainResult`, what a run returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
-from distill.config import FREE, MUST_MATCH, Options, one_of, require
+from distill.config import FREE, MUST_MATCH, one_of, require
+from distill.training.options import TrainingOptions
 
-METHODS = ("full", "lora", "qlora")
 SCHEDULERS = ("cosine", "linear", "constant")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
 # lr when --lr is not given: the published full-SFT runs of R1 students use 1e-5..5e-5; LoRA
 # needs roughly ten times the full-finetuning rate (QLoRA paper; "LoRA Without Regret", 2025).
 DEFAULT_LR = {"full": 1e-5, "lora": 1e-4, "qlora": 1e-4}
@@ -20,21 +18,13 @@ CHECKPOINTING_FROM_SEQ_LEN = 2048
 
 
 @dataclass(kw_only=True)
-class TrainConfig(Options):
+class TrainConfig(TrainingOptions):
+    DEFAULT_LR: ClassVar[dict[str, float]] = DEFAULT_LR
+
     kept: str = field(metadata=FREE)
     """Kept traces (.jsonl, the output of distill filter); each record needs messages and a completion with <think>…</think> then the answer."""
-    student: str = field(metadata=MUST_MATCH)
-    """Student model to fine-tune: a local directory or a Hub id (Qwen2/2.5/3, Llama-3 …)."""
-    out: str = field(metadata=FREE)
-    """Output directory: the trained model or adapter, tokenizer, generation config, model card, loss curve, checkpoints."""
-    method: str = field(default="full", metadata=MUST_MATCH)
-    """full (all weights), lora (adapters on a frozen base) or qlora (adapters on a 4-bit NF4 base)."""
     max_seq_len: int = field(default=16384, metadata=MUST_MATCH)
     """Longest example in tokens (prompt + reasoning + answer); longer ones are dropped and counted, never truncated."""
-    epochs: float = field(default=3.0, metadata=MUST_MATCH)
-    """Passes over the data (fractions allowed)."""
-    lr: float | None = field(default=None, metadata=MUST_MATCH)
-    """Peak learning rate (default: 1e-5 for full, 1e-4 for lora and qlora)."""
     lr_scheduler: str = field(default="cosine", metadata=MUST_MATCH)
     """Learning-rate schedule after warmup: cosine, linear or constant."""
     min_lr_ratio: float = field(default=0.0, metadata=MUST_MATCH)
@@ -51,40 +41,12 @@ class TrainConfig(Options):
     """Micro-batches per optimizer step (a step sees about batch-tokens × grad-accum × processes tokens)."""
     optimizer: str = field(default="auto", metadata=MUST_MATCH)
     """A transformers optimizer name (adamw_torch, adamw_torch_fused, paged_adamw_8bit …); auto = paged_adamw_8bit for qlora on a GPU, adamw_torch_fused on a GPU, adamw_torch on CPU."""
-    seed: int = field(default=0, metadata=MUST_MATCH)
-    """Seed for weight init of adapters, dropout and the data order (the order is a function of the seed alone, so a resumed run sees the same batches)."""
-    lora_r: int = field(default=16, metadata=MUST_MATCH)
-    """lora/qlora: adapter rank."""
-    lora_alpha: int = field(default=32, metadata=MUST_MATCH)
-    """lora/qlora: adapter scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = field(default=0.05, metadata=MUST_MATCH)
-    """lora/qlora: dropout on the adapter input."""
-    lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"], metadata=MUST_MATCH)
-    """lora/qlora: modules that get adapters; all-linear = every linear layer except the output head."""
-    dtype: str = field(default="auto", metadata=MUST_MATCH)
-    """Weights dtype: auto = float32 master weights for full training (bf16 autocast on GPUs that have it) and bfloat16 bases for lora on such GPUs; float32 on CPU."""
-    attn_implementation: str = field(default="auto", metadata=FREE)
-    """Attention kernel: auto (flash_attention_2 when installed on a GPU, else sdpa), sdpa, eager, flash_attention_2, flash_attention_3."""
-    gradient_checkpointing: bool | None = field(default=None, metadata=FREE)
-    """Recompute activations in the backward pass to save memory (default: on when --max-seq-len > 2048)."""
     liger: bool = field(default=False, metadata=FREE)
     """Use Liger kernels (fused RMSNorm, RoPE, SwiGLU, linear+cross-entropy); needs a CUDA GPU and pip install 'distill[liger]'."""
     chunked_loss: bool | None = field(default=None, metadata=FREE)
     """Compute the output head and cross-entropy over trained tokens in chunks, never holding a micro-batch's full logits (default: on when they would exceed 1 GiB)."""
     loss_chunk_tokens: int = field(default=4096, metadata=FREE)
     """Tokens per chunk of the chunked loss."""
-    save_steps: int = field(default=100, metadata=FREE)
-    """Write a resumable checkpoint every N optimizer steps (0 = none)."""
-    max_bad_steps: int = field(default=0, metadata=FREE)
-    """Optimizer steps with a non-finite loss or gradient norm whose update is skipped before the run stops (0 = stop at the first); a non-finite model is never saved."""
-    keep_checkpoints: int = field(default=1, metadata=FREE)
-    """Most recent complete checkpoints kept while training (all are removed once the final model is saved)."""
-    resume: bool = field(default=False, metadata=FREE)
-    """Continue an interrupted run in --out from its last complete checkpoint, with the same data order (starts fresh when there is none)."""
-    overwrite: bool = field(default=False, metadata=FREE)
-    """Replace a finished or unfinished run in --out."""
-    merge: bool = field(default=False, metadata=FREE)
-    """lora/qlora: also write the adapter merged into the full-precision base, as a full model in <out>/merged."""
     preflight: bool = field(default=False, metadata=FREE)
     """Render one example with the trained span marked, print token counts and the checks, then stop without training."""
     chat_template: str | None = field(default=None, metadata=MUST_MATCH)
@@ -93,23 +55,12 @@ class TrainConfig(Options):
     """Load the tokenizer from here instead of --student."""
     limit: int | None = field(default=None, metadata=MUST_MATCH)
     """Train on the first N kept records only (quick trials)."""
-    logging_steps: int = field(default=1, metadata=FREE)
-    """One log line (loss, lr, grad norm, tokens/s) every N optimizer steps."""
-    report_to: list[str] = field(default_factory=list, metadata=FREE)
-    """Experiment trackers to log to as well, e.g. tensorboard,wandb (the loss curve PNG is always written)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        one_of(self.method, "method", METHODS)
         one_of(self.lr_scheduler, "lr_scheduler", SCHEDULERS)
-        one_of(self.dtype, "dtype", DTYPES)
-        one_of(self.attn_implementation, "attn_implementation", ATTENTION)
         require(bool(self.kept), "kept", "is required (the kept traces .jsonl)")
-        require(bool(self.student), "student", "is required")
-        require(bool(self.out), "out", "is required")
         require(self.max_seq_len >= 16, "max_seq_len", f"must be at least 16 (got {self.max_seq_len})")
-        require(self.epochs > 0, "epochs", f"must be positive (got {self.epochs})")
-        require(self.lr is None or self.lr > 0, "lr", f"must be positive (got {self.lr})")
         require(0 <= self.min_lr_ratio < 1, "min_lr_ratio", f"must be in [0, 1) (got {self.min_lr_ratio})")
         require(self.min_lr_ratio == 0 or self.lr_scheduler == "cosine", "min_lr_ratio",
                 "only applies to --lr-scheduler cosine")
@@ -120,28 +71,11 @@ class TrainConfig(Options):
                 f"must be at least --max-seq-len {self.max_seq_len} so that every kept example fits in a "
                 f"micro-batch (got {self.batch_tokens})")
         require(self.grad_accum >= 1, "grad_accum", f"must be at least 1 (got {self.grad_accum})")
-        require(self.lora_r >= 1, "lora_r", f"must be at least 1 (got {self.lora_r})")
-        require(self.lora_alpha >= 1, "lora_alpha", f"must be at least 1 (got {self.lora_alpha})")
-        require(0 <= self.lora_dropout < 1, "lora_dropout", f"must be in [0, 1) (got {self.lora_dropout})")
-        require(bool(self.lora_target_modules), "lora_target_modules", "must name at least one module")
         require(self.loss_chunk_tokens >= 64, "loss_chunk_tokens", "must be at least 64")
-        require(self.save_steps >= 0, "save_steps", "must be ≥ 0")
-        require(self.max_bad_steps >= 0, "max_bad_steps", f"must be ≥ 0 (got {self.max_bad_steps})")
-        require(self.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1 (the one to resume from)")
-        require(self.logging_steps >= 1, "logging_steps", "must be at least 1")
         require(self.limit is None or self.limit > 0, "limit", f"must be a positive number (got {self.limit})")
-        require(not (self.merge and self.method == "full"), "merge",
-                "needs --method lora or qlora (a full fine-tune is already a merged model)")
-        require(not (self.resume and self.overwrite), "resume", "and --overwrite exclude each other")
         require(not (self.liger and self.chunked_loss), "chunked_loss",
                 "and --liger both replace the loss; Liger's fused linear cross-entropy already avoids the full "
                 "logits, so drop --chunked-loss")
-        for tracker in self.report_to:
-            one_of(tracker, "report_to", ("tensorboard", "wandb", "mlflow", "trackio", "none"))
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
     @property
     def micro_batch_tokens(self) -> int:
@@ -202,6 +136,13 @@ class TrainResult:
         data = dict(self.__dict__)
         data["data"] = dict(self.data.__dict__)
         return data
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> TrainResult:
+        """The result a finished run recorded in its train_summary.json (`to_dict` and more)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in summary.items() if k in names}
+        return cls(**{**values, "data": DataStats(**values["data"])})
 
     def format(self) -> str:
         if self.preflight and not self.steps:

@@ -65,14 +65,6 @@ class TokenizedData:
         return {"input_ids": input_ids, "labels": [IGNORE_INDEX] * prompt_tokens + input_ids[prompt_tokens:]}
 
 
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def data_fingerprint(kept_digest: str, tokenizer: Any, fmt: ChatFormat, limit: int | None) -> str:
     """Identity of a tokenized cache: the kept file's bytes, the tokenizer, its template and --limit."""
     vocab = sorted(tokenizer.get_vocab().items())

@@ -52,26 +52,6 @@ def set_end_of_turn(tokenizer: Any, fmt: ChatFormat) -> None:
         tokenizer.eos_token = fmt.end_of_turn
 
 
-def merge_adapter(student: str, adapter_dir: Path, merged_dir: Path, *, dtype: Any, tokenizer: Any,
-                  gen_config: Any) -> Path:
-    """Load the full-precision base, apply the adapter, fold it into the weights and save a plain model.
-
-    A QLoRA adapter is merged into the original (not the 4-bit) weights: what every serving
-    engine loads, at the cost of the small difference between the NF4 base it trained against
-    and the full-precision one.
-    """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(student, dtype=dtype)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.config.use_cache = True
-    merged.generation_config = gen_config
-    merged.save_pretrained(merged_dir, safe_serialization=True)
-    tokenizer.save_pretrained(merged_dir)
-    return merged_dir
-
-
 def filter_counts(kept: str) -> dict[str, Any]:
     """The top-level counts of the filter report beside the kept file (`<stem>.report.json`), if any."""
     path = sidecar(kept, "report.json")

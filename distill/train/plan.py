@@ -13,15 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill.train.config import TrainConfig
-from distill.train.modeling import (
-    Hardware,
-    attention_kernel,
-    launcher,
-    optimizer_name,
-    student_identity,
-    weights_dtype,
-)
+from distill.train.modeling import optimizer_name
 from distill.train.render import ChatFormat
+from distill.training.modeling import Hardware, attention_kernel, launcher, student_identity, weights_dtype
 
 
 @dataclass(frozen=True)
@@ -82,7 +76,9 @@ def resolve_plan(cfg: TrainConfig, hw: Hardware, *, chat_format: ChatFormat, tem
     fp16 = hw.device == "cuda" and not hw.bf16 and cfg.dtype == "float16"
     return TrainPlan(
         hardware=hw, processes=int(os.environ.get("WORLD_SIZE", "1")), learning_rate=cfg.learning_rate,
-        optimizer=optimizer_name(cfg, hw), weights_dtype=str(weights_dtype(cfg, hw)).replace("torch.", ""),
-        mixed_precision="bf16" if bf16 else "fp16" if fp16 else "none", attention=attention_kernel(cfg, hw),
+        optimizer=optimizer_name(cfg, hw),
+        weights_dtype=str(weights_dtype(cfg.dtype, cfg.method, hw, full_in_float32=True)).replace("torch.", ""),
+        mixed_precision="bf16" if bf16 else "fp16" if fp16 else "none",
+        attention=attention_kernel(cfg.attn_implementation, hw),
         gradient_checkpointing=checkpointing, chunked_loss=chunked, liger=cfg.liger, chat_format=chat_format,
         template_source=template_source, kept_sha256=kept_sha256, student_identity=student_identity(cfg.student))

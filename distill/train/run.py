@@ -15,10 +15,9 @@ from typing import Any
 
 from distill.chat import ensure_chat_template, load_tokenizer, render_prompt
 from distill.config import config_dict
-from distill.errors import ConfigError, DistillError, InputError, ModelError, out_of_space
+from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
-from distill.runs import claim, fingerprint
-from distill.train import checkpoints as ckpt
+from distill.runs import COMPLETE, file_digest, fingerprint
 from distill.train.config import DataStats, TrainConfig, TrainResult
 from distill.train.data import (
     PackedCollator,
@@ -27,7 +26,6 @@ from distill.train.data import (
     TokenizedData,
     cached_tokenize,
     data_fingerprint,
-    file_digest,
     iter_kept,
     pack_by_tokens,
     select_by_length,
@@ -44,6 +42,8 @@ from distill.train.render import (
     show_example,
     split_target,
 )
+from distill.training.checkpoints import CHECKPOINTS, remove_all
+from distill.training.rundir import RunStart, check_out, finish, saved_summary, training_run
 
 log = logging.getLogger("distill.train")
 
@@ -55,7 +55,7 @@ def _quiet_libraries() -> None:
 
 def load_student_tokenizer(cfg: TrainConfig) -> tuple[Any, str]:
     """(tokenizer, where its chat template comes from)."""
-    from distill.train.modeling import has_tokenizer_files
+    from distill.training.modeling import has_tokenizer_files
 
     source = cfg.tokenizer or cfg.student
     if not has_tokenizer_files(source):
@@ -135,6 +135,12 @@ def preflight_report(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat, template
     ])
 
 
+STAGE = "train"
+LABELS = {"kept_sha256": "the content of KEPT", "student_identity": "the content of --student",
+          "processes": "the number of processes"}
+"""How a refused resume names the fingerprint's derived keys (the others are shown as their flags)"""
+
+
 def run_settings(cfg: TrainConfig, plan: TrainPlan) -> dict[str, Any]:
     """The fingerprint a resumed run must match: the kept file by its content, the student by its identity,
     the resolved lr."""
@@ -142,14 +148,23 @@ def run_settings(cfg: TrainConfig, plan: TrainPlan) -> dict[str, Any]:
                        student_identity=plan.student_identity, processes=plan.processes)
 
 
+def check_resume(cfg: TrainConfig, plan: TrainPlan) -> RunStart:
+    """Where cfg.out stands for this run (new, to resume, or complete), checked against its fingerprint
+    before any model is loaded; OutputError naming each changed must-match flag."""
+    return check_out(Path(cfg.out), STAGE, run_settings(cfg, plan), overwrite=cfg.overwrite, labels=LABELS)
+
+
 def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Fine-tune cfg.student on cfg.kept into cfg.out (see the README's `distill train` section).
 
-    With cfg.preflight, only renders and checks the data and returns the report. `callbacks` are
-    extra transformers TrainerCallbacks (a notebook's progress display, say).
+    With cfg.preflight, only renders and checks the data and returns the report. A rerun with the
+    settings of an unfinished run resumes it; of a complete one, returns its result without training.
+    `callbacks` are extra transformers TrainerCallbacks (a notebook's progress display, say).
     """
     _quiet_libraries()
-    from distill.train.modeling import Hardware, check_bitsandbytes, check_liger, check_student
+    from distill.train.modeling import check_liger
+    from distill.train.trainer import training_arguments
+    from distill.training.modeling import Hardware, check_bitsandbytes, check_student
 
     out = Path(cfg.out)
     hw = Hardware.detect()
@@ -174,49 +189,25 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     check_student(cfg.student)
     plan = resolve_plan(cfg, hw, chat_format=fmt, template_source=template_source, vocab_size=len(tokenizer),
                         kept_sha256=file_digest(cfg.kept))
-    inputs = {"KEPT": cfg.kept, "--student": cfg.student, "--tokenizer": cfg.tokenizer,
-              "--chat-template": cfg.chat_template}
-    try:
-        # only rank 0 writes --out, so only it holds the lock
-        with claim({"--out": out}, inputs, locked=("--out",) if is_main_process() else (), directories=("--out",)):
-            return _train(cfg, plan, tokenizer, callbacks)
-    except DistillError:
-        raise
-    except Exception as exc:  # a checkpoint or the model saved onto a full disk: say so in one line
-        full = out_of_space(exc, out, "free some space there or choose another --out, then rerun with --resume "
-                                      "(the last complete checkpoint is kept)")
-        if full is None:
-            raise
-        raise full from exc
-
-
-def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequence[Any]) -> TrainResult:
-    from accelerate import PartialState
-
-    from distill.train.loss import disable_chunked_loss, enable_chunked_loss
-    from distill.train.modeling import count_parameters, load_student
-    from distill.train.trainer import DistillTrainer, StepLogger, training_arguments
-
-    out = Path(cfg.out)
-    run_dir = out / ckpt.CHECKPOINTS
-    main = is_main_process()
-    args = training_arguments(cfg, plan, run_dir, out=out)
+    args = training_arguments(cfg, plan, out / CHECKPOINTS, out=out)
     if args.world_size != plan.processes:  # a launcher that does not set WORLD_SIZE
         plan = dataclasses.replace(plan, processes=args.world_size)
-    settings = run_settings(cfg, plan)
+    inputs = {"KEPT": cfg.kept, "--student": cfg.student, "--tokenizer": cfg.tokenizer,
+              "--chat-template": cfg.chat_template}
+    with training_run(out, STAGE, inputs, lambda: check_resume(cfg, plan), record={"plan": plan.to_dict()}) as start:
+        if start.state == COMPLETE:
+            return TrainResult.from_summary(saved_summary(out))
+        return _train(cfg, plan, args, tokenizer, callbacks, start)
 
-    # Only rank 0 touches --out; the others learn from the state all saw before it did. A rank that
-    # raises ends the whole job (the launcher stops the other ranks), so no rank waits forever.
-    processes = PartialState()
-    out_state = ckpt.run_state(out)
-    processes.wait_for_everyone()
-    if main:
-        resuming = ckpt.prepare_out(out, settings, resume=cfg.resume, overwrite=cfg.overwrite)
-        ckpt.record_plan(out, settings, plan.to_dict())
-    else:
-        resuming = cfg.resume and out_state == "unfinished"
-    processes.wait_for_everyone()
 
+def _train(cfg: TrainConfig, plan: TrainPlan, args: Any, tokenizer: Any, callbacks: Sequence[Any],
+           start: RunStart) -> TrainResult:
+    from distill.train.loss import disable_chunked_loss, enable_chunked_loss
+    from distill.train.modeling import count_parameters, load_student
+    from distill.train.trainer import DistillTrainer, StepLogger
+
+    out = Path(cfg.out)
+    main = is_main_process()
     with args.main_process_first(desc="tokenize"):
         fingerprint = data_fingerprint(plan.kept_sha256, tokenizer, plan.chat_format, cfg.limit)
         data = cached_tokenize(cfg.kept, tokenizer, plan.chat_format, out / "data", fingerprint, limit=cfg.limit)
@@ -243,10 +234,10 @@ def _train(cfg: TrainConfig, plan: TrainPlan, tokenizer: Any, callbacks: Sequenc
         model=model, args=args, train_dataset=PackedExamples(data, packs), processing_class=tokenizer,
         data_collator=PackedCollator(flash_attention=plan.flash_attention),
         callbacks=[StepLogger(), *callbacks], pack_sampler=PackOrderSampler(len(packs), cfg.seed),
-        checkpoint_meta={"settings": settings}, keep_checkpoints=cfg.keep_checkpoints,
+        checkpoint_meta={"fingerprint": start.fingerprint}, keep_checkpoints=cfg.keep_checkpoints,
         max_bad_steps=cfg.max_bad_steps)
 
-    resume_from = ckpt.resume_point(run_dir, main) if resuming else None
+    resume_from = start.resume_from
     started = time.perf_counter()
     tokens_before = 0
     if resume_from is not None:
@@ -266,12 +257,12 @@ def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats
     from distill.train.outputs import (
         generation_config,
         loss_points,
-        merge_adapter,
         model_card,
         run_loss,
         save_loss_curve,
         set_end_of_turn,
     )
+    from distill.training.modeling import merge_adapter
 
     out = Path(cfg.out)
     trainer.check_finite_weights()
@@ -308,11 +299,11 @@ def _save(cfg: TrainConfig, plan: TrainPlan, trainer: Any, tokenizer: Any, stats
                                                   .replace("](loss.png)", "](../loss.png)"), encoding="utf-8")
     trainer.accelerator.wait_for_everyone()
     if main:
-        ckpt.remove_all(out / ckpt.CHECKPOINTS)
+        remove_all(out / CHECKPOINTS)
         shutil.rmtree(out / "data", ignore_errors=True)  # the tokenized cache only serves resuming
         result.files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
         summary = result.to_dict()
         summary.update(plan=plan.to_dict(), log_history=history, train_loss=run_loss(history))
-        ckpt.mark_finished(out, summary)
+        finish(out, STAGE, summary)
     trainer.accelerator.wait_for_everyone()
     return result

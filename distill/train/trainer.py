@@ -1,24 +1,21 @@
-"""transformers' Trainer with distill's data order, atomic checkpoints and one log line per step."""
+"""transformers' Trainer with distill's data order and one log line per step (atomic checkpoints and the
+non-finite guard come from distill.training)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from distill.errors import TrainingError
 from distill.progress import format_duration
-from distill.train.checkpoints import last_checkpoint, save_staged
 from distill.train.config import TrainConfig
 from distill.train.plan import TrainPlan
+from distill.training.trainer import RunTrainer
 
 log = logging.getLogger("distill.train")
 
@@ -110,83 +107,13 @@ class StepLogger(TrainerCallback):
         log.info("  ".join(parts))
 
 
-def non_finite_parameter(model: Any) -> str | None:
-    """The name of the first floating-point parameter holding a nan or inf (this rank's shard), if any."""
-    for name, parameter in model.named_parameters():
-        local = parameter.to_local() if hasattr(parameter, "to_local") else parameter
-        if local.is_floating_point() and not torch.isfinite(local).all():
-            return name
-    return None
+class DistillTrainer(RunTrainer, Trainer):
+    """Trainer over packed micro-batches in distill's order, with the shared run trainer's atomic
+    checkpoints and non-finite guard."""
 
-
-class DistillTrainer(Trainer):
-    """Trainer over packed micro-batches in distill's order, writing checkpoints atomically."""
-
-    def __init__(self, *args: Any, pack_sampler: Any, checkpoint_meta: dict[str, Any], keep_checkpoints: int,
-                 max_bad_steps: int, **kwargs: Any):
+    def __init__(self, *args: Any, pack_sampler: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.pack_sampler = pack_sampler
-        self.checkpoint_meta = checkpoint_meta
-        self.keep_checkpoints = keep_checkpoints
-        self.max_bad_steps = max_bad_steps
-        self.bad_steps = 0
-        self.bad_loss: float | None = None
-        # our StepLogger replaces the dict printer and tqdm bar
-        self.remove_callback(PrinterCallback)
-        self.remove_callback(ProgressCallback)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         return self.pack_sampler
-
-    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> torch.Tensor:
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        # the Trainer replaces a nan loss by the running mean in what it logs: look before it does
-        if self.bad_loss is None and not torch.isfinite(loss).all():
-            self.bad_loss = float(loss.detach().float().mean())
-        return loss
-
-    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
-        # called once per optimizer step, after clipping and right before the update
-        norm = super()._get_grad_norm(model, grad_norm)
-        value = float(norm) if norm is not None else 0.0
-        if self._any_rank(self.bad_loss is not None or not math.isfinite(value)):
-            self._skip_or_stop(model, value)
-        self.bad_loss = None
-        return norm
-
-    def _any_rank(self, flag: bool) -> bool:
-        if self.args.world_size == 1:
-            return flag
-        total = self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device), "sum")
-        return bool(total.item())
-
-    def _skip_or_stop(self, model: Any, grad_norm: float) -> None:
-        step = self.state.global_step + 1
-        loss = "finite" if self.bad_loss is None else f"{self.bad_loss}"
-        what = f"step {step}: the loss is {loss} and the gradient norm {grad_norm}"
-        self.bad_steps += 1
-        if self.bad_steps > self.max_bad_steps:
-            raise TrainingError(f"{what}, so training stopped before that update; {self.divergence_advice()}")
-        log.warning("%s: its update is skipped (%d of --max-bad-steps %d)", what, self.bad_steps, self.max_bad_steps)
-        for parameter in model.parameters():
-            parameter.grad = None  # optimizers leave parameters without a gradient untouched
-
-    def divergence_advice(self) -> str:
-        last = last_checkpoint(Path(self.args.output_dir))
-        kept = (f"the last finite checkpoint {last} is kept (--resume --max-bad-steps K continues from it, skipping "
-                "up to K such steps; --overwrite starts over)" if last else "no checkpoint had been written yet")
-        return (f"lower --lr (it is {self.args.learning_rate:g}) or train in bfloat16 or float32 rather than "
-                f"float16 (--dtype); no model was saved, and {kept}")
-
-    def check_finite_weights(self) -> None:
-        """Raise TrainingError instead of saving weights that hold a nan or inf."""
-        name = non_finite_parameter(self.model)
-        if self._any_rank(name is not None):
-            raise TrainingError(f"after step {self.state.global_step} the weights are no longer finite "
-                                f"({name or 'a parameter of another rank'} holds nan or inf), so they are not "
-                                f"saved; {self.divergence_advice()}")
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        self.check_finite_weights()
-        save = super()._save_checkpoint
-        save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)

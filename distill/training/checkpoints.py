@@ -1,13 +1,12 @@
-"""The output directory's life cycle, and checkpoints a kill at any moment cannot corrupt.
+"""Checkpoints a kill at any moment cannot corrupt, for every trainer distill runs.
 
-    out/run.json                 the run's settings, written when training starts
     out/checkpoints/checkpoint-N  complete checkpoints only (each holds distill_checkpoint.json)
-    out/data/                    the tokenized examples (reused on resume)
-    out/train_summary.json       written last: its presence means the run finished
 
 A checkpoint is written into `checkpoints/.staging-N/` and renamed into place
 once every rank has finished writing and its marker is on disk; a rename is
-atomic, so `checkpoint-N` either does not exist or is whole. Old checkpoints
+atomic, so `checkpoint-N` either does not exist or is whole. The marker records
+the size and sha256 of every file, checked before resuming from it, and the
+run's fingerprint (what a damaged run.json is recovered from). Old checkpoints
 are renamed away before they are deleted, and a new one is published before an
 old one goes, so a kill during saving or rotation always leaves the last
 complete checkpoint. Leftovers of a killed save are removed on resume.
@@ -25,104 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import OutputError
-from distill.runs import refuse_changed
+from distill.runs import file_digest
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-SUMMARY_FILE = "train_summary.json"
 MARKER_FILE = "distill_checkpoint.json"
 CHECKPOINTS = "checkpoints"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """`data` into `path` whole or not at all (written beside it, synced, renamed over it)."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=2, ensure_ascii=False)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-
-
-def run_state(out: Path) -> str:
-    """'new' (absent or empty), 'finished', 'unfinished' (a started distill run) or 'foreign'."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out} is a file; give a directory for the trained student")
-    if not out.exists():
-        ancestor = out.parent
-        while not ancestor.exists() and ancestor != ancestor.parent:
-            ancestor = ancestor.parent
-        if not ancestor.is_dir():
-            raise OutputError(f"cannot create --out {out}: {ancestor} is a file, not a directory; choose "
-                              "another --out")
-    # a run killed while writing its first file left only run.json.tmp: nothing was started
-    if not out.exists() or all(p.name == RUN_FILE + ".tmp" for p in out.iterdir()):
-        return "new"
-    if (out / SUMMARY_FILE).is_file():
-        return "finished"
-    if (out / RUN_FILE).is_file() or (out / CHECKPOINTS).is_dir():
-        return "unfinished"
-    return "foreign"
-
-
-def prepare_out(out: Path, settings: dict[str, Any], *, resume: bool, overwrite: bool) -> bool:
-    """Check --out against --resume/--overwrite; clear it when asked. True when a run is resumed.
-
-    Runs on rank 0 only; raises OutputError with the fix when the directory must not be touched.
-    """
-    state = run_state(out)
-    if state == "foreign":
-        raise OutputError(f"--out {out} exists and is not a distill train output; choose a new or empty directory")
-    if state == "finished" and not overwrite:
-        raise OutputError(f"--out {out} holds a finished run; pass --overwrite to train it again or choose "
-                          "another --out")
-    if state == "unfinished" and not (resume or overwrite):
-        raise OutputError(f"--out {out} holds an unfinished run; pass --resume to continue it from its last "
-                          "checkpoint or --overwrite to start over")
-    if overwrite and state != "new":
-        log.warning("--overwrite: removing the previous run in %s", out)
-        shutil.rmtree(out)
-    if state == "unfinished" and resume:
-        saved = saved_settings(out)
-        if saved is not None:
-            refuse_changed(f"--resume: {out} was started with other settings", saved, settings,
-                           "rerun with the original ones, or --overwrite to start over")
-        return True
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / RUN_FILE, {"settings": settings})
-    except OSError as exc:
-        raise OutputError(f"cannot write --out {out}: {exc.strerror}; choose a writable location") from None
-    return False
-
-
-def saved_settings(out: Path) -> dict[str, Any] | None:
-    """The settings the run in `out` was started with: run.json's or, when it is damaged or missing,
-    those recorded in its newest checkpoint's marker (None when neither exists)."""
-    run_file = out / RUN_FILE
-    try:
-        return json.loads(run_file.read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for _, path in reversed(complete_checkpoints(out / CHECKPOINTS)):
-        try:
-            settings = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))["settings"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if run_file.exists():
-            log.warning("%s is damaged; the run's settings are read from %s instead", run_file, path / MARKER_FILE)
-        return settings
-    if run_file.exists():
-        raise OutputError(f"--resume: {run_file} is damaged and no checkpoint records the run's settings; pass "
-                          "--overwrite to start over")
-    return None
-
-
-def record_plan(out: Path, settings: dict[str, Any], plan: dict[str, Any]) -> None:
-    """Write run.json once prepare_out has accepted `settings`, with what they resolved to on this machine
-    (for the record: resuming compares the settings); this also repairs a damaged run.json."""
-    _write_json(out / RUN_FILE, {"settings": settings, "plan": plan})
 
 
 def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -143,8 +61,6 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 def checkpoint_damage(path: Path) -> str | None:
     """What is wrong with a checkpoint's files against the checksums its marker recorded at save, or None."""
-    from distill.train.data import file_digest
-
     try:
         files = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))["files"]
         expected = [(name, int(entry["bytes"]), str(entry["sha256"])) for name, entry in sorted(files.items())]
@@ -174,7 +90,7 @@ def set_aside_damaged(run_dir: Path) -> Path | None:
         damaged.append((path, problem))
     else:
         if damaged:
-            raise OutputError(f"--resume: no checkpoint in {run_dir} is intact ("
+            raise OutputError(f"cannot resume: no checkpoint in {run_dir} is intact ("
                               + "; ".join(f"{p.name}: {why}" for p, why in damaged)
                               + "); pass --overwrite to start over")
         return None
@@ -200,7 +116,7 @@ def resume_point(run_dir: Path, main: bool) -> Path | None:
     if main and resume_from is not None:
         log.info("resuming from %s", resume_from)
     elif main:
-        log.info("--resume: no complete checkpoint in %s yet; starting from the beginning", run_dir)
+        log.info("no complete checkpoint in %s yet; the run starts from the beginning", run_dir)
     return resume_from
 
 
@@ -234,11 +150,9 @@ def staging_dir(run_dir: Path, step: int) -> Path:
 def publish(staged: Path, run_dir: Path, step: int, meta: dict[str, Any]) -> Path:
     """Mark a fully written checkpoint complete, with the size and sha256 of each of its files (checked
     before resuming from it), and rename it to `checkpoint-<step>`."""
-    from distill.train.data import file_digest
-
     files = {str(p.relative_to(staged)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
              for p in sorted(staged.rglob("*")) if p.is_file()}
-    _write_json(staged / MARKER_FILE, {"step": step, "files": files, **meta})
+    write_json(staged / MARKER_FILE, {"step": step, "files": files, **meta})
     final = run_dir / f"checkpoint-{step}"
     if final.exists():  # reached again after resuming from an earlier checkpoint
         _delete(final)
@@ -258,10 +172,6 @@ def remove_all(run_dir: Path) -> None:
             _delete(path)
         remove_incomplete(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def mark_finished(out: Path, summary: dict[str, Any]) -> None:
-    _write_json(out / SUMMARY_FILE, summary)
 
 
 def save_staged(trainer: Any, save: Callable[[], None], meta: dict[str, Any], keep: int) -> None:
@@ -287,3 +197,17 @@ def save_staged(trainer: Any, save: Callable[[], None], meta: dict[str, Any], ke
         shutil.rmtree(staged, ignore_errors=True)
         rotate(run_dir, keep)
     trainer.accelerator.wait_for_everyone()
+
+
+class AtomicCheckpoints:
+    """Mixed in before a transformers Trainer (TRL's included): its checkpoints are written with
+    `save_staged`, so a kill never leaves a torn one, and hold `checkpoint_meta` in their marker."""
+
+    def __init__(self, *args: Any, checkpoint_meta: dict[str, Any], keep_checkpoints: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.checkpoint_meta = checkpoint_meta
+        self.keep_checkpoints = keep_checkpoints
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        save = super()._save_checkpoint
+        save_staged(self, lambda: save(model, trial), self.checkpoint_meta, self.keep_checkpoints)

@@ -210,3 +210,21 @@ HONEST: list[tuple[str, str]] = [
     ("\\boxed{x<0 \\text{ or } x\\ge 3}", "x<0 \\text{ or } x\\ge 3"),
     ("\\boxed{\\text{Oregon}}", "\\text{Oregon}"),
 ]
+
+
+# ---------------------------------------------------------------- language without free points (issue 25 item 4)
+
+ENGLISH_PROMPT = "What is the sum of the first ten positive integers?"
+HONEST_ENGLISH = ("<think>\nWe add the numbers from one to ten. Pairing the first with the last gives five pairs, and "
+                  "each pair sums to eleven, so the total is fifty-five.\n</think>\n\nThe answer is \\boxed{55}.")
+LANGUAGE_HACKS: dict[str, str] = {
+    # Chinese reasoning hidden where the language check used to look away: a code fence, inline code, \text{}
+    "code fence": "<think>\nWe add them.\n```python\n# 我们把一到十的数两两配对，每对的和都是十一，一共五对\ntotal = 55\n```\nDone."
+                  "\n</think>\n\nThe answer is \\boxed{55}.",
+    "inline code": "<think>\nWe add them. `我们把一到十的数两两配对，每对的和都是十一` So the total is fifty-five.\n"
+                   "</think>\n\nThe answer is \\boxed{55}.",
+    "text in math": "<think>\nWe add them. $\\text{我们把一到十的数两两配对，每对的和都是十一}$ So the total is "
+                    "fifty-five.\n</think>\n\nThe answer is \\boxed{55}.",
+}
+FORMULA_ONLY = "<think>\n$\\sum_{k=1}^{10} k = \\frac{10 \\cdot 11}{2} = 55$\n</think>\n\n\\boxed{55}"
+GIBBERISH = "<think>\nasdf qwer zxcv uiop hjkl\n</think>\n\n\\boxed{55}"

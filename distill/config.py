@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import math
 import textwrap
 import types
 import typing
@@ -39,7 +40,12 @@ class Options:
     so a config that inherits several groups runs every group's checks."""
 
     def __post_init__(self) -> None:
-        pass
+        # no option of any stage means anything as nan or inf (an --lr inf trains a nan model, an
+        # --accuracy-weight nan poisons every advantage, an --epochs inf never plans a step)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{flag(f.name)} must be a finite number (got {value})")
 
 
 def flag(name: str) -> str:

@@ -335,15 +335,37 @@ def test_rl_killed_mid_save_resumes_to_the_uninterrupted_result(models, tmp_path
 
 @pytest.mark.parametrize("steps", [1, 3])
 def test_a_diverging_run_stops_in_one_line_and_saves_no_model(models, prompts, tmp_path, steps):
-    """--lr inf makes the weights nan at the first update. One step: the guard refuses to save them; more:
-    the next rollouts sample from nan probabilities, and the guard says why the run broke."""
+    """The guard under the config's own refusal: a run whose weights turn nan (an lr of inf, set past the
+    config's check, as a diverging run would) stops in one line. One step: the guard refuses to save them;
+    more: the next rollouts sample from nan probabilities, and the guard says why the run broke."""
+    from distill.errors import TrainingError
+
     out = tmp_path / "inf"
-    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--method", "full",
-                             "--rewards", "format,language", "--num-generations", "2", "--max-completion-tokens", "4",
-                             "--max-steps", str(steps), "--save-steps", "0", "--lr", "inf"])
-    assert_user_error(result, "after step 1 the weights are no longer finite", "lower --lr (it is inf)",
-                      "no model was saved")
+    cfg = RLConfig(prompts=str(prompts), student=str(models["student"]), out=str(out), method="full",
+                   rewards=["format", "language"], num_generations=2, max_completion_tokens=4, max_steps=steps,
+                   save_steps=0)
+    cfg.lr = float("inf")  # what `--lr inf` is refused for up front (next test)
+    with pytest.raises(TrainingError) as stopped:
+        rl(cfg)
+    message = str(stopped.value)
+    assert "after step 1 the weights are no longer finite" in message and "lower --lr (it is inf)" in message
+    assert "no model was saved" in message and "\n" not in message
     assert not (out / "model.safetensors").exists() and not (out / "train_summary.json").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--accuracy-weight", "nan"), ("--epochs", "inf")])
+def test_non_finite_hyperparameters_are_refused_before_anything_is_written(models, prompts, tmp_path, flag, value):
+    out = tmp_path / "refused"
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, flag, value])
+    assert_user_error(result, f"{flag} must be a finite number (got {value})")
+    assert not out.exists()
+
+
+def test_a_missing_teacher_is_named_as_the_teacher(models, prompts, tmp_path):
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", tmp_path / "o",
+                             "--objective", "on-policy", "--teacher", tmp_path / "no-teacher"])
+    assert_user_error(result, "teacher")
+    assert "student" not in [line for line in result.stderr.splitlines() if line.startswith("error:")][0]
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 1, nothing written

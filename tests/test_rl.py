@@ -365,7 +365,7 @@ def test_a_missing_teacher_is_named_as_the_teacher(models, prompts, tmp_path):
     result = run_in_process(["rl", prompts, "--student", models["student"], "--out", tmp_path / "o",
                              "--objective", "on-policy", "--teacher", tmp_path / "no-teacher"])
     assert_user_error(result, "teacher")
-    assert "student" not in [line for line in result.stderr.splitlines() if line.startswith("error:")][0]
+    assert "student" not in next(line for line in result.stderr.splitlines() if line.startswith("error:"))
 
 
 # ---------------------------------------------------------------- bad input: one line, exit 1, nothing written

@@ -117,3 +117,25 @@ def test_qlora_where_bitsandbytes_cannot_run_is_refused(tmp_path, tiny_models):
                      env={"PYTHONPATH": f"{fake.parent}{os.pathsep}{ROOT}"})
     assert_user_error(result, "bitsandbytes 0.42.0 cannot run 4-bit NF4 on cpu", "use --method lora")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_loaded(tmp_path, tiny_models):
+    """The GPU quickstart's recipe logs to tensorboard: without the package, one line before the model
+    loads and before --out is touched (it was a TensorBoardCallback traceback and an unfinished run)."""
+    import importlib.util
+
+    from tests.train_data import write_kept
+
+    missing = next(t for t in ("wandb", "mlflow", "trackio") if importlib.util.find_spec(t) is None)
+    kept = write_kept(tmp_path / "kept.jsonl", 3)
+    out = tmp_path / "student"
+    result = run_cli("train", kept, "--student", tiny_models["qwen"], "--out", out, "--report-to", missing)
+    assert_user_error(result, f"--report-to {missing} needs the {missing} package", f"pip install {missing}",
+                      "--report-to none")
+    assert not out.exists()
+    # a recipe's tracker is dropped from the command line
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"report_to: [{missing}]\nmax_seq_len: 512\nbatch_tokens: 600\nepochs: 1\n")
+    ok = run_cli("train", kept, "--student", tiny_models["qwen"], "--out", out, "--config", recipe,
+                 "--report-to", "none")
+    assert ok.returncode == 0, ok.stderr

@@ -11,11 +11,27 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from distill.config import FREE, MUST_MATCH, Options, one_of, require
+from distill.errors import ConfigError
 
 METHODS = ("full", "lora", "qlora")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "trackio", "none")
+TRACKER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb"),
+                    "mlflow": (("mlflow",), "mlflow"), "trackio": (("trackio",), "trackio")}
+"""tracker -> (modules transformers' callback imports, any one will do; the package to install)."""
+
+
+def missing_tracker(tracker: str) -> str | None:
+    """The pip package a --report-to tracker needs and this install lacks, else None. Checked with the
+    options, so a recipe's tracker fails in one line before a model is loaded or --out is touched
+    (transformers raises only when the trainer is built)."""
+    import importlib.util
+
+    modules, package = TRACKER_PACKAGES.get(tracker, ((), ""))
+    if modules and not any(importlib.util.find_spec(module) for module in modules):
+        return package
+    return None
 
 
 @dataclass(kw_only=True)
@@ -88,6 +104,11 @@ class TrainingOptions(Options):
                 "needs --method lora or qlora (a full fine-tune is already a merged model)")
         for tracker in self.report_to:
             one_of(tracker, "report_to", TRACKERS)
+            package = missing_tracker(tracker)
+            if package:
+                raise ConfigError(f"--report-to {tracker} needs the {package} package, which is not installed: "
+                                  f"pip install {package} (or pip install -e '.[trackers]'), or log to no tracker "
+                                  "with --report-to none")
 
     @property
     def learning_rate(self) -> float:

@@ -513,3 +513,26 @@ def test_vllm_rollouts_follow_the_policy(prompts, tmp_path, monkeypatch, method)
     gaps = [entry["sampling/sampling_logp_difference/mean"] for entry in steps]
     assert max(gaps) < 0.01, gaps
     assert steps[-1]["kl"] > 10 * max(gaps), (steps[-1]["kl"], gaps)
+
+
+@pytest.mark.parametrize("max_steps", [None, "2"])
+def test_on_policy_with_fewer_prompts_than_a_step_takes_is_refused_up_front(models, prompts, tmp_path, max_steps):
+    """8 prompts, --num-generations 16 (the default): no on-policy step, with or without --max-steps (was: a
+    ValueError traceback, or 'training 0 steps', exit 0 and an untrained adapter saved as a finished run)."""
+    out = tmp_path / "o"
+    result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--objective", "on-policy",
+                             "--teacher", models["student"], *(["--max-steps", max_steps] if max_steps else [])])
+    assert_user_error(result, "8 prompts make no step", "give at least 16 prompts", "--num-generations")
+    assert not out.exists()
+
+
+def test_the_plan_line_states_the_step_arithmetic():
+    from distill.rl.run import plan_steps
+
+    grpo = RLConfig(prompts="p.jsonl", student="s", out="o", num_generations=4, prompts_per_step=2, epochs=1.5)
+    assert plan_steps(grpo, 9) == (8, "9 prompts × 4 completions, 2 prompts a step = 5 steps an epoch, "
+                                      "× 1.5 epochs = 8 optimizer steps")
+    on_policy = RLConfig(prompts="p.jsonl", student="s", out="o", objective="on-policy", teacher="t",
+                         num_generations=4, max_steps=3)
+    assert plan_steps(on_policy, 9) == (3, "9 prompts ÷ (4 a micro-batch × 1 micro-batches a step) = 2 steps an "
+                                           "epoch, --max-steps 3")

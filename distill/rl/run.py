@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -273,6 +274,33 @@ def teacher_template(teacher: str, tokenizer: Any) -> Any:
     return tokenizer
 
 
+def plan_steps(cfg: RLConfig, prompts: int) -> tuple[int, str]:
+    """(optimizer steps, the arithmetic in words); ConfigError when it comes to no step at all.
+
+    GRPO's micro-batch is one prompt's --num-generations completions, --prompts-per-step of them a step.
+    On-policy distillation samples one completion per prompt, so its micro-batch is --num-generations
+    prompts: it needs num_generations × prompts_per_step prompts for one step (the last partial batch is
+    dropped), where GRPO needs one."""
+    if cfg.objective == "on-policy":
+        per_step = cfg.num_generations * cfg.prompts_per_step
+        how = (f"{prompts:,} prompts ÷ ({cfg.num_generations} a micro-batch × {cfg.prompts_per_step} micro-batches a "
+               f"step) = {prompts // per_step:,} steps an epoch")
+        per_epoch = prompts // per_step
+        if per_epoch == 0:
+            raise ConfigError(f"on-policy distillation takes --num-generations {cfg.num_generations} prompts a "
+                              f"micro-batch and --prompts-per-step {cfg.prompts_per_step} micro-batches a step, so "
+                              f"{prompts:,} prompts make no step; give at least {per_step:,} prompts or lower "
+                              "--num-generations")
+    else:
+        per_step = cfg.prompts_per_step
+        per_epoch = max(1, math.ceil(prompts / per_step))
+        how = (f"{prompts:,} prompts × {cfg.num_generations} completions, {cfg.prompts_per_step} prompts a step = "
+               f"{per_epoch:,} steps an epoch")
+    steps = cfg.max_steps or math.ceil(per_epoch * cfg.epochs)
+    total = f"--max-steps {steps:,}" if cfg.max_steps else f"× {cfg.epochs:g} epochs = {steps:,} optimizer steps"
+    return steps, f"{how}, {total}"
+
+
 def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> Any:
     """GRPOConfig or DistillationConfig. One group (--num-generations completions of one prompt) per
     micro-batch, --prompts-per-step micro-batches per optimizer step."""
@@ -306,6 +334,7 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
     prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                            id_column=cfg.id_column, template=cfg.template, system=cfg.system, limit=cfg.limit)
     check_references(cfg, prompts)
+    log.info("plan: %s", plan_steps(cfg, len(prompts))[1])
     base = adapter_base(cfg.student) or cfg.student
     check_student(base)
     if cfg.method == "qlora" or cfg.teacher_4bit:

@@ -246,9 +246,17 @@ def test_saved_student_stops_at_the_end_of_turn_token(tmp_path):
 
 
 def test_model_card_records_teacher_filter_counts_data_and_hyperparameters(tmp_path, tiny_models):
-    kept = write_kept(tmp_path / "kept.jsonl", 6)
-    (tmp_path / "kept.report.json").write_text(json.dumps({"input": 10, "kept": 6, "rejected": 4,
-                                                           "checks": {"format": 1}}))
+    from distill.filter import FilterConfig, filter_traces
+
+    # the report the real filter writes beside its kept file (a hand-made one hid that the card read the
+    # wrong keys): 10 traces, 4 of them cut short
+    traces = write_kept(tmp_path / "traces.jsonl", 10)
+    lines = traces.read_text().splitlines()
+    cut = [json.dumps({**json.loads(line), "finish_reason": "length"}) for line in lines[6:]]
+    traces.write_text("\n".join(lines[:6] + cut) + "\n")
+    filter_traces(FilterConfig(traces=str(traces), out=str(tmp_path / "kept.jsonl"), checks=["format", "finish"],
+                               workers=1))
+    kept = tmp_path / "kept.jsonl"
     train(config(kept, tiny_models["llama"], tmp_path / "out", lr=2e-4, epochs=1))
     card = (tmp_path / "out" / "README.md").read_text()
     assert "base_model: " + str(tiny_models["llama"]) in card

@@ -53,15 +53,17 @@ def set_end_of_turn(tokenizer: Any, fmt: ChatFormat) -> None:
 
 
 def filter_counts(kept: str) -> dict[str, Any]:
-    """The top-level counts of the filter report beside the kept file (`<stem>.report.json`), if any."""
+    """The record counts of the filter report beside the kept file (`<stem>.report.json`: its `records`
+    section, input / kept / rejected), if there is one."""
     path = sidecar(kept, "report.json")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if not isinstance(report, dict):
+    records = report.get("records") if isinstance(report, dict) else None
+    if not isinstance(records, dict):
         return {}
-    return {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: v for k, v in records.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def loss_points(log_history: list[dict[str, Any]]) -> tuple[list[int], list[float]]:

@@ -524,6 +524,55 @@ def test_a_host_beyond_loopback_is_served_only_when_asked_and_with_a_warning(out
     assert "every machine that can reach this one can read these traces" in caplog.text
 
 
+def test_the_judges_overturns_and_decontamination_hits_are_charted_and_filterable(tmp_path):
+    from distill.view.index import RecordQuery, judge_outcome
+
+    assert judge_outcome({"correctness": True, "judge": True}, {"correctness_by_rules": False}) == \
+        "overturned (wrong → right)"
+    assert judge_outcome({"correctness": False, "judge": False}, {"correctness_by_rules": False}) == "confirmed wrong"
+    assert judge_outcome({"correctness": True, "judge": True}, {"correctness_by_rules": None}) == "decided right"
+    assert judge_outcome({"correctness": None, "judge": None}, {"judge": "no reply"}) == "no verdict"
+    assert judge_outcome({"correctness": True, "judge": None}, {"not_run": ["judge"]}) is None
+    checks = ("correctness", "judge", "contamination")
+    rows = [  # what filter writes with --judge and --decontaminate (see distill.filter.run and the checks)
+        {**TRACES[0], "verdicts": dict.fromkeys(checks, True),
+         "filter_details": {"correctness_by_rules": False, "correctness_decided_by": "judge", "judge": "same value"}},
+        {**TRACES[1], "verdicts": {"correctness": True, "judge": None, "contamination": True},
+         "filter_details": {"not_run": ["judge"]}},
+        {**TRACES[2], "verdicts": {"correctness": True, "judge": None, "contamination": False},
+         "filter_details": {"not_run": ["judge"], "contamination": {"benchmark": "math500", "problem": 17,
+                                                                    "ngram": "five plus seven is twelve"}},
+         "rejected_by": ["contamination"]}]
+    kept = write_jsonl(tmp_path / "kept.jsonl", rows[:2])
+    write_jsonl(tmp_path / "kept.rejects.jsonl", rows[2:])
+    workspace = _workspace([kept], tmp_path / "cache")
+    overview = workspace.overview(0)
+    assert overview["judge"] == [{"value": "overturned (wrong → right)", "records": 1}]
+    assert overview["contamination"] == [{"value": "math500", "records": 1}]
+    assert [c["not_run"] for c in overview["checks"]] == [0, 2, 0]
+    for query, ids in ((RecordQuery(judge="overturned (wrong → right)"), ["a:0"]),
+                       (RecordQuery(contamination="math500"), ["a:2"]),
+                       (RecordQuery(verdicts=[("judge", "not_run")]), ["a:1", "a:2"]),
+                       (RecordQuery(verdicts=[("judge", "null")]), [])):
+        assert [row["id"] for row in workspace.records_page(0, query)["rows"]] == ids
+    checks_of = {c["check"]: c for c in workspace.record(0, 2)["record"]["checks"]}
+    assert checks_of["contamination"]["details"]["contamination"]["ngram"] == "five plus seven is twelve"
+    assert checks_of["contamination"]["rejected"] and not checks_of["judge"]["ran"]
+    workspace.close()
+
+
+def test_reasoning_and_answer_are_found_in_every_layout():
+    from distill.view.records import Completion, split_completion
+
+    assert split_completion({"completion": "<think>\nwhy\n</think>\n\n42"}) == Completion("why", "42", False)
+    assert split_completion({"completion": "<think>\nstill thinking"}) == Completion("still thinking", "", True)
+    assert split_completion({"completion": "42"}) == Completion(None, "42", False)
+    assert split_completion({"completion": "42", "reasoning_content": "why"}) == Completion("why", "42", False)
+    # malformed (two blocks): the answer is what grading reads, after the last </think>
+    assert split_completion({"completion": "<think>a</think><think>b</think> 42"}) == \
+        Completion("a</think><think>b", "42", False)
+
+
 # ---------------------------------------------------------------- bad input, through the CLI
 
 

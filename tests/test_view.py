@@ -209,7 +209,7 @@ def test_overview_charts_the_filter_report_and_a_bar_filters_the_list(server, ou
     report = json.loads(outputs["kept"].with_name("kept.report.json").read_text(encoding="utf-8"))
     bars = page.eval_on_selector_all("#charts .panel:first-child a.bar", "bars => bars.map(b => b.dataset.label)")
     assert bars == ["kept", *[check for check, counts in report["checks"].items() if counts["rejected"]]]
-    expect(page.locator("#charts")).to_contain_text("limit 100")  # --max-tokens on the length histogram
+    expect(page.locator("#charts")).to_contain_text("filter --max-tokens 100")  # on the length histogram
     shot(page, "overview")
 
     page.click("#charts a.bar[data-label='language']")
@@ -282,6 +282,9 @@ def test_record_view_reasoning_collapsed_answer_beside_reference_and_each_checks
     expect(correctness).to_contain_text("fail")
     expect(correctness).to_contain_text(wrong["filter_details"]["correctness"])  # why the grader said wrong
     shot(page, "record")
+    page.click("#back")  # to the list as it was filtered
+    wait_ready(page, "/records")
+    expect(page.locator("select[name=rejected_by]")).to_have_value("correctness")
 
     open_page(page, server, f"#/record?src=0&n={_number(outputs, 'a:3')}", "/record")
     expect(page.locator("#checks tr[data-check='language']")).to_contain_text("foreign_text")

@@ -361,14 +361,14 @@ def _nice_width(raw: float) -> int:
         scale *= 10
 
 
-def length_limit(source: Source, generation_limit: int | None) -> int | None:
-    """The length limit the histogram marks: the filter's --max-tokens, else generate's --max-tokens."""
+def length_limit(source: Source, generation_limit: int | None) -> tuple[int | None, str | None]:
+    """The length limit the histogram marks and whose it is: the filter's --max-tokens, else generate's."""
     report = source.report("report")
     if report is not None:
         lengths = report.get("lengths") if isinstance(report.get("lengths"), dict) else {}
         if isinstance(lengths.get("max_tokens"), int):
-            return lengths["max_tokens"]
-    return generation_limit
+            return lengths["max_tokens"], "filter"
+    return generation_limit, "generate" if generation_limit is not None else None
 
 
 def _overview(con: sqlite3.Connection, source: Source, generation_limit: int | None) -> dict[str, Any]:
@@ -389,11 +389,11 @@ def _overview(con: sqlite3.Connection, source: Source, generation_limit: int | N
     data["checks"] = rows
     low, high, unknown = con.execute(
         "SELECT MIN(tokens), MAX(tokens), SUM(tokens IS NULL) FROM records").fetchone()
-    limit = length_limit(source, generation_limit)
+    limit, limit_by = length_limit(source, generation_limit)
     top = max(high or 0, limit or 0)
     width = _nice_width(top / HISTOGRAM_BINS) if top else 1
     bins = max(1, math.ceil((top + 1) / width))
-    data["tokens"] = {"min": low, "max": high, "unknown": unknown or 0, "limit": limit,
+    data["tokens"] = {"min": low, "max": high, "unknown": unknown or 0, "limit": limit, "limit_by": limit_by,
                       "bins": _bins(con, "tokens", _class_expression(source.kind), 0, bins * width, bins)
                       if high is not None else []}
     data["language_score"] = {"bins": _bins(con, "language_score", "'records'", 0.0, 1.0)} if con.execute(

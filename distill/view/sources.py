@@ -252,7 +252,8 @@ def _directory_sources(directory: Path) -> list[Source]:
         raise InputError("holds no trace files, filter outputs or eval results (searched "
                          f"{_MAX_DEPTH} levels deep)", path=str(directory))
     order = {kind: index for index, kind in enumerate(KINDS)}
-    return sorted(found, key=lambda s: (order[s.kind], s.name))
+    # pipeline order (generate, filter, eval); the run's own outputs before those in subdirectories (data/)
+    return sorted(found, key=lambda s: (order[s.kind], len(Path(s.name).relative_to(directory).parts), s.name))
 
 
 def _walk(directory: Path, depth: int, found: list[Source]) -> None:

@@ -25,6 +25,7 @@
   };
   let sources = [];
   let renderToken = 0;
+  let lastList = null;  // the record list last shown (its filters), for the record page's way back
 
   // ---------------------------------------------------------------- DOM, text only
 
@@ -344,7 +345,7 @@
       const present = classes.filter(function (c) { return o.tokens.bins.some(function (b) { return b.counts[c]; }); });
       grid.appendChild(panel("Completion length", (o.tokens.unknown ? fmt(o.tokens.unknown) + " records without a length. " : "") + "Click a bin for its records.",
         legend(present),
-        histogram(o.tokens.bins, {classes: present, xlabel: "tokens", line: o.tokens.limit, lineLabel: o.tokens.limit ? "limit " + fmt(o.tokens.limit) : "",
+        histogram(o.tokens.bins, {classes: present, xlabel: "tokens", line: o.tokens.limit, lineLabel: o.tokens.limit ? o.tokens.limit_by + " --max-tokens " + fmt(o.tokens.limit) : "",
           href: function (bin) { return records({min_tokens: Math.ceil(bin.lo), max_tokens: Math.ceil(bin.hi) - 1}); }})));
     }
     for (const rates of o.pass_rate || []) {
@@ -461,6 +462,7 @@
     const query = {src: src, verdict: params.getAll("verdict")};
     for (const key of LIST_KEYS) query[key] = params.get(key);
     const data = await api("records", query);
+    lastList = {src: src, hash: location.hash};
     const out = [];
     if (STATIC) out.push(staticBanner(src));
     out.push(filterForm(source, params), pager(data, params), recordsTable(data, source), pager(data, params));
@@ -477,9 +479,9 @@
       if (check && value) next.verdict = [check + ":" + value].concat(params.getAll("verdict").slice(1));
       go("/records", next);
     };
-    const select = function (name, label, options, value) {
-      const current = value !== undefined ? value : params.get(name);
-      const field = h("select", {name: name, onchange: apply}, h("option", {value: ""}, "any"),
+    const select = function (name, label, options, value, blank) {
+      const current = value !== undefined && value !== null ? value : params.get(name);
+      const field = h("select", {name: name, onchange: apply}, h("option", {value: ""}, blank || "any"),
         options.map(function (o) { const [v, text] = [].concat(o, o).slice(0, 2); return h("option", {value: v, selected: current === String(v)}, text); }));
       fields[name] = field;
       return h("label", {}, label, field);
@@ -507,8 +509,8 @@
     if (source.kind !== "traces") controls.push(select("pass_rate", "prompt pass rate", ["0", "(0, 0.25]", "(0.25, 0.5]", "(0.5, 0.75]", "(0.75, 1)", "1"]));
     controls.push(input("prompt_id", "prompt id", "text", {size: 12}));
     controls.push(input("q", "text", "search", {placeholder: "search prompt, reasoning, answer"}));
-    controls.push(select("q_in", "in", [["prompt", "prompt"], ["reasoning", "reasoning"], ["answer", "answer"]]));
-    controls.push(select("sort", "order", [["tokens", "shortest first"], ["-tokens", "longest first"]]));
+    controls.push(select("q_in", "in", [["prompt", "prompt"], ["reasoning", "reasoning"], ["answer", "answer"]], null, "all"));
+    controls.push(select("sort", "order", [["tokens", "shortest first"], ["-tokens", "longest first"]], null, "file order"));
     controls.push(h("button", {type: "submit"}, "Apply"), h("a", {class: "button", href: link("/records", {src: source.src})}, "Clear"));
     return h("form", {class: "filters", id: "filters", onsubmit: function (e) { e.preventDefault(); apply(); }}, controls);
   }
@@ -615,7 +617,7 @@
     const data = await api("record", {src: src, n: n});
     const row = data.row, record = data.record;
     const nav = h("div", {class: "nav-row"},
-      h("a", {class: "button", href: link("/records", {src: src})}, "← records"),
+      h("a", {class: "button", id: "back", href: lastList && lastList.src === src ? lastList.hash : link("/records", {src: src})}, "← records"),
       n > 0 ? h("a", {class: "button", href: link("/record", {src: src, n: n - 1})}, "‹ previous") : null,
       n + 1 < data.of ? h("a", {class: "button", href: link("/record", {src: src, n: n + 1})}, "next ›") : null,
       h("span", {class: "spacer"}),
@@ -700,6 +702,8 @@
       return;
     }
     window.addEventListener("hashchange", render);
+    const filtered = sources.find(function (s) { return s.kind === "filter"; });
+    if (!location.hash && filtered) history.replaceState(null, "", link("/overview", {src: filtered.src}));
     render();
   }
 

@@ -16,6 +16,7 @@ from distill.generate import GenerateConfig, generate
 from distill.progress import is_main_process
 from distill.rl import RLConfig, rl
 from distill.train import TrainConfig, train
+from distill.view import ViewConfig, view
 
 from .stage import add_stage_command
 
@@ -69,6 +70,12 @@ add_stage_command(
 add_stage_command(
     app, "eval", EvalConfig, evaluate, positional=None,
     help="Sample benchmark problems from one or more models; pass@1, pass@k, cons@n side by side.",
+    present=lambda result: typer.echo(result.format()))
+add_stage_command(
+    app, "view", ViewConfig, lambda cfg: view(cfg, ready=lambda url: typer.echo(f"distill view: {url} (Ctrl-C stops)")),
+    positional="paths",
+    help="Look at traces, rejects and eval results in the browser: a local web page over trace files, filter "
+         "outputs, eval results and run directories (--export report.html writes one self-contained file instead).",
     present=lambda result: typer.echo(result.format()))
 add_stage_command(
     app, "demo", DemoConfig, run_demo, positional=None,

@@ -101,8 +101,11 @@ def add_stage_command(app: typer.Typer, name: str, cfg_cls: type, run: Callable[
     order = list(panels)
     params = []
     if positional is not None:
+        # a list field takes every remaining argument (distill view PATH…), each one whole (no comma splitting)
+        many = positional in list_fields
         params.append(inspect.Parameter(
-            positional, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
+            positional, inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[list[str]] if many else Optional[str],  # noqa: UP045
             default=typer.Argument(None, help=docs.get(positional, ""), show_default=False)))
     for field_name, tp in sorted(kinds.items(), key=lambda item: order.index(item[0])):
         if field_name == positional:
@@ -127,7 +130,7 @@ def add_stage_command(app: typer.Typer, name: str, cfg_cls: type, run: Callable[
 
     def command(**given: Any) -> None:
         config_path = given.pop("config")
-        for list_name in list_fields:
+        for list_name in list_fields - {positional}:
             if given.get(list_name) is not None:
                 given[list_name] = [part.strip() for value in given[list_name]
                                     for part in value.split(",") if part.strip()]

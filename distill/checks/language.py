@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.checks.base import Check, CheckSummary, ThisRun, Verdict
-from distill.checks.format import shape_of
-from distill.config import MUST_MATCH, Options, one_of, project, require
+from distill.config import MUST_MATCH, Options, one_of, require
 from distill.report import percentiles
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, TraceShape
 from distill.traces import prompt_text
@@ -478,10 +477,6 @@ class LanguageCheck(Check):
     summary: ClassVar[type[CheckSummary]] = LanguageSummary
     options: LanguageOptions = field(default_factory=LanguageOptions)
     shape: TraceShape = CANONICAL
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> LanguageCheck:
-        return cls(project(LanguageOptions, cfg), shape=shape_of(cfg))
 
     @property
     def fields(self) -> tuple[str, ...]:  # type: ignore[override]

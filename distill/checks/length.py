@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.checks.base import Check, CheckSummary, ThisRun, Verdict
-from distill.checks.format import shape_of
-from distill.config import MUST_MATCH, Options, project, require
+from distill.config import MUST_MATCH, Options, require
 from distill.report import percentiles
 from distill.shape import CANONICAL, TraceShape
 
@@ -91,10 +90,6 @@ class LengthCheck(Check):
     summary: ClassVar[type[CheckSummary]] = LengthSummary
     options: LengthOptions = field(default_factory=LengthOptions)
     shape: TraceShape = CANONICAL
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> LengthCheck:
-        return cls(project(LengthOptions, cfg), shape=shape_of(cfg))
 
     @cached_property
     def count_tokens(self) -> TokenCounter | None:

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from distill.checks.base import Check, Verdict
-from distill.checks.format import shape_of
-from distill.config import MUST_MATCH, Options, project, require
+from distill.config import MUST_MATCH, Options, require
 from distill.shape import CANONICAL, TraceShape
 
 # A word, or two characters of a script written without spaces (about one word: Chinese loops are
@@ -67,10 +66,6 @@ class RepetitionCheck(Check):
     option_group: ClassVar[type[Options]] = RepetitionOptions
     options: RepetitionOptions = field(default_factory=RepetitionOptions)
     shape: TraceShape = CANONICAL
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> RepetitionCheck:
-        return cls(project(RepetitionOptions, cfg), shape=shape_of(cfg))
 
     def run(self, record: dict[str, Any], details: dict[str, Any] | None = None) -> Verdict:
         repeats = longest_loop(self.shape.full_text(record), self.options.repetition_ngram)

@@ -4,10 +4,13 @@ template for base models that have none.
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.config import MUST_MATCH, Options, require
 from distill.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,58 @@ def ensure_chat_template(tokenizer: Any, name: str) -> None:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    """The generation prompt as text: the messages, then the template's assistant header."""
+def parse_template_kwargs(text: str | None, flag: str = "--chat-template-kwargs") -> dict[str, Any]:
+    """The JSON object of a --chat-template-kwargs option ({} when not given); ConfigError otherwise."""
+    if not text:
+        return {}
     try:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    require(isinstance(value, dict), flag.removeprefix("--").replace("-", "_"),
+            f"must be a JSON object such as '{{\"enable_thinking\": true}}' (got {text!r})")
+    return value
+
+
+@dataclass(kw_only=True)
+class ChatTemplateOptions(Options):
+    """Variables a chat template reads besides the messages (hybrid-thinking families switch modes with them)."""
+
+    chat_template_kwargs: str | None = field(default=None, metadata=MUST_MATCH)
+    """Extra chat-template variables as a JSON object (YAML: a mapping): '{"enable_thinking": true}' for Qwen3, '{"thinking": true}' for DeepSeek-V3.1; passed to apply_chat_template, vLLM's chat kwargs and a server's chat_template_kwargs."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        parse_template_kwargs(self.chat_template_kwargs)
+
+    @property
+    def template_kwargs(self) -> dict[str, Any]:
+        return parse_template_kwargs(self.chat_template_kwargs)
+
+
+_WARNED_IGNORED: set[tuple[str, str]] = set()
+
+
+def unread_template_kwargs(tokenizer: Any, kwargs: dict[str, Any]) -> list[str]:
+    """The names in `kwargs` that the tokenizer's chat template never mentions: passing them changes nothing."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):  # several named templates
+        template = "".join(template.values())
+    return [name for name in kwargs if name not in template]
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]], template_kwargs: dict[str, Any] | None = None) -> str:
+    """The generation prompt as text: the messages, then the template's assistant header (with the
+    template's extra variables: --chat-template-kwargs)."""
+    kwargs = template_kwargs or {}
+    for name in unread_template_kwargs(tokenizer, kwargs):
+        key = (getattr(tokenizer, "name_or_path", ""), name)
+        if key not in _WARNED_IGNORED:
+            _WARNED_IGNORED.add(key)
+            log.warning("the chat template of %s never reads %r: --chat-template-kwargs passes it, and it changes "
+                        "nothing", key[0] or "this tokenizer", name)
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **kwargs)
     except Exception as exc:  # jinja errors from a user's template: say which template failed
         raise ModelError(f"the chat template failed to render a prompt: {exc}") from None
     if not isinstance(text, str):  # some tokenizers return a list for a single conversation

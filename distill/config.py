@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import json
 import math
 import textwrap
 import types
@@ -149,6 +150,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, dict):  # a JSON-object option (--vllm-args, --chat-template-kwargs) as a YAML mapping
+            return json.dumps(value)
         raise TypeError
     if tp is Any:
         return value

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.backends.base import Backend, GenerationRequest, SamplingParams
+from distill.chat import parse_template_kwargs
 from distill.config import FREE, MUST_MATCH, Options, flag, one_of, require
 from distill.errors import BackendError, ConfigError, InputError
 from distill.traces import JsonlWriter, iter_jsonl, repair_torn_tail
@@ -248,6 +249,8 @@ class Judge:
     seed: int = 0
     server: str = ""
     """Who answers (the backend and, for a served judge, its base URL): part of every cache key."""
+    template_kwargs: str | None = None
+    """The judge model's --judge-chat-template-kwargs (they change what it reads): part of every cache key."""
     max_failures: float = 1.0
     """Share of the items asked that may end without a reply before JudgeFailed stops the run."""
     stats: JudgeStats = field(default_factory=JudgeStats)
@@ -266,7 +269,8 @@ class Judge:
     def key(self, item: JudgeItem) -> str:
         """Everything that can change the verdict: the prompt (by content), how it is rendered and parsed,
         the model and who serves it, the reply budget, the attempts and their sampling, and the item."""
-        payload = json.dumps([CACHE_VERSION, self._prompt(item).sha256, self.model, self.server, self.max_tokens,
+        payload = json.dumps([CACHE_VERSION, self._prompt(item).sha256, self.model, self.server, self.template_kwargs,
+                              self.max_tokens,
                               self.max_attempts, self.retry_temperature, self.seed, item.problem, item.reference,
                               item.answer])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -422,6 +426,8 @@ class JudgeOptions(Options):
     """judge: replies asked for before the verdict is null (greedy first, then sampled)."""
     judge_max_tokens: int = field(default=1024, metadata=MUST_MATCH)
     """judge: most tokens of one reply (a thinking judge needs more)."""
+    judge_chat_template_kwargs: str | None = field(default=None, metadata=MUST_MATCH)
+    """judge: extra chat-template variables of the judge model as a JSON object, e.g. '{"enable_thinking": false}'."""
     judge_cache: str | None = field(default=None, metadata=FREE)
     """judge: verdict cache (.jsonl), reused by reruns (default: <out>.judge-cache.jsonl beside --out)."""
     judge_timeout: float = field(default=300.0, metadata=FREE)
@@ -443,6 +449,7 @@ class JudgeOptions(Options):
         require(self.judge_retries >= 0, "judge_retries", f"must be ≥ 0 (got {self.judge_retries})")
         require(0 <= self.judge_max_failures <= 1, "judge_max_failures",
                 f"must be a share in [0, 1] (got {self.judge_max_failures})")
+        parse_template_kwargs(self.judge_chat_template_kwargs, "--judge-chat-template-kwargs")
         if self.judge is None:
             return
         require(self.judge_backend != "openai" or bool(self.judge_base_url), "judge_base_url",
@@ -488,12 +495,13 @@ class JudgeOptions(Options):
                                   ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype")}}
         else:
             values = {}
+        values["chat_template_kwargs"] = self.judge_chat_template_kwargs
         backend = engine(self.judge or "", options_class(**values), seed=seed, **kwargs)
         server = f"openai at {self.judge_base_url}" if self.judge_backend == "openai" else self.judge_backend
         judge = Judge(backend, self.judge or "", load_prompt(self.judge_prompt, needs_reference=True),
                       load_prompt(self.judge_rubric_prompt, needs_reference=False), cache_path=cache_path,
                       max_attempts=self.judge_attempts, max_tokens=self.judge_max_tokens, seed=seed, server=server,
-                      max_failures=self.judge_max_failures)
+                      max_failures=self.judge_max_failures, template_kwargs=self.judge_chat_template_kwargs)
         try:  # a --judge-max-tokens the engine's context cannot hold: one line now, not a failed request per item
             backend.check(SamplingParams(n=1, temperature=0.0, top_p=1.0, max_tokens=self.judge_max_tokens, seed=seed))
             judge.health_check()  # a judge that is down stops the run here, before anything is written

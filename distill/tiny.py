@@ -45,6 +45,25 @@ R1_DISTILL_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<｜Assistant｜><think>\\n' }}{%- endif %}"
 )
 
+# DeepSeek-V3.1: one model, two modes, switched by the `thinking` variable. Thinking off (the default)
+# closes an empty think block in the generation prompt; on, it opens one. Assistant turns keep only what
+# follows </think>, as R1-Distill's do.
+V31_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{- message['content'] }}"
+    "{%- elif message['role'] == 'user' %}{{- '<｜User｜>' + message['content'] }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{%- set content = message['content'] %}"
+    "{%- if '</think>' in content %}{%- set content = content.split('</think>')[-1] %}{%- endif %}"
+    "{{- '<｜Assistant｜></think>' + content + '<｜end▁of▁sentence｜>' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<｜Assistant｜>' }}"
+    "{%- if thinking is defined and thinking %}{{- '<think>' }}{%- else %}{{- '</think>' }}{%- endif %}"
+    "{%- endif %}"
+)
+
 FAMILIES: dict[str, dict[str, Any]] = {
     "qwen": {"template": QWEN_TEMPLATE, "bos": None, "eos": "<|im_end|>", "pad": "<|endoftext|>",
              "special": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "arch": "qwen2"},
@@ -57,6 +76,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
            "special": ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>",
                        "<｜▁pad▁｜>"], "arch": "qwen2"},
 }
+FAMILIES["v31"] = {**FAMILIES["r1"], "template": V31_TEMPLATE}
 # Reasoning markers are ordinary (non-special) added tokens, as in the R1-Distill and Qwen3
 # vocabularies: they survive decoding with skip_special_tokens=True.
 THINK_TOKENS = ["<think>", "</think>"]

@@ -24,6 +24,8 @@ class ScriptedChatServer:
         self.reply = reply
         self.delay_s = delay_s
         self.calls: list[str] = []
+        self.bodies: list[dict] = []
+        """Each request's JSON body, as sent."""
         self.lock = threading.Lock()
         server = self
 
@@ -38,6 +40,7 @@ class ScriptedChatServer:
                 prompt = "\n".join(m.get("content") or "" for m in body.get("messages", []))
                 with server.lock:
                     server.calls.append(prompt)
+                    server.bodies.append(body)
                     number = sum(1 for c in server.calls if c == prompt)
                 if server.delay_s:
                     time.sleep(server.delay_s)

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from distill.config import MUST_MATCH, Options, one_of
+from distill.chat import ChatTemplateOptions
+from distill.config import MUST_MATCH, one_of
 
 
 @dataclass
@@ -62,8 +63,9 @@ def derive_seed(seed: int, *keys: object) -> int:
 
 
 @dataclass(kw_only=True)
-class EngineOptions(Options):
-    """Base of every backend's options class: the fields a backend reads, and their checks."""
+class EngineOptions(ChatTemplateOptions):
+    """Base of every backend's options class: the fields a backend reads, and their checks (every
+    backend renders chats, so every one takes --chat-template-kwargs)."""
 
     panel: ClassVar[str] = "Engine"
 

@@ -115,7 +115,7 @@ class HFBackend(Backend):
 
     def _generate_batch(self, batch: list[GenerationRequest], params: SamplingParams,
                         seed: int) -> Iterator[GenerationResult]:
-        texts = [render_prompt(self.tokenizer, r.messages) for r in batch]
+        texts = [render_prompt(self.tokenizer, r.messages, self.options.template_kwargs) for r in batch]
         prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         rows = self._sample_rows([ids for ids in prompts for _ in range(params.n)], params, seed)
         for index, (request, text) in enumerate(zip(batch, texts)):

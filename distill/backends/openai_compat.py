@@ -247,7 +247,10 @@ class OpenAIBackend(Backend):
             retry_after = None
             try:
                 # vLLM's own field: each choice's token ids, the exact count of what it generated
-                extra = {"extra_body": {"return_token_ids": True}} if self.server == "vllm" and n > 1 else {}
+                body: dict[str, Any] = {"return_token_ids": True} if self.server == "vllm" and n > 1 else {}
+                if self.options.template_kwargs:  # vLLM's and SGLang's servers read it into the template
+                    body["chat_template_kwargs"] = self.options.template_kwargs
+                extra = {"extra_body": body} if body else {}
                 async with semaphore:
                     response = await client.chat.completions.create(
                         model=self.model, messages=request.messages, n=n, temperature=params.temperature,

@@ -117,7 +117,7 @@ class VLLMBackend(Backend):
 
         def refill() -> None:
             for request in todo:
-                text = render_prompt(self.tokenizer, request.messages)
+                text = render_prompt(self.tokenizer, request.messages, self.options.template_kwargs)
                 prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
                 if len(prompt_ids) + params.max_tokens > self.max_model_len:
                     # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens

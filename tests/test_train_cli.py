@@ -13,7 +13,7 @@ import time
 from transformers import AutoTokenizer, GenerationConfig
 
 from distill.tiny import QWEN_TEMPLATE
-from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.conftest import ROOT, assert_user_error, run_cli, write_jsonl
 from tests.train_data import write_kept
 
 
@@ -139,3 +139,31 @@ def test_a_tracker_that_is_not_installed_is_refused_before_anything_is_loaded(tm
     ok = run_cli("train", kept, "--student", tiny_models["qwen"], "--out", out, "--config", recipe,
                  "--report-to", "none")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_preflight_of_a_hybrid_student_shows_each_mode_the_data_holds(tmp_path):
+    """A DeepSeek-V3.1-style student on a file mixing reasoning and non-reasoning records (issue 26): was
+    refused ("closes an empty think block"); now each record trains in its mode, and the preflight says so."""
+    from distill.tiny import save_tiny
+    from tests.train_data import kept_records
+
+    student = save_tiny(tmp_path / "v31", "v31")
+    records = kept_records(4)
+    records[1] = {**records[1], "completion": "Rain taps the window."}  # a non-reasoning record (writing)
+    kept = write_jsonl(tmp_path / "kept.jsonl", records)
+    result = run_cli(*train_args(kept, student, tmp_path / "out", "--preflight"))
+    assert result.returncode == 0, result.stderr
+    assert "hybrid, switched by 'thinking'" in result.stdout
+    assert "(thinking mode)" in result.stdout and "(non-thinking mode)" in result.stdout
+    assert "<｜Assistant｜></think>⟦Rain taps the window.<｜end▁of▁sentence｜>⟧" in result.stdout
+    # a one-mode student cannot train the writing record: one line naming it
+    one_mode = run_cli(*train_args(kept, student, tmp_path / "out2", "--chat-template", write_template(tmp_path)))
+    assert_user_error(one_mode, "kept.jsonl:2", "has no reasoning")
+
+
+def write_template(tmp_path):
+    from distill.tiny import R1_DISTILL_TEMPLATE
+
+    path = tmp_path / "r1.jinja"  # one mode: always thinking
+    path.write_text(R1_DISTILL_TEMPLATE)
+    return path

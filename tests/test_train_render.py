@@ -105,8 +105,9 @@ def test_target_text_literals():
 
 
 @pytest.mark.parametrize(("completion", "reason"), [
-    ("The answer is 5.", "no single <think>…</think> block"),
-    ("<think>\n\n</think>\n\n5", "empty <think></think>"),
+    # no reasoning: refused for a one-mode template (a hybrid one trains it in its non-thinking mode)
+    ("The answer is 5.", "has no reasoning .* no non-thinking mode"),
+    ("<think>\n\n</think>\n\n5", "has no reasoning .* no non-thinking mode"),
     ("<think>\nthinking and thinking", "no single <think>…</think> block"),
     ("<think>\nreasoning\n</think>\n\n", "nothing after </think>"),
     ("<think>a</think><think>b</think> 5", "no single <think>…</think> block"),
@@ -246,3 +247,24 @@ def test_prompts_that_cannot_precede_the_completion_are_refused(messages, reason
                     + json.dumps({**RECORD, "id": "q:1", "messages": messages}) + "\n")
     with pytest.raises(InputError, match=rf"kept.jsonl:2: field 'messages': {reason}"):
         validate_kept(kept, None)
+
+
+# ---------------------------------------------------------------- hybrid-thinking students (issue 26)
+
+
+def test_a_hybrid_student_trains_reasoning_in_thinking_mode_and_plain_records_in_its_other_mode(tmp_path):
+    """A DeepSeek-V3.1-style template (closes an empty think block unless `thinking`): it was refused."""
+    from distill.tiny import save_tiny
+    from distill.train.render import probe_chat_format
+
+    tokenizer = AutoTokenizer.from_pretrained(save_tiny(tmp_path / "v31", "v31"))
+    fmt = probe_chat_format(tokenizer)
+    assert fmt.switch == "thinking" and fmt.prefill == "<think>" and fmt.kwargs(False) == {"thinking": False}
+    reasoning = render_example({**RECORD, "completion": "<think>\nadd two and two\n</think>\n\n4"}, tokenizer,
+                               chat_format=fmt)
+    shown = show_example(reasoning, tokenizer)
+    assert shown.endswith("<｜Assistant｜><think>⟦\nadd two and two\n</think>\n\n4<｜end▁of▁sentence｜>⟧")
+    for plain in ("4", "<think>\n\n</think>\n\n4"):  # no think block, or an empty one
+        shown = show_example(render_example({**RECORD, "completion": plain}, tokenizer, chat_format=fmt), tokenizer)
+        # the template's own empty think block is prompt; the target is the answer and the end of turn
+        assert shown.endswith("<｜Assistant｜></think>⟦4<｜end▁of▁sentence｜>⟧"), shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from distill.chat import ChatTemplateOptions
 from distill.config import FREE, MUST_MATCH, one_of, require
 from distill.training.options import TrainingOptions
 
@@ -18,7 +19,7 @@ CHECKPOINTING_FROM_SEQ_LEN = 2048
 
 
 @dataclass(kw_only=True)
-class TrainConfig(TrainingOptions):
+class TrainConfig(TrainingOptions, ChatTemplateOptions):
     DEFAULT_LR: ClassVar[dict[str, float]] = DEFAULT_LR
 
     kept: str = field(metadata=FREE)

@@ -86,14 +86,17 @@ def iter_kept(path: str | Path, limit: int | None) -> Iterator[tuple[int, dict[s
                          "file and not an empty one", path=str(path))
 
 
-def validate_kept(path: str | Path, limit: int | None) -> None:
-    """Read the whole kept file once (fields, duplicate ids, a reasoning and an answer in every completion);
-    raise InputError naming the line, before anything is written to --out."""
-    from distill.train.render import split_target
+def validate_kept(path: str | Path, limit: int | None, fmt: ChatFormat | None = None) -> None:
+    """Read the whole kept file once (fields, duplicate ids, an answer in every completion and a reasoning
+    unless the student's template has a non-thinking mode, `fmt`); raise InputError naming the line,
+    before anything is written to --out."""
+    from distill.train.render import NO_REASONING, split_record
 
     for line, record in iter_kept(path, limit):
         try:
-            split_target(record)
+            reasoning, _ = split_record(record)
+            if reasoning is None and not (fmt is not None and fmt.has_plain_mode):
+                raise ValueError(NO_REASONING)
         except ValueError as exc:
             raise InputError(str(exc), path=str(path), line=line, field="completion") from None
         problem = prompt_problem(record["messages"])

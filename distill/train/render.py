@@ -12,6 +12,12 @@ assistant turns (the reasoning would silently vanish from the data), and newer
 ones pre-fill `<think>\\n` in the generation prompt (the target must then
 start inside the think block, or the student learns to write the tag twice).
 
+Hybrid-thinking templates (Qwen3's `enable_thinking`, DeepSeek-V3.1's `thinking`) are probed
+for their switch: a record with reasoning is rendered in thinking mode, a record without
+(writing, factual QA: the R1 recipe's non-reasoning data) in the template's non-thinking mode,
+whose empty think block is the template's own prompt text, not target. A template without such
+a mode trains only records with reasoning.
+
 The end-of-turn token is the one the template closes assistant turns with
 (`<|im_end|>`, `<|eot_id|>`, `<｜end▁of▁sentence｜>`, or EOS for the default
 template). It ends the target and is trained, so the student learns to stop.
@@ -23,6 +29,7 @@ the rest.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +39,8 @@ from distill.errors import InputError, ModelError
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, generation_prefill, join_reasoning
 
 IGNORE_INDEX = -100
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+"""Template variables that switch a hybrid family's thinking mode (Qwen3, DeepSeek-V3.1), tried in this order."""
 # an assistant message that no template rewrites (no '</think>' in it)
 _PROBE = "distill-probe-0d1e"
 _PROBE_PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -45,6 +54,20 @@ class ChatFormat:
     end_of_turn_id: int
     prefill: str
     """the start of a think block the template writes into the generation prompt ('<think>\\n' or '')"""
+    switch: str | None = None
+    """the template variable that turns thinking on and off (hybrid families), None for a one-mode template"""
+    template_kwargs: str = "{}"
+    """--chat-template-kwargs as JSON text (the base of both modes' variables)"""
+
+    def kwargs(self, thinking: bool) -> dict[str, Any]:
+        """The template variables of one mode: the user's, with the switch set to the mode."""
+        values = json.loads(self.template_kwargs)
+        return {**values, self.switch: thinking} if self.switch else values
+
+    @property
+    def has_plain_mode(self) -> bool:
+        """The template can render a turn without reasoning (a non-thinking mode)."""
+        return self.switch is not None
 
 
 def _special_tokens(tokenizer: Any) -> list[str]:
@@ -65,19 +88,33 @@ def first_special_token(text: str, specials: list[str]) -> str | None:
     return best[2] if best else None
 
 
-def probe_chat_format(tokenizer: Any) -> ChatFormat:
-    """Probe the tokenizer's chat template for its end-of-turn token and its generation prefill.
+def thinking_switch(tokenizer: Any, base: dict[str, Any]) -> str | None:
+    """The variable that switches the template between thinking and not (found by rendering both ways), or None."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    for name in THINKING_SWITCHES:
+        if name in str(template) and (render_prompt(tokenizer, _PROBE_PROMPT, {**base, name: True})
+                                      != render_prompt(tokenizer, _PROBE_PROMPT, {**base, name: False})):
+            return name
+    return None
 
-    Raises ModelError when the template cannot train a reasoning student: it
-    closes an empty think block in the generation prompt, drops assistant
+
+def probe_chat_format(tokenizer: Any, template_kwargs: dict[str, Any] | None = None) -> ChatFormat:
+    """Probe the tokenizer's chat template for its end-of-turn token, its generation prefill and its
+    thinking switch (with `template_kwargs`, the --chat-template-kwargs, as the base of every render).
+
+    Raises ModelError when the template cannot train a reasoning student: it closes an empty think
+    block in the generation prompt in thinking mode too (or has no thinking mode), drops assistant
     text, or ends assistant turns without a special token.
     """
-    prompt = render_prompt(tokenizer, _PROBE_PROMPT)
+    base = dict(template_kwargs or {})
+    switch = thinking_switch(tokenizer, base)
+    prompt = render_prompt(tokenizer, _PROBE_PROMPT, {**base, switch: True} if switch else base)
     if re.search(re.escape(THINK_CLOSE) + r"\s*$", prompt):
         raise ModelError("the chat template closes an empty think block in the generation prompt "
-                         f"(it ends with {prompt[-24:]!r}, as Qwen3's does with enable_thinking=False), so the "
-                         "student would be trained to reason where it is told not to; pass --chat-template "
-                         "with a template that leaves the assistant turn open")
+                         f"(it ends with {prompt[-24:]!r}) and has no thinking switch distill knows "
+                         f"({', '.join(THINKING_SWITCHES)}), so the student would be trained to reason where it "
+                         "is told not to; pass --chat-template-kwargs with the variable that turns its thinking "
+                         "on, or --chat-template with a template that leaves the assistant turn open")
     try:
         full = tokenizer.apply_chat_template([*_PROBE_PROMPT, {"role": "assistant", "content": _PROBE}],
                                              tokenize=False)
@@ -103,7 +140,8 @@ def probe_chat_format(tokenizer: Any) -> ChatFormat:
     token_id = tokenizer.convert_tokens_to_ids(token)
     if not isinstance(token_id, int) or token_id == getattr(tokenizer, "unk_token_id", None):
         raise ModelError(f"the end-of-turn token {token!r} is not in the tokenizer's vocabulary")
-    return ChatFormat(end_of_turn=token, end_of_turn_id=token_id, prefill=generation_prefill(prompt))
+    return ChatFormat(end_of_turn=token, end_of_turn_id=token_id, prefill=generation_prefill(prompt), switch=switch,
+                      template_kwargs=json.dumps(base, sort_keys=True))
 
 
 def split_target(record: dict[str, Any]) -> tuple[str, str]:
@@ -128,6 +166,28 @@ def split_target(record: dict[str, Any]) -> tuple[str, str]:
     return reasoning, answer
 
 
+NO_REASONING = ("has no reasoning (no <think> block, or an empty one), and the student's chat template has no "
+                "non-thinking mode to train it in (no thinking switch such as enable_thinking); keep only records "
+                "with reasoning, or train a hybrid-thinking student (Qwen3, DeepSeek-V3.1 templates)")
+
+
+def split_record(record: dict[str, Any]) -> tuple[str | None, str]:
+    """(reasoning, answer) of a kept record; reasoning None for a record without any (no think block at
+    all, or an empty one: non-reasoning data such as writing or factual QA); ValueError when there is
+    no answer, or a think block that is malformed."""
+    completion = record.get("completion")
+    if not isinstance(completion, str):
+        raise ValueError("must be a string")
+    if THINK_OPEN not in completion and THINK_CLOSE not in completion:
+        if not completion.strip():
+            raise ValueError("is empty (no answer to train on)")
+        return None, completion.strip()
+    parts = CANONICAL.split(record)
+    if parts is not None and not parts[0] and parts[1]:
+        return None, parts[1]
+    return split_target(record)
+
+
 def target_text(reasoning: str, answer: str, *, prefill: str, end_of_turn: str) -> str:
     """The assistant text that is trained: `<think>\\n{reasoning}\\n</think>\\n\\n{answer}{end_of_turn}`,
     less what the template already pre-filled of the think block."""
@@ -139,9 +199,17 @@ def target_text(reasoning: str, answer: str, *, prefill: str, end_of_turn: str) 
 
 
 def render_texts(record: dict[str, Any], tokenizer: Any, fmt: ChatFormat) -> tuple[str, str]:
-    """(prompt text, target text) of a record; ValueError naming what is wrong with its completion."""
-    reasoning, answer = split_target(record)
-    prompt = render_prompt(tokenizer, record["messages"])
+    """(prompt text, target text) of a record; ValueError naming what is wrong with its completion.
+
+    A record with reasoning renders in thinking mode; one without, in the template's non-thinking mode,
+    where the empty think block the template writes itself is prompt and the target is the answer."""
+    reasoning, answer = split_record(record)
+    if reasoning is None:
+        if not fmt.has_plain_mode:
+            raise ValueError(NO_REASONING)
+        prompt = render_prompt(tokenizer, record["messages"], fmt.kwargs(False))
+        return prompt, answer + fmt.end_of_turn
+    prompt = render_prompt(tokenizer, record["messages"], fmt.kwargs(True))
     return prompt, target_text(reasoning, answer, prefill=generation_prefill(prompt), end_of_turn=fmt.end_of_turn)
 
 
@@ -182,8 +250,9 @@ def render_example(record: dict[str, Any], tokenizer: Any, *,
 
 
 def check_trained_span(example: dict[str, list[int]], tokenizer: Any, fmt: ChatFormat,
-                       reasoning: str) -> list[str]:
-    """Why this rendered example would not teach the student to reason and stop ([] when it would)."""
+                       reasoning: str | None) -> list[str]:
+    """Why this rendered example would not teach the student to reason (None: a non-thinking example) and
+    stop ([] when it would)."""
     problems = []
     labels = example["labels"]
     trained = [token for token in labels if token != IGNORE_INDEX]
@@ -192,9 +261,10 @@ def check_trained_span(example: dict[str, list[int]], tokenizer: Any, fmt: ChatF
     if trained[-1] != fmt.end_of_turn_id:
         problems.append(f"the end-of-turn token {fmt.end_of_turn!r} does not end the trained span")
     trained_text = tokenizer.decode(trained, skip_special_tokens=False)
-    head = reasoning.strip()[:40]
-    if head not in trained_text or THINK_CLOSE not in trained_text:
+    if reasoning is not None and (reasoning.strip()[:40] not in trained_text or THINK_CLOSE not in trained_text):
         problems.append("the reasoning is not in the trained span")
+    if reasoning is None and THINK_OPEN in trained_text:
+        problems.append("a think block is in the trained span of a record without reasoning")
     first = next(i for i, token in enumerate(labels) if token != IGNORE_INDEX)
     if any(token == IGNORE_INDEX for token in labels[first:]):
         problems.append("the trained span has masked holes")

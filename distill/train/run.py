@@ -35,12 +35,13 @@ from distill.train.data import (
 )
 from distill.train.plan import TrainPlan, resolve_plan
 from distill.train.render import (
+    NO_REASONING,
     ChatFormat,
     check_trained_span,
     probe_chat_format,
     render_example,
     show_example,
-    split_target,
+    split_record,
 )
 from distill.training.checkpoints import CHECKPOINTS, remove_all
 from distill.training.rundir import RunStart, check_out, finish, saved_summary, training_run
@@ -98,37 +99,64 @@ def select_examples(data: TokenizedData, max_seq_len: int) -> tuple[list[int], D
     return keep, stats
 
 
-def first_example(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat) -> tuple[dict[str, Any], dict[str, list[int]]]:
-    """The first kept record and its rendering, refused when it would not teach reasoning and stopping."""
-    line, record = next(iter_kept(cfg.kept, cfg.limit))
-    try:
-        reasoning, _ = split_target(record)
-    except ValueError as exc:
-        raise InputError(str(exc), path=cfg.kept, line=line, field="completion") from None
-    example = render_example(record, tokenizer, chat_format=fmt)
-    problems = check_trained_span(example, tokenizer, fmt, reasoning)
-    if problems:
-        raise ModelError(f"refusing to train: on {cfg.kept}:{line}, {'; and '.join(problems)}; "
-                         "run with --preflight to see the rendered example")
-    return record, example
+PREFLIGHT_SCAN = 10_000
+"""Records the preflight reads looking for one example of each thinking mode."""
+
+
+def mode_examples(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat,
+                  scan: int = PREFLIGHT_SCAN) -> list[tuple[dict[str, Any], dict[str, list[int]]]]:
+    """The first record of each mode the data holds (with reasoning; without) among the first `scan`, rendered
+    and checked: a mode whose rendering would not teach the student to answer and stop is refused."""
+    found: dict[bool, tuple[dict[str, Any], dict[str, list[int]]]] = {}
+    for count, (line, record) in enumerate(iter_kept(cfg.kept, cfg.limit), start=1):
+        try:
+            reasoning, _ = split_record(record)
+            if reasoning is None and not fmt.has_plain_mode:
+                raise ValueError(NO_REASONING)
+        except ValueError as exc:
+            raise InputError(str(exc), path=cfg.kept, line=line, field="completion") from None
+        if (reasoning is not None) in found:
+            if count >= scan or len(found) == 2:
+                break
+            continue
+        example = render_example(record, tokenizer, chat_format=fmt)
+        problems = check_trained_span(example, tokenizer, fmt, reasoning)
+        if problems:
+            raise ModelError(f"refusing to train: on {cfg.kept}:{line}, {'; and '.join(problems)}; "
+                             "run with --preflight to see the rendered example")
+        found[reasoning is not None] = (record, example)
+        if count >= scan or len(found) == 2:
+            break
+    return [found[mode] for mode in (True, False) if mode in found]
+
+
+def thinking_line(fmt: ChatFormat) -> str:
+    """How the template's modes are used, for the preflight and the run's log."""
+    if fmt.switch is None:
+        return "one mode (no thinking switch): every record trains with its reasoning"
+    return (f"hybrid, switched by {fmt.switch!r}: records with reasoning render with {fmt.kwargs(True)}, records "
+            f"without with {fmt.kwargs(False)} (the template's empty think block is prompt, not target)")
 
 
 def preflight_report(cfg: TrainConfig, tokenizer: Any, fmt: ChatFormat, template_source: str,
-                     record: dict[str, Any], example: dict[str, list[int]], stats: DataStats) -> str:
-    prompt_tokens = sum(1 for label in example["labels"] if label == -100)
-    trained_tokens = len(example["input_ids"]) - prompt_tokens
+                     examples: list[tuple[dict[str, Any], dict[str, list[int]]]], stats: DataStats) -> str:
+    shown = []
+    for record, example in examples:
+        prompt_tokens = sum(1 for label in example["labels"] if label == -100)
+        trained_tokens = len(example["input_ids"]) - prompt_tokens
+        mode = "thinking" if split_record(record)[0] is not None else "non-thinking"
+        shown += [f"example        {record.get('id')} ({mode} mode): {prompt_tokens:,} prompt tokens (masked) + "
+                  f"{trained_tokens:,} trained tokens; the trained span is between ⟦ ⟧:", "",
+                  show_example(example, tokenizer), ""]
     return "\n".join([
         f"student        {cfg.student} ({cfg.method})",
         f"chat template  {template_source}",
+        f"thinking       {thinking_line(fmt)}",
         f"end of turn    {fmt.end_of_turn!r} (id {fmt.end_of_turn_id}): ends every target, trained, and saved "
         "in generation_config.eos_token_id",
         f"pre-filled     {fmt.prefill!r} (the target starts after it)" if fmt.prefill else
         "pre-filled     nothing (the target starts with <think>)",
-        f"example        {record.get('id')}: {prompt_tokens:,} prompt tokens (masked) + {trained_tokens:,} trained "
-        "tokens; the trained span is between ⟦ ⟧:",
-        "",
-        show_example(example, tokenizer),
-        "",
+        *shown,
         f"data           {stats.line(cfg.max_seq_len)}",
         f"               longest kept {stats.longest:,} tokens, shortest {stats.shortest:,}",
         "checks         the reasoning, the answer and the end-of-turn token are in the loss: OK",
@@ -174,18 +202,20 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
         version = check_bitsandbytes(hw.device)
         log.info("bitsandbytes %s runs NF4 on %s", version, hw.device)
     tokenizer, template_source = load_student_tokenizer(cfg)
-    fmt = probe_chat_format(tokenizer)
-    record, example = first_example(cfg, tokenizer, fmt)
+    fmt = probe_chat_format(tokenizer, cfg.template_kwargs)
+    log.info("chat template: %s", thinking_line(fmt))
 
     if cfg.preflight:
+        examples = mode_examples(cfg, tokenizer, fmt)
         with tempfile.TemporaryDirectory(prefix="distill-preflight-") as scratch:
             data = tokenize_kept(cfg.kept, tokenizer, fmt, Path(scratch), limit=cfg.limit)
             _, stats = select_examples(data, cfg.max_seq_len)
-            report = preflight_report(cfg, tokenizer, fmt, template_source, record, example, stats)
+            report = preflight_report(cfg, tokenizer, fmt, template_source, examples, stats)
         return TrainResult(out=str(out), student=cfg.student, method=cfg.method, data=stats, preflight=report,
                            config=config_dict(cfg))
     # everything a user can get wrong is checked before --out is touched: a failed start leaves it as it was
-    validate_kept(cfg.kept, cfg.limit)
+    mode_examples(cfg, tokenizer, fmt, scan=1)
+    validate_kept(cfg.kept, cfg.limit, fmt)
     check_student(cfg.student)
     plan = resolve_plan(cfg, hw, chat_format=fmt, template_source=template_source, vocab_size=len(tokenizer),
                         kept_sha256=file_digest(cfg.kept))

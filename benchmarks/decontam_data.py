@@ -454,15 +454,21 @@ def _fill(template: str, params: dict[str, int]) -> str:
 
 def benchmark(rng: random.Random) -> tuple[list[str], list[dict[str, int]]]:
     """4 problems per kind (its wordings in turn, other numbers each time); the first one's params."""
-    problems, firsts = [], []
-    for params_of, wordings, *_ in BENCH:
+    problems, firsts, kinds = [], [], []
+    for kind, (params_of, wordings, *_) in enumerate(BENCH):
         for i in range(4):
             text, params = _distinct(rng, params_of, wordings[i % len(wordings)], problems)
             if i == 0:
                 firsts.append(params)
             if text is not None:
                 problems.append(text)
+                kinds.append(kind)
+    BENCH_KINDS[:] = kinds
     return problems, firsts
+
+
+BENCH_KINDS: list[int] = []
+"""The kind (index in BENCH) of each benchmark problem, filled by `benchmark`."""
 
 
 def _distinct(rng: random.Random, params_of, template: str, taken: list[str]) -> tuple[str | None, dict[str, int]]:
@@ -527,7 +533,7 @@ def main() -> None:
         disguised.append({"text": f"{problem}\n{R1}", "kind": "short, with the template",
                           "row": problems.index(problem) + 1})
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, items in (("decontam_benchmark", [{"problem": p} for p in problems]),
+    for name, items in (("decontam_benchmark", [{"problem": p, "kind": k} for p, k in zip(problems, BENCH_KINDS)]),
                         ("decontam_clean", [{"problem": p} for p in clean]),
                         ("decontam_rephrased", rows), ("decontam_disguised", disguised)):
         with open(OUT / f"{name}.jsonl", "w", encoding="utf-8") as out:

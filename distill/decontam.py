@@ -56,10 +56,10 @@ DEFAULT_SHARE = 0.6
 DEFAULT_EMBEDDING_THRESHOLD = 0.85
 """Cosine similarity at which the embedding stage flags a prompt (all-MiniLM-L6-v2, calibrated on
 tests/data/decontam_rephrased.jsonl and decontam_clean.jsonl: benchmarks/RESULTS-issue27.md)."""
-SAME_NUMBERS_FLOOR = 0.40
+SAME_NUMBERS_FLOOR = 0.55
 """A prompt that writes exactly the numbers of a retrieved problem (two or more) is flagged from this
 cosine on: a translation or a rephrasing keeps the numbers while its words, and so its similarity,
-drift (an English model puts a French copy at 0.3-0.8)."""
+drift (an English model puts a French copy at 0.2-0.9)."""
 DEFAULT_TOP_K = 5
 MAX_PROBLEM_TEXT = 300
 """Characters of the matched problem quoted in a match's report."""
@@ -153,6 +153,13 @@ def _instruction_words(instructions: tuple[str, ...]) -> tuple[tuple[str, ...], 
     return tuple(sorted((w for w in found if w), key=len, reverse=True))
 
 
+@functools.lru_cache(maxsize=64)
+def _ends(instructions: tuple[tuple[str, ...], ...]) -> frozenset[str]:
+    """The first and last words of the instructions: a prompt that neither starts nor ends with one
+    has none to strip (most prompts; the check costs two set probes)."""
+    return frozenset(word for instruction in instructions for word in (instruction[0], instruction[-1]))
+
+
 def template_instructions(template: str) -> list[str]:
     """The text a prompt template puts before and after `{problem}` (each side that has words)."""
     before, _, after = template.partition("{problem}")
@@ -163,7 +170,14 @@ def strip_instructions(tokens: list[str], instructions: Sequence[str] = INSTRUCT
     """A prompt's words without the instructions a template put at its start or end (each at most once),
     so that what is matched is the problem: `['compute', '2', '3', 'please', 'reason', …]` ->
     `['compute', '2', '3']`. A prompt that is nothing but an instruction stays as it is."""
-    for instruction in _instruction_words(tuple(instructions)):
+    instruction_words = _instruction_words(tuple(instructions))
+    return _strip_words(tokens, instruction_words, _ends(instruction_words))
+
+
+def _strip_words(tokens: list[str], instruction_words: tuple[tuple[str, ...], ...], ends: frozenset[str]) -> list[str]:
+    if not tokens or (tokens[-1] not in ends and tokens[0] not in ends):
+        return tokens
+    for instruction in instruction_words:
         size = len(instruction)
         if len(tokens) > size and tuple(tokens[-size:]) == instruction:
             tokens = tokens[:-size]
@@ -260,6 +274,8 @@ class NgramIndex:
         self.n = n
         self.share = share
         self.instructions = tuple(instructions)
+        self._instruction_words = _instruction_words(self.instructions)
+        self._instruction_ends = _ends(self._instruction_words)
         self.benchmarks: list[str] = []
         self.problems: dict[str, int] = {}
         """Problems per benchmark."""
@@ -306,7 +322,9 @@ class NgramIndex:
     def problem_tokens(self, text: str, problem: str | None = None) -> list[str]:
         """The words matched for a prompt: `problem` when the caller knows it, else the prompt's
         words without the instructions a template put around it."""
-        return words(problem) if problem is not None else strip_instructions(words(text), self.instructions)
+        if problem is not None:
+            return words(problem)
+        return _strip_words(words(text), self._instruction_words, self._instruction_ends)
 
     def find(self, text: str, *, problem: str | None = None) -> Match | None:
         """The benchmark problem `text` holds a share of (see the module), else None. `problem`: the
@@ -318,13 +336,14 @@ class NgramIndex:
             whole = self._whole.get(_whole_hash(tokens))
             return None if whole is None else self._match(whole, " ".join(tokens), "whole", 1.0)
         ordered = ngram_hashes(tokens, self.n)
-        hashes = set(ordered)
         where = self._where
+        shared = set(filter(where.__contains__, ordered))  # in C: most prompts share nothing
+        if not shared:
+            return None
+        hashes = set(ordered)
         counts: dict[int, int] = {}
-        for value in hashes:
-            held = where.get(value)
-            if held is None:
-                continue
+        for value in shared:
+            held = where[value]
             if isinstance(held, int):
                 counts[held] = counts.get(held, 0) + 1
             else:
@@ -625,7 +644,7 @@ class DecontaminationOptions(Options):
     contamination_embedder: str | None = field(default=None, metadata=MUST_MATCH)
     """Also compare prompts with benchmark problems by meaning: a sentence-transformers model (Hub id or local path); needs distill[decontam]."""
     contamination_threshold: float = field(default=DEFAULT_EMBEDDING_THRESHOLD, metadata=MUST_MATCH)
-    """With --contamination-embedder: the cosine similarity at which a prompt counts as a benchmark problem (0.85 is calibrated for all-MiniLM-L6-v2; a prompt with exactly a problem's numbers counts from 0.40)."""
+    """With --contamination-embedder: the cosine similarity at which a prompt counts as a benchmark problem (0.85 is calibrated for all-MiniLM-L6-v2; a prompt with exactly a problem's numbers counts from 0.55)."""
     contamination_top_k: int = field(default=DEFAULT_TOP_K, metadata=FREE)
     """With --contamination-embedder: benchmark problems retrieved per prompt."""
     contamination_cache: str | None = field(default=None, metadata=FREE)

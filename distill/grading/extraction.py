@@ -175,7 +175,8 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
             if len(after.strip()) > _BOX_TAIL:  # '$.' or '\\].' closes the box; a restatement takes more
                 after = answer_window(after)
                 restated = next((found for found in (_pattern_answer(after, p) for p in others)
-                                 if found and _MATHLIKE.search(found) and not is_prose(found)), None)
+                                 if found and _MATHLIKE.search(found) and not is_prose(_first_sentence(found))),
+                                None)
             found = restated or strip_delimiters(BOX_JOINER.join(group[0]))
         else:
             window = answer_window(text) if window is None else window
@@ -186,6 +187,13 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
 
 
 _MATHLIKE = re.compile(r"[\d$\\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _first_sentence(text: str) -> str:
+    """'"$12$ and $13$". I hope it is correct' -> '"$12$ and $13$".': a restatement is judged by the
+    sentence that states it, not by the pleasantry after it."""
+    return _SENTENCE_END.split(text, maxsplit=1)[0]
 _BOX_TAIL = 3
 """Characters after the last box (spaces aside) that cannot hold a restated answer ('$.', '\\].', '$$.')."""
 

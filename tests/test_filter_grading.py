@@ -24,12 +24,12 @@ from distill.grading import (
     grade_detailed,
     last_boxed,
     normalize_answer,
+    notation,
     parse_math,
     rename_bound_variables,
     rounding_places,
     slow_grade,
 )
-from distill.grading import notation
 from distill.grading_pool import GradingPool
 from tests import reward_hacks
 

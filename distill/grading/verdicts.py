@@ -37,7 +37,6 @@ from distill.grading.extraction import (
     extract_answer,
     extract_choice,
 )
-from distill.grading.notation import canonical_pair, is_prose, plus_minus_expansions, top_level_items
 from distill.grading.normalisation import (
     PLAIN_NUMBER,
     choice_reference,
@@ -48,6 +47,7 @@ from distill.grading.normalisation import (
     rename_bound_variables,
     unwrap_text,
 )
+from distill.grading.notation import canonical_pair, is_prose, plus_minus_expansions, top_level_items
 
 GIANT_REFERENCE = "reference has a number too long to compare"
 GIANT_ANSWER = "answer has a number too long to compare"
@@ -389,7 +389,7 @@ def _exact_values_differ(gold: Any, predicted: Any) -> bool:
             return False
         scale = max(abs(a), abs(b))
         return bool(abs(a - b) > scale * sympy.Float(10) ** -EXACT_DIGITS)
-    except Exception:  # noqa: BLE001 - a value sympy cannot evaluate keeps math-verify's verdict
+    except Exception:
         return False
 
 
@@ -418,10 +418,7 @@ def math_verify_equal(answer: str, reference: str) -> bool:
     """
     answer = rename_bound_variables(answer, reference)
     answer, reference = canonical_pair(answer, reference)
-    for ours, gold in _expansions(answer, reference):
-        if _math_verify_equal(ours, gold):
-            return True
-    return False
+    return any(_math_verify_equal(ours, gold) for ours, gold in _expansions(answer, reference))
 
 
 def _expansions(answer: str, reference: str) -> list[tuple[str, str]]:

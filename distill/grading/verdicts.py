@@ -372,13 +372,16 @@ EXACT_DIGITS = 40
 comparison rounds at six places, so 1/3^40 and 1/3^41, or 10^-20 and 10^-21, were equal."""
 
 
-def _exact_values_differ(gold: Any, predicted: Any) -> bool:
-    """Whether two parsed values are numbers (or tuples of numbers) that differ beyond rounding error.
-    Only exact values come here (no decimal was written); anything not a plain number is not judged."""
+def _exact_values_differ(gold: Any, predicted: Any, places: int | None = None) -> bool:
+    """Whether two parsed values are numbers (or tuples of numbers) that differ beyond rounding error:
+    beyond `EXACT_DIGITS` significant digits, or with `places` (the most decimal places either side
+    writes), by more than half a unit of the last place (0.0000002 is not 10^-7, though both round
+    to 0 at math-verify's six places). Anything not a plain number is not judged."""
     import sympy
 
     if isinstance(gold, sympy.Tuple) and isinstance(predicted, sympy.Tuple):
-        return len(gold) == len(predicted) and any(_exact_values_differ(a, b) for a, b in zip(gold, predicted))
+        return len(gold) == len(predicted) and any(_exact_values_differ(a, b, places)
+                                                   for a, b in zip(gold, predicted))
     if not (isinstance(gold, sympy.Expr) and isinstance(predicted, sympy.Expr)):
         return False
     if gold.free_symbols or predicted.free_symbols or not (gold.is_number and predicted.is_number):
@@ -388,6 +391,8 @@ def _exact_values_differ(gold: Any, predicted: Any) -> bool:
         if not (a.is_finite and b.is_finite and a.is_real and b.is_real):
             return False
         scale = max(abs(a), abs(b))
+        if places is not None:
+            return bool(abs(a - b) > sympy.Rational(1, 2 * 10 ** places) + scale * sympy.Float(10) ** -12)
         return bool(abs(a - b) > scale * sympy.Float(10) ** -EXACT_DIGITS)
     except Exception:
         return False
@@ -414,7 +419,8 @@ def math_verify_equal(answer: str, reference: str) -> bool:
     only with the set as the answer); variables stay strict (`strict=True`: its `strict=False` pairs
     any free variables by position, so `x + 2y` would equal `2x + y`), bound ones renamed first
     (`rename_bound_variables`). Its "equal" is overruled for exact numbers that differ past
-    `EXACT_DIGITS` digits, and for a list it read as one number.
+    `EXACT_DIGITS` digits, for decimals of six or more places that differ by more than half a unit of
+    their last place, and for a list it read as one number.
     """
     answer = rename_bound_variables(answer, reference)
     answer, reference = canonical_pair(answer, reference)
@@ -446,8 +452,11 @@ def _math_verify_equal(answer: str, reference: str) -> bool:
     if not verify(gold, predicted, float_rounding=rounding_places(answer, reference),
                   allow_set_relation_comp=True, timeout_seconds=None):
         return False
-    return bool(_DECIMAL.search(answer) or _DECIMAL.search(reference)
-                or not _exact_values_differ(gold[0], predicted[0]))
+    shapes = _decimal_shapes(answer) + _decimal_shapes(reference)
+    places = max((p for p, _ in shapes), default=None)
+    if places is not None and places < MATH_VERIFY_PLACES:
+        return True  # rounded at the places shown (`rounding_places`): math-verify's verdict stands
+    return not _exact_values_differ(gold[0], predicted[0], places)
 
 
 def sandbox_module():

@@ -28,6 +28,7 @@ each, and the report names them ("option rows").
     python benchmarks/grading_vs_math_verify.py --math-verify-tests /tmp/mv/tests
     python benchmarks/grading_vs_math_verify.py --math-verify-tests /tmp/mv/tests --json out.json
     python benchmarks/grading_vs_math_verify.py --math-verify-tests /tmp/mv/tests --pairs tests/data/grading_pairs.jsonl
+    python benchmarks/grading_vs_math_verify.py --pairs tests/data/grading_issue27.jsonl   # per kind
 
 With `--pairs`, distill's own labelled set (tests/data/grading_pairs.jsonl: answer text, reference,
 equal, note) is graded both ways too: distill as the filter grades an answer text
@@ -249,17 +250,8 @@ def option_rows(cases: list[Case]) -> set[int]:
     return {i for i, c in enumerate(cases) if c.options and len(labels[(c.gold, c.pred)]) > 1}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--math-verify-tests", type=Path, required=True,
-                        help="the tests/ folder of a math-verify checkout")
-    parser.add_argument("--pairs", type=Path, help="distill's own labelled pairs (jsonl: answer, reference, equal)")
-    parser.add_argument("--json", type=Path, help="write the scores and disagreements here")
-    args = parser.parse_args()
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    import math_verify  # noqa: F401 - sympy's import is not the graders' time
-
-    cases = read_cases(args.math_verify_tests)
+def _math_verify_tests(tests_dir: Path) -> dict[str, Any]:
+    cases = read_cases(tests_dir)
     contradictory = option_rows(cases)
     per_file = {}
     for case in cases:
@@ -283,20 +275,50 @@ def main() -> None:
         print(f"{mark} {source} {cases[i].options or ''}\n    gold {_short(gold)!r}\n    pred {_short(pred)!r}\n"
               f"    label {'equal' if equal else 'unequal'}, distill {verdict}")
 
-    report: dict[str, Any] = {"math_verify_tests": {s.name: {**dict(zip(HEADERS, s.row())),
-                                                              "disagreements": s.disagreements}
-                                                     for s in [*scores, as_tested]}}
-    if args.pairs:
-        pairs = [json.loads(line) for line in args.pairs.read_text().splitlines() if line.strip()]
-        own = run([(p.get("note", ""), p["reference"], p["answer"], p["equal"]) for p in pairs],
-                  {"distill": distill_grade_answer_text, "math-verify alone": math_verify_wrapped_reference})
-        print(f"\ndistill's labelled pairs ({args.pairs}): {len(pairs)} pairs, {sum(p['equal'] for p in pairs)} equal")
+    return {"math_verify_tests": {s.name: {**dict(zip(HEADERS, s.row())), "disagreements": s.disagreements}
+                                  for s in [*scores, as_tested]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--math-verify-tests", type=Path,
+                        help="the tests/ folder of a math-verify checkout")
+    parser.add_argument("--pairs", type=Path, action="append", default=[],
+                        help="distill's own labelled pairs (jsonl: answer, reference, equal[, kind]); repeatable")
+    parser.add_argument("--skip-math-verify-tests", action="store_true",
+                        help="grade only the --pairs files")
+    parser.add_argument("--json", type=Path, help="write the scores and disagreements here")
+    args = parser.parse_args()
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    import math_verify  # noqa: F401 - sympy's import is not the graders' time
+
+    report: dict[str, Any] = {}
+    if args.math_verify_tests and not args.skip_math_verify_tests:
+        report.update(_math_verify_tests(args.math_verify_tests))
+    for path in args.pairs:
+        pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        graders = {"distill": distill_grade_answer_text, "math-verify alone": math_verify_wrapped_reference}
+        own = run([(p.get("kind", "") + ": " + p.get("note", ""), p["reference"], p["answer"], p["equal"])
+                   for p in pairs], graders)
+        print(f"\ndistill's labelled pairs ({path}): {len(pairs)} pairs, {sum(p['equal'] for p in pairs)} equal")
         print(table(own))
+        kinds = sorted({p["kind"] for p in pairs if "kind" in p})
+        if kinds:
+            print("\nper kind (agree with the label; pairs equal / unequal):")
+            rows = []
+            for kind in kinds:
+                subset = [(p["note"], p["reference"], p["answer"], p["equal"]) for p in pairs if p.get("kind") == kind]
+                scores = run(subset, graders)
+                rows.append([kind, f"{sum(e for *_, e in subset)} / {sum(not e for *_, e in subset)}",
+                             *(f"{s.total - len(s.disagreements)}/{s.total} (fp {s.fp})" for s in scores)])
+            from distill.report import markdown_table
+            print(markdown_table(["kind", "equal / unequal", *graders], rows))
         for score in own:
             for source, gold, pred, equal, _ in score.disagreements:
                 print(f"  {score.name}: {'missed' if equal else 'FALSE POSITIVE'}: ref {_short(gold)!r} "
                       f"answer {_short(pred)!r} ({source})")
-        report["pairs"] = {s.name: {**dict(zip(HEADERS, s.row())), "disagreements": s.disagreements} for s in own}
+        report[f"pairs:{path}"] = {s.name: {**dict(zip(HEADERS, s.row())), "disagreements": s.disagreements}
+                                   for s in own}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
 

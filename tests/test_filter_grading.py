@@ -24,6 +24,7 @@ from distill.grading import (
     grade_detailed,
     last_boxed,
     normalize_answer,
+    notation,
     parse_math,
     rename_bound_variables,
     rounding_places,
@@ -49,7 +50,8 @@ def test_last_boxed(text, answer):
 def test_grading_modules_import_only_the_ones_below_them():
     # verdicts -> extraction -> normalisation, the order in which an answer is graded: a rule never
     # reaches back into finding the answer, and the package's __init__ only re-exports
-    below = {"normalisation": set(), "extraction": {"normalisation"}, "verdicts": {"extraction", "normalisation"}}
+    below = {"normalisation": set(), "notation": set(), "extraction": {"normalisation", "notation"},
+             "verdicts": {"extraction", "notation", "normalisation"}}
     package = Path(distill.grading.__file__).parent
     for module, allowed in below.items():
         tree = ast.parse((package / f"{module}.py").read_text())
@@ -163,6 +165,18 @@ def test_a_final_answer_stated_after_the_last_box_is_the_answer():
     assert extract_answer("So $\\boxed{5}$.\n\nThe answer is consistent with the figure.") == "5"  # no math stated
     assert extract_answer("$\\boxed{5}$\n#### 6") == "6"  # any pattern restates: GSM8K's #### too
     assert extract_answer("The answer is $5$ and $6$") == "$5$ and $6$"  # two spans stay two spans
+    # a prose restatement is no answer; a bold line or a heading is
+    assert extract_answer("So $\\boxed{(2,3)}$. The answer is the point (2, 3), which lies on both lines.") == "(2,3)"
+    assert extract_answer("**Final Answer:** 12,000,045") == "12,000,045"
+    assert extract_answer("## Final Answer\n\\[\n\\frac{3}{4}\n\\]") == "\\frac{3}{4}"
+    assert extract_answer("Final Answer: $\\frac{1}{2}$, since half of 10 is 5.") == "\\frac{1}{2}"
+
+
+def test_a_short_answer_that_opens_with_its_letter():
+    assert extract_choice("D. It cannot be A or B") == frozenset("D")
+    assert extract_choice("**(B)** since the others fail") == frozenset("B")
+    assert extract_choice("A student would pick B here.") is None  # an article
+    assert extract_choice("A. " + "We check each option in turn. " * 20) is None  # too long: a list item
 
 
 def test_renaming_only_bound_variables():
@@ -195,12 +209,81 @@ def test_latex_that_cannot_be_parsed_is_not_read_as_the_number_it_starts_with():
     def values(text: str) -> list:  # parse's sympy values, without the text it falls back to
         return [value for value in parse_math(text) if not isinstance(value, str)]
 
-    assert values("1 + \\frac{1}{\\mathrm{e}}") == []
+    assert values("3 \\foo{x}") == []
+    assert [str(v) for v in values("1 + \\frac{1}{\\mathrm{e}}")] == ["1 + 1/e"]  # read whole, not as 1
     assert values("The largest $n$ is 34.") == [34]  # a number in the prose after the math
     assert values("Answer $ \n 9 \n $") == []  # inline math does not span lines
 
 
+@pytest.mark.parametrize("function, text, rewritten", [
+    (notation.unicode_as_latex, "(-∞, 0) ∪ [3, ∞)", "(-\\infty, 0) \\cup [3, \\infty)"),
+    (notation.unicode_as_latex, "±√2", "\\pm \\sqrt{2}"),
+    (notation.unicode_as_latex, "√(x+1) + x²", "\\sqrt{x+1} + x^{2}"),
+    (notation.brace_arguments, "\\frac{1+a}b", "\\frac{1+a}{b}"),
+    (notation.brace_arguments, "\\dfrac\\pi4 + \\frac{\\frac12}{3}", "\\frac{\\pi}{4} + \\frac{\\frac{1}{2}}{3}"),
+    (notation.parenthesise_arguments, "\\cot x \\cdot \\ln(\\cos x)", "\\cot(x) \\cdot \\ln(\\cos(x))"),
+    (notation.parenthesise_arguments, "\\sin^2 x + \\log_{2} 8x", "\\sin^2(x) + \\log_{2}(8x)"),
+    (notation.parenthesise_arguments, "\\sin(x)", "\\sin(x)"),
+    (notation.ordinals_as_numbers, "7^{\\text{th}}", "7"),
+    (notation.ordinals_as_numbers, "21st", "21"),
+    (notation.ordinals_as_numbers, "4\\theta", "4\\theta"),
+    (notation.degrees_as_radians, "45^{\\circ}", "45\\cdot\\frac{\\pi}{180}"),
+    (notation.strip_units, "3 \\text{ cm}, 4 \\text{ cm}", "3, 4"),
+    (notation.strip_units, "\\frac{109}{3}\\text{ seconds}", "\\frac{109}{3}"),
+    (notation.strip_units, "12 \\mathrm{cm}^2", "12"),
+    (notation.strip_units, "3 square units", "3"),
+    (notation.strip_units, "2m", "2m"),                        # a bare letter is a variable
+    (notation.strip_units, "\\frac{1}{2}m", "\\frac{1}{2}m"),
+    (notation.strip_units, "\\text{no solution}", "\\text{no solution}"),
+    (notation.strip_units, "2 \\text{ or } 3", "2 \\text{ or } 3"),
+    (notation.strip_units, "10 \\pi", "10 \\pi"),
+    (notation.matrix_as_tuple, "\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}", "(1, 2, 3)"),
+    (notation.matrix_as_tuple, "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4\\end{pmatrix}",
+     "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4\\end{pmatrix}"),
+    (notation.set_builder_condition, "\\{x \\mid -2<x<2\\}", ("x", "-2<x<2")),
+    (notation.relations_as_intervals, "x<0 \\text{ or } x\\ge 3", "(-\\infty, 0) \\cup [3, \\infty)"),
+    (notation.relations_as_intervals, "5 > x > -1", "(-1, 5)"),
+    (notation.relations_as_intervals, "x < 1 \\text{ or } y > 2", None),  # two variables
+    (notation.drop_component_names, "x = 1, \\ y = 5", "1, 5"),
+    (notation.drop_component_names, "k_{\\min} = n+1", "n+1"),
+    (notation.drop_component_names, "(x, y) = (1, 5)", "(1, 5)"),
+    (notation.drop_component_names, "x = 1, y < 5", "x = 1, y < 5"),
+    (notation.plus_minus_expansions, "(\\pm 1, \\pm 2)", ["( 1,  2), ( 1, - 2), (- 1,  2), (- 1, - 2)"]),
+    (notation.plus_minus_expansions, "(\\pm 1, \\mp 2)", ["( 1, - 2), (- 1,  2)"]),
+    (notation.plus_minus_expansions, "1 \\pm \\sqrt{2}", ["1 + \\sqrt{2}, 1 - \\sqrt{2}"]),
+    (notation.top_level_items, "(1, 2), 3, 1,000, 11,\\! 111", ["(1, 2)", "3", "1,000", "11,\\! 111"]),
+])
+def test_notation_rewrites(function, text, rewritten):
+    assert function(text) == rewritten
+
+
+def test_the_pair_is_rewritten_by_what_the_other_side_writes():
+    assert notation.canonical_pair("45^\\circ", "\\frac{\\pi}{4}") == ("45\\cdot\\frac{\\pi}{180}", "\\frac{\\pi}{4}")
+    assert notation.canonical_pair("30^\\circ", "30") == ("30^\\circ", "30")  # no π: a degree sign is dropped later
+    assert notation.canonical_pair("x<0 \\text{ or } x\\ge 3", "x < 0") == ("x<0 \\text{ or } x\\ge 3", "x < 0")
+    assert notation.canonical_pair("\\{x \\mid -2<x<2\\}", "-2<x<2")[0] == "(-2, 2)"
+    assert notation.canonical_pair("x = 1, y = 5", "x = 1, y = 5") == ("x = 1, y = 5", "x = 1, y = 5")
+    assert notation.canonical_pair("the point (2, 3) lies on it", "(2, 3)")[0] == "the point (2, 3) lies on it"
+
+
+def test_exact_numbers_math_verify_rounds_together_are_unequal():
+    assert grade("$\\boxed{\\frac{1}{3^{41}}}$", "\\frac{1}{3^{40}}") is False
+    assert grade("$\\boxed{10^{-21}}$", "10^{-20}") is False
+    assert grade("$\\boxed{\\frac{1}{10^{20}}}$", "10^{-20}") is True
+    assert grade("$\\boxed{3.141593}$", "\\pi") is True  # a decimal keeps math-verify's rounding
+
+
 PAIRS = [json.loads(line) for line in (Path(__file__).parent / "data" / "grading_pairs.jsonl").read_text().splitlines()]
+ISSUE27 = [json.loads(line) for line in
+           (Path(__file__).parent / "data" / "grading_issue27.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("pair", ISSUE27, ids=[f"{pair['kind']}: {pair['note']}" for pair in ISSUE27])
+def test_labelled_notation_pairs(pair):
+    """The kinds of issue 27 (lists with units, tiny magnitudes, units and angles, set and interval
+    notation, unicode, vectors, ±, named components, text answers, extraction, parsing), each with hard
+    negatives; benchmarks/grading_vs_math_verify.py --pairs reports them against math-verify alone."""
+    assert grade(pair["answer"], pair["reference"], timeout=None) is pair["equal"]
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[pair["note"] for pair in PAIRS])

@@ -7,11 +7,13 @@ process; `distill.grading_pool` runs `slow_grade` in worker processes.
     answer = extract_answer(completion)            # the last \\boxed{…} (and those listed with it), then the fallbacks
     grade(answer, "\\frac{1}{2}")                  # True / False / None (cannot tell)
 
-Three modules, each importing only the ones below it:
+Four modules, each importing only the ones below it:
 - `verdicts`: an answer compared with a reference (reference kinds, the rules, math-verify, the
   code sandbox): `quick_grade`, `slow_grade`, `grade`;
 - `extraction`: the final answer found in a completion (boxes, answer patterns, option letters);
-- `normalisation`: an answer string made comparable (spelling, numbers, letters, bound variables).
+- `normalisation`: an answer string made comparable (spelling, numbers, letters, bound variables);
+- `notation`: an answer and its reference rewritten into one notation (units, angles, intervals,
+  unicode, vectors, ±, named components, ordinals, function arguments): `notation.canonical_pair`.
 
 Every name below is importable from `distill.grading` as it was when this was one module.
 """

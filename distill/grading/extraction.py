@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from distill.grading.normalisation import choice_letters, strip_delimiters, unwrap_text
+from distill.grading.notation import is_prose
 
 BOXED = "boxed"
 """The answer pattern name for the last \\boxed{…} (or \\fbox{…}) with balanced braces, joined with the boxes
@@ -21,13 +22,16 @@ listed right before it (`boxed_answers`)."""
 DEFAULT_ANSWER_PATTERNS = (
     BOXED,
     r"####\s*+(.+)",  # GSM8K
-    r"(?i)\bfinal answer\s*+(?:is(?:\s*+:)?|:)\s*+(.+)",
-    r"(?i)\banswer\s*+(?:is(?:\s*+:)?|:)\s*+(.+)",
+    r"(?i)\bfinal answer\**+[ \t]*+(?:is(?:\s*+:)?|:|(?=[ \t]*+\n))\**+\s*+(.+)",
+    r"(?i)\banswer\**+\s*+(?:is(?:\s*+:)?|:)\**+\s*+(.+)",
 )
 """Tried in order until one matches; within a pattern the last match counts (the final answer).
-The answer runs to the end of its line (the caller strips it). Every `\\s*` is possessive (`*+`):
-the token after it is never whitespace, so it matches the same, but a long run of spaces can no
-longer be split between two quantifiers, which took quadratic time (20,000 spaces: 12 s)."""
+The answer runs to the end of its line (the caller strips it), or to the end of a display-math block
+that opens there (`\\[` on its own line). A 'Final Answer' heading (`**Final Answer**`, `## Final
+Answer`) with the answer on the next line counts, and bold around 'Answer:' is skipped. Every `\\s*`
+is possessive (`*+`): the token after it is never whitespace, so it matches the same, but a long run
+of spaces can no longer be split between two quantifiers, which took quadratic time (20,000 spaces:
+12 s)."""
 ANSWER_WINDOW = 4096
 """The regex patterns search only this many characters at the end of the answer text
 (`answer_window`), where a final answer is stated: this bounds the time any pattern, a user's
@@ -152,7 +156,9 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
 
     A final answer stated after the last box by one of the other patterns, with
     a digit or math in it, is the final answer: working that boxes intermediate
-    results and ends 'The final answer is $10,455$.' is graded by 10,455.
+    results and ends 'The final answer is $10,455$.' is graded by 10,455. A prose
+    restatement ('The answer is the point (2, 3), which lies on both lines') is
+    not: the box stays the answer.
 
     This one string is the answer everywhere: graded by `grade`, shown in the
     filter's details, and counted by `distill eval`'s majority vote.
@@ -169,7 +175,8 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
             if len(after.strip()) > _BOX_TAIL:  # '$.' or '\\].' closes the box; a restatement takes more
                 after = answer_window(after)
                 restated = next((found for found in (_pattern_answer(after, p) for p in others)
-                                 if found and _MATHLIKE.search(found)), None)
+                                 if found and _MATHLIKE.search(found) and not is_prose(_first_sentence(found))),
+                                None)
             found = restated or strip_delimiters(BOX_JOINER.join(group[0]))
         else:
             window = answer_window(text) if window is None else window
@@ -180,6 +187,13 @@ def extract_answer(text: str, patterns: Sequence[str] = DEFAULT_ANSWER_PATTERNS)
 
 
 _MATHLIKE = re.compile(r"[\d$\\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def _first_sentence(text: str) -> str:
+    """'"$12$ and $13$". I hope it is correct' -> '"$12$ and $13$".': a restatement is judged by the
+    sentence that states it, not by the pleasantry after it."""
+    return _SENTENCE_END.split(text, maxsplit=1)[0]
 _BOX_TAIL = 3
 """Characters after the last box (spaces aside) that cannot hold a restated answer ('$.', '\\].', '$$.')."""
 
@@ -191,6 +205,11 @@ def _pattern_answer(window: str, pattern: str) -> str | None:
     if not matches:
         return None
     found = matches[-1].group(1)
+    display = _DISPLAY_OPENING.match(found)
+    if display:  # '\\[' alone on its line: the answer is the block it opens
+        closing = window.find(_DISPLAY[display.group(1)], matches[-1].end(1))
+        if 0 <= closing - matches[-1].end(1) <= _DISPLAY_REACH:
+            found = window[matches[-1].start(1):closing + len(_DISPLAY[display.group(1)])]
     while found:
         inner = re.search(pattern, found, flags=re.MULTILINE)
         if inner is None or not inner.group(1) or len(inner.group(1)) >= len(found):
@@ -199,12 +218,17 @@ def _pattern_answer(window: str, pattern: str) -> str | None:
     return (strip_delimiters(_leading_math(found)) or None) if found else None
 
 
-_LEADING_MATH = re.compile(r"\s*+(\$\$?|\\\(|\\\[)(.+?)(?:\$\$?|\\\)|\\\])(?=[.!;]\s)")
+_DISPLAY = {"\\[": "\\]", "$$": "$$"}
+_DISPLAY_OPENING = re.compile(r"^\s*+(\\\[|\$\$)\s*+$")
+_DISPLAY_REACH = 500
+"""A display block opened on the answer's line closes within this many characters, or is no answer."""
+_LEADING_MATH = re.compile(r"\s*+(\$\$?|\\\(|\\\[)(.+?)(?:\$\$?|\\\)|\\\])"
+                           r"(?=[.!;]\s|,\s*+(?!and\b|or\b)[A-Za-z])")
 
 
 def _leading_math(found: str) -> str:
-    """The math span a pattern's answer starts with, when a new sentence follows it: the statement
-    of the answer ends there."""
+    """The math span a pattern's answer starts with, when a new sentence or a clause follows it
+    ('$\\frac{1}{2}$, since half of 10 is 5'): the statement of the answer ends there."""
     match = _LEADING_MATH.match(found)
     return match.group(2) if match else found
 
@@ -212,8 +236,16 @@ def _leading_math(found: str) -> str:
 # ---------------------------------------------------------------- choice letters
 
 
+_LEADING_LETTER = re.compile(r"^[\s*]*+(?:\(([A-J])\)|([A-J])[.:)])\**+\s++\S")
+"""A letter in brackets or with a period, colon or bracket, opening a short answer ('D. It cannot be A
+or B', '**(C)** since …'); a bare capital is no letter here: 'A student …' starts with an article."""
+_LEADING_LETTER_REACH = 300
+"""Only an answer text this short opens with its letter; a longer one may open with a list item."""
+
+
 def extract_choice(text: str) -> frozenset[str] | None:
-    """The letters (A-J) a multiple-choice answer picks: from `\\boxed{B}`, `(B)`, `B.`, 'answer is B'."""
+    """The letters (A-J) a multiple-choice answer picks: from `\\boxed{B}`, `(B)`, `B.`, 'answer is B', and
+    a short answer that opens with its letter ('D. It cannot be A or B')."""
     window = answer_window(text)
     # the whole text may be the letter, but the end of a longer one is not an answer on its own
     whole = window if len(window) < ANSWER_WINDOW else None
@@ -223,5 +255,9 @@ def extract_choice(text: str) -> frozenset[str] | None:
         letters = choice_letters(unwrap_text(candidate))
         if letters:
             return letters
+    if whole is not None and len(whole) <= _LEADING_LETTER_REACH:
+        leading = _LEADING_LETTER.match(whole)
+        if leading:  # 'D. It cannot be A or B': the letter it opens with, then why
+            return frozenset(leading.group(1) or leading.group(2))
     stated = re.findall(r"(?i)answer\s*+(?:is|:)?\s*+\**+\s*+\(?([A-J])\)?(?![A-Za-z])", window)
     return frozenset(stated[-1].upper()) if stated else None

@@ -47,6 +47,7 @@ from distill.grading.normalisation import (
     rename_bound_variables,
     unwrap_text,
 )
+from distill.grading.notation import canonical_pair, is_prose, plus_minus_expansions, top_level_items
 
 GIANT_REFERENCE = "reference has a number too long to compare"
 GIANT_ANSWER = "answer has a number too long to compare"
@@ -107,11 +108,15 @@ def rounded_equal(decimal: str, value: Fraction, exact: Fraction) -> bool | None
 SAME_MEANING = (
     frozenset({"dne", "doesnotexist", "doesntexist", "thelimitdoesnotexist", "limitdoesnotexist",
                "thelimitdoesntexist", "itdoesnotexist"}),
-    frozenset({"nosolution", "nosolutions", "thereisnosolution", "\\emptyset", "\\varnothing", "∅", "\\{\\}"}),
+    frozenset({"nosolution", "nosolutions", "thereisnosolution", "therearenosolutions", "norealsolutions",
+               "norealsolution", "\\emptyset", "\\varnothing", "∅", "\\{\\}"}),
+    frozenset({"infinitelymany", "infinitelymanysolutions", "thereareinfinitelymany", "infinite", "infinity",
+               "\\infty", "+\\infty", "∞"}),
 )
 """Phrases that say the same thing (compared lowercased, without spaces, `\\text{}` and apostrophes).
 A short table of certain synonyms, not a thesaurus: 'undefined' is not 'does not exist' (a function
-value vs a limit), nor 'none' 'no solution'."""
+value vs a limit), nor 'none' 'no solution'. 'Infinitely many' is ∞ (a count of solutions, answered
+either way); '-∞' is not in it."""
 
 
 def _phrase(normalized: str) -> str:
@@ -135,7 +140,10 @@ def fast_verdict(answer: str, reference: str) -> bool | None:
     """True when the answers are plainly equal, False when they are plainly numbers that differ,
     None when it takes math-verify to tell.
 
-    Plainly equal: the same normalised string (after `rename_bound_variables`), two phrases of one
+    Both sides are first written in one notation (`rename_bound_variables`, then
+    `distill.grading.notation.canonical_pair`: units, ordinals, unicode, …).
+
+    Plainly equal: the same normalised string, two phrases of one
     `SAME_MEANING` entry, or the same number. A decimal and an exact number are compared within the
     precision the decimal shows (`rounded_equal`: 0.33 is 1/3).
 
@@ -147,6 +155,7 @@ def fast_verdict(answer: str, reference: str) -> bool | None:
     it as a decimal, 1.5, would be wrong digit for digit by coincidence.
     """
     answer = rename_bound_variables(answer, reference)
+    answer, reference = canonical_pair(answer, reference)
     normalized, normalized_reference = normalize_answer(answer), normalize_answer(reference)
     if normalized == normalized_reference or _same_meaning(normalized, normalized_reference):
         return True
@@ -308,6 +317,17 @@ _LATEX = re.compile(r"\\[A-Za-z]|[{}]")
 _DIGIT = re.compile(r"\d")
 
 
+def _latex_config():
+    """math-verify's LaTeX reading with its unit stripping off: it drops a trailing `m`, `s`, `g`, `d` …
+    as a unit (so `2m` read as 2, `\\frac{1}{2}m` as 1/2); `notation.strip_units` drops the labels that
+    are units instead."""
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import LatexExtractionConfig
+
+    return LatexExtractionConfig(normalization_config=NormalizationConfig(
+        basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False))
+
+
 def parse_math(text: str) -> list:
     """math-verify's `parse` of an answer or a reference, without reading a number out of LaTeX it
     could not parse.
@@ -320,10 +340,15 @@ def parse_math(text: str) -> list:
     - a text with `$…$`, `\\(…\\)` or `\\[…\\]` spans (prose around math) is read as LaTeX, or as a
       plain number from the prose outside the spans when the prose holds the last number
       ('The largest $n$ is 34'); a `\\boxed{}` in it outranks any prose, as in math-verify.
+    A bare answer's LaTeX is read without math-verify's unit stripping (`_latex_config`); prose
+    (`notation.is_prose`) with it, as math-verify reads prose.
     """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    latex, both = [LatexExtractionConfig()], [LatexExtractionConfig(), ExprExtractionConfig()]
+    # in prose ('the number is 10 which is 1,000.99m²') a letter after a number is a unit as
+    # math-verify reads it; in a bare answer it is a variable (`2m`)
+    latex_reading = LatexExtractionConfig() if is_prose(text) else _latex_config()
+    latex, both = [latex_reading], [latex_reading, ExprExtractionConfig()]
     spans = list(_MATH_SPANS.finditer(text))
     if not spans:
         # a lone $ is a currency sign ('2,74 $'), not a delimiter
@@ -342,27 +367,96 @@ def parse_math(text: str) -> list:
     return parse(text, latex, parsing_timeout=None) or from_prose()
 
 
+EXACT_DIGITS = 40
+"""Two exact values math-verify calls equal must agree to this many significant digits: its numeric
+comparison rounds at six places, so 1/3^40 and 1/3^41, or 10^-20 and 10^-21, were equal."""
+
+
+def _exact_values_differ(gold: Any, predicted: Any, places: int | None = None) -> bool:
+    """Whether two parsed values are numbers (or tuples of numbers) that differ beyond rounding error:
+    beyond `EXACT_DIGITS` significant digits, or with `places` (the most decimal places either side
+    writes), by more than half a unit of the last place (0.0000002 is not 10^-7, though both round
+    to 0 at math-verify's six places). Anything not a plain number is not judged."""
+    import sympy
+
+    if isinstance(gold, sympy.Tuple) and isinstance(predicted, sympy.Tuple):
+        return len(gold) == len(predicted) and any(_exact_values_differ(a, b, places)
+                                                   for a, b in zip(gold, predicted))
+    if not (isinstance(gold, sympy.Expr) and isinstance(predicted, sympy.Expr)):
+        return False
+    if gold.free_symbols or predicted.free_symbols or not (gold.is_number and predicted.is_number):
+        return False
+    try:
+        a, b = sympy.N(gold, EXACT_DIGITS + 10), sympy.N(predicted, EXACT_DIGITS + 10)
+        if not (a.is_finite and b.is_finite and a.is_real and b.is_real):
+            return False
+        scale = max(abs(a), abs(b))
+        if places is not None:
+            return bool(abs(a - b) > sympy.Rational(1, 2 * 10 ** places) + scale * sympy.Float(10) ** -12)
+        return bool(abs(a - b) > scale * sympy.Float(10) ** -EXACT_DIGITS)
+    except Exception:
+        return False
+
+
+def _read_as_one_number(text: str, parsed: list) -> bool:
+    """A bare list ('3, 4', '3 \\text{ cm}, 9 \\text{ cm}') that math-verify read as one number: the parse
+    fell back to its first item, and a list is no number. (A text with math spans or prose is read by
+    its spans, not judged here.)"""
+    import sympy
+
+    return bool(parsed) and isinstance(parsed[0], sympy.Number) and not _MATH_SPANS.search(text) \
+        and "\\boxed" not in text and not is_prose(text) and len(top_level_items(text)) > 1
+
+
 def math_verify_equal(answer: str, reference: str) -> bool:
     """math-verify on an extracted answer and a reference (`parse_math`), gold first; no timeout of its own.
 
-    Our settings: decimals against exact values at the places they show (`rounding_places`); an
-    interval against the relation it denotes either way round (`allow_set_relation_comp`: math-verify
-    by default compares `x \\in [-2,7]` with `-2 \\le x \\le 7` only with the set as the answer);
-    variables stay strict (`strict=True`: its `strict=False` pairs any free variables by position,
-    so `x + 2y` would equal `2x + y`), bound ones renamed first (`rename_bound_variables`).
+    Both are first written in one notation (`distill.grading.notation.canonical_pair`); a side with
+    ± against a side that lists values is compared as each list the ± stands for
+    (`plus_minus_expansions`). Our settings: decimals against exact values at the places they show
+    (`rounding_places`); an interval against the relation it denotes either way round
+    (`allow_set_relation_comp`: math-verify by default compares `x \\in [-2,7]` with `-2 \\le x \\le 7`
+    only with the set as the answer); variables stay strict (`strict=True`: its `strict=False` pairs
+    any free variables by position, so `x + 2y` would equal `2x + y`), bound ones renamed first
+    (`rename_bound_variables`). Its "equal" is overruled for exact numbers that differ past
+    `EXACT_DIGITS` digits, for decimals of six or more places that differ by more than half a unit of
+    their last place, and for a list it read as one number.
     """
+    answer = rename_bound_variables(answer, reference)
+    answer, reference = canonical_pair(answer, reference)
+    return any(_math_verify_equal(ours, gold) for ours, gold in _expansions(answer, reference))
+
+
+def _expansions(answer: str, reference: str) -> list[tuple[str, str]]:
+    """(answer, reference) to compare: as they are, and with the ± of one side expanded when the other
+    side lists values and writes no ±."""
+    pairs = [(answer, reference)]
+    for i, (this, other) in enumerate(((answer, reference), (reference, answer))):
+        if "\\pm" in other or "\\mp" in other or len(top_level_items(other)) < 2:
+            continue
+        for expanded in plus_minus_expansions(this):
+            pairs.append((expanded, reference) if i == 0 else (answer, expanded))
+    return pairs
+
+
+def _math_verify_equal(answer: str, reference: str) -> bool:
     from math_verify import verify
 
     silence_math_verify()
-    answer = rename_bound_variables(answer, reference)
     gold = parse_math(reference)
-    if not gold:
+    if not gold or _read_as_one_number(reference, gold):
         return False
     predicted = parse_math(answer)
-    if not predicted:
+    if not predicted or _read_as_one_number(answer, predicted):
         return False
-    return bool(verify(gold, predicted, float_rounding=rounding_places(answer, reference),
-                       allow_set_relation_comp=True, timeout_seconds=None))
+    if not verify(gold, predicted, float_rounding=rounding_places(answer, reference),
+                  allow_set_relation_comp=True, timeout_seconds=None):
+        return False
+    shapes = _decimal_shapes(answer) + _decimal_shapes(reference)
+    places = max((p for p, _ in shapes), default=None)
+    if places is not None and places < MATH_VERIFY_PLACES:
+        return True  # rounded at the places shown (`rounding_places`): math-verify's verdict stands
+    return not _exact_values_differ(gold[0], predicted[0], places)
 
 
 def sandbox_module():

@@ -101,8 +101,10 @@ class GenerateSummary:
         ]
         if self.contaminated_prompts:
             first = self.contaminated_prompts[0]
+            how = (f"shares '{first['ngram']}' with" if first.get("stage", "ngram") == "ngram" else
+                   f"matches ({first.get('stage')}, score {first.get('score')})")
             lines.append(f"decontaminated    {len(self.contaminated_prompts)} prompts skipped (first: {first['prompt_id']} "
-                         f"shares '{first['ngram']}' with {first['benchmark']} row {first['problem']})")
+                         f"{how} {first['benchmark']} row {first['problem']})")
         if self.failed_prompts:
             lines.append(f"FAILED prompts    {len(self.failed_prompts)} (rerun the same command to retry them; "
                          f"first: {self.failed_prompts[0]['prompt_id']}: {self.failed_prompts[0]['error']})")
@@ -110,15 +112,12 @@ class GenerateSummary:
 
 
 def _decontaminate(prompts: list[Any], cfg: GenerateConfig) -> list[dict[str, Any]]:
-    """The prompts that overlap a --decontaminate benchmark: no teacher time is spent on them."""
-    from distill.decontam import build_index
-
-    index = build_index(cfg.decontaminate or [], cfg.contamination_ngram)
-    skipped = []
-    for prompt in prompts:
-        match = index.find(prompt_text({"messages": prompt.messages}))  # the text the contamination check reads
-        if match is not None:
-            skipped.append({"prompt_id": prompt.prompt_id, **match.to_dict()})
+    """The prompts that overlap a --decontaminate benchmark: no teacher time is spent on them. The index
+    knows the template, so a short problem is matched whole without the instruction it appends."""
+    index = cfg.contamination_index(templates=[cfg.template])
+    texts = [prompt_text({"messages": p.messages}) for p in prompts]  # the text the contamination check reads
+    skipped = [{"prompt_id": p.prompt_id, **match.to_dict()}
+               for p, match in zip(prompts, index.find_many(texts), strict=True) if match is not None]
     log.info("decontamination: %d of %d prompts overlap a benchmark and are skipped", len(skipped), len(prompts))
     return skipped
 

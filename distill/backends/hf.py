@@ -31,7 +31,7 @@ from distill.backends.base import (
     WeightsOptions,
     derive_seed,
 )
-from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
+from distill.chat import ensure_chat_template, load_error, load_tokenizer, render_prompt
 from distill.config import FREE, require
 from distill.errors import ModelError
 from distill.shape import generation_prefill, restore_prefill
@@ -61,8 +61,7 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str | None = None):
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=pick_dtype(dtype, device))
     except Exception as exc:
-        raise ModelError(f"cannot load model {name!r}: {first_line(exc)}; "
-                         "give a local model directory or a reachable Hub id") from None
+        raise load_error("model", name, exc) from None
     return model.to(device).eval(), device
 
 

@@ -34,7 +34,14 @@ from distill.backends.base import (
     WeightsOptions,
     derive_seed,
 )
-from distill.chat import ensure_chat_template, first_line, render_prompt
+from distill.chat import (
+    ensure_chat_template,
+    first_line,
+    hub_unreachable,
+    load_error,
+    looks_local,
+    render_prompt,
+)
 from distill.config import FREE, MUST_MATCH, require
 from distill.errors import BackendError, ConfigError, DistillError, ModelError
 from distill.shape import generation_prefill, restore_prefill
@@ -287,6 +294,9 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument ({hint}they are listed "
                               f"by {ENGINE_ARGS_HELP}); fix or remove it")
+    if looks_local(model) and not os.path.exists(os.path.expanduser(model)):
+        raise ModelError(f"{flags['model']} {model}: no such directory; check the path (or give a Hub id such as "
+                         "Qwen/Qwen2.5-1.5B)")
     refusal = cpu_attention_refusal(model)
     if refusal is not None:
         raise ModelError(f"{flags['model']} {model}: {refusal}; use {flags['backend']} hf, or vLLM on a GPU")
@@ -360,6 +370,8 @@ def _start_reaper() -> None:
 
 
 def _load_error(model: str, own: dict, exc: Exception, flags: dict[str, str]) -> DistillError:
+    if hub_unreachable(exc) and not os.path.exists(os.path.expanduser(model)):
+        return load_error(flags["model"], model, exc)
     text = str(exc)
     if "KV cache is needed" in text or "No available memory for the cache blocks" in text:
         fits = re.search(r"estimated maximum model length is (\d+)", text)

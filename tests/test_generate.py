@@ -48,6 +48,8 @@ def test_records_follow_the_trace_format(tmp_path, tiny_models, prompts_file):
     saved = json.loads((tmp_path / "traces.summary.json").read_text())
     assert saved["records"] == 18 and sum(saved["finish_reasons"].values()) == 18
     assert saved["completion_tokens"]["total"] == sum(r["completion_tokens"] for r in records)
+    # the completion-length histogram beside the summary (the quickstart: every step writes PNG plots)
+    assert (tmp_path / "traces.lengths.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_template_prefilled_think_is_kept_in_the_completion(tmp_path, tiny_models, prompts_file):

@@ -22,7 +22,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from distill.backends.base import (
@@ -47,6 +48,59 @@ from distill.errors import BackendError, ConfigError, DistillError, ModelError
 from distill.shape import generation_prefill, restore_prefill
 
 log = logging.getLogger(__name__)
+
+
+class _Harmless(logging.Filter):
+    """Lowers vLLM log lines distill knows to be harmless where they appear to DEBUG: shown with
+    `distill -v` (or VLLM_LOGGING_LEVEL=DEBUG), not otherwise. A line matches by the start of its
+    message (its format string, before the arguments are filled in)."""
+
+    def __init__(self, *starts: str, when: Callable[[], bool] | None = None):
+        super().__init__()
+        self.starts, self.when = starts, when
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not str(record.msg).startswith(self.starts):
+            return True
+        if self.when is not None and not self.when():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return any(logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in (record.name, "distill"))
+
+
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _quiet_known_noise() -> None:
+    """Installed when this module is imported, before anything imports vLLM (its Triton lines come with
+    the import). On a machine without a CUDA GPU vLLM's CPU build has no use for Triton, yet says so in
+    five lines and a FutureWarning, two of them warnings: noise that reads like a broken install."""
+    triton = _Harmless("Triton is installed, but doesn't include CPU backend",
+                       "Triton is installed but %d active driver(s) found", "Triton not installed or not compatible",
+                       when=_no_cuda)
+    logging.getLogger("vllm.triton_utils.importing").addFilter(triton)
+    logging.getLogger("vllm.platforms.cpu").addFilter(_Harmless("Triton is not installed. triton-cpu is expected"))
+    logging.getLogger("vllm.config.vllm").addFilter(_Harmless("Model Runner V2 requires Triton", when=_no_cuda))
+    # torch deprecated an attribute vLLM's Triton shim reads: nothing a user of vLLM can act on
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.reduce_op` is deprecated",
+                            category=FutureWarning, module=r"vllm\.triton_utils\.dispatcher")
+
+
+_quiet_known_noise()
+
+
+@contextlib.contextmanager
+def _lowered(logger: str, *starts: str) -> Iterator[None]:
+    """Within this block, `logger`'s lines that start with one of `starts` are lowered to DEBUG (see _Harmless)."""
+    harmless = _Harmless(*starts)
+    logging.getLogger(logger).addFilter(harmless)
+    try:
+        yield
+    finally:
+        logging.getLogger(logger).removeFilter(harmless)
 
 
 @dataclass(kw_only=True)
@@ -300,6 +354,7 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     refusal = cpu_attention_refusal(model)
     if refusal is not None:
         raise ModelError(f"{flags['model']} {model}: {refusal}; use {flags['backend']} hf, or vLLM on a GPU")
+    extra_given = set(extra)
     if current_platform.is_cpu() and "enable_chunked_prefill" not in extra:
         # vLLM's CPU build (0.32) dies with "CPU Generator does not use offset" as soon as a seeded request's
         # prompt is split over two steps (prompts beyond max_num_batched_tokens in one step, 4096 tokens): it
@@ -314,8 +369,12 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
         _kept.clear()
         _free_memory()
     _start_reaper()
+    # vLLM warns that turning chunked prefill off "may cause the engine to crash": not when distill did it
+    chose = extra.get("enable_chunked_prefill") is False and "enable_chunked_prefill" not in extra_given
     try:
-        llm = LLM(model=model, **own, **extra)
+        with _lowered("vllm.engine.arg_utils", "This model does not officially support disabling chunked prefill")\
+                if chose else contextlib.nullcontext():
+            llm = LLM(model=model, **own, **extra)
     except Exception as exc:
         raise _load_error(model, own, exc, flags) from None
     if _kept is not None:

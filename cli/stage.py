@@ -3,7 +3,7 @@
 The flags, their help text and the YAML schema all come from the dataclass (its
 fields and the docstring under each), so they cannot drift apart. Every flag
 defaults to None, meaning "not given": build_config then layers defaults < YAML
-recipe < the flags actually given.
+recipe < --set KEY=VALUE / --unset KEY < the flags actually given.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Optional
 
 import typer
 
-from distill.config import build_config, field_docs, field_types, flag, required_fields
+from distill.config import build_config, field_docs, field_types, flag, recipe_hint, required_fields
 from distill.errors import DistillError
 
 log = logging.getLogger("distill")
@@ -55,14 +55,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def run_stage(action: Callable[[], Any]) -> Any:
-    """Run library code, turning a DistillError into one line on stderr and its exit status (1)."""
+def run_stage(action: Callable[[], Any], *, recipe: str | None = None, given: Collection[str] = ()) -> Any:
+    """Run library code, turning a DistillError into one line on stderr and its exit status (1).
+
+    `recipe` (the --config YAML) and `given` (the fields set on the command line): an error that asks to
+    'drop --x' where x came from the recipe says how (remove the key, or --unset it)."""
     try:
         return action()
     except DistillError as exc:
         if os.environ.get("DISTILL_DEBUG"):
             raise
-        raise fail(str(exc).replace("\n", " "), exc.exit_code) from None
+        message = str(exc) if recipe is None else recipe_hint(str(exc), recipe, given)
+        raise fail(message.replace("\n", " "), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted; rerun the same command to resume where it stopped", 130) from None
     finally:
@@ -127,14 +131,29 @@ def add_stage_command(app: typer.Typer, name: str, cfg_cls: type, run: Callable[
         "config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],  # noqa: UP045
         default=typer.Option(None, "--config", help="YAML recipe; flags given here override its values.",
                              show_default=False)))
+    params.append(inspect.Parameter(
+        "set_values", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],  # noqa: UP045
+        default=typer.Option(None, "--set", metavar="KEY=VALUE", show_default=False,
+                             help="Set any option over the --config recipe, its value written as in the recipe "
+                                  "(repeatable): --set max_model_len=8192, --set max_model_len=null.")))
+    params.append(inspect.Parameter(
+        "unset_keys", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],  # noqa: UP045
+        default=typer.Option(None, "--unset", metavar="KEY", show_default=False,
+                             help="Take a key of the --config recipe back to its default (repeatable): "
+                                  "--unset gpu_memory_utilization.")))
 
     def command(**given: Any) -> None:
         config_path = given.pop("config")
+        set_values, unset = given.pop("set_values") or [], given.pop("unset_keys") or []
         for list_name in list_fields - {positional}:
             if given.get(list_name) is not None:
                 given[list_name] = [part.strip() for value in given[list_name]
                                     for part in value.split(",") if part.strip()]
-        result = run_stage(lambda: run(build_config(cfg_cls, yaml_path=config_path, overrides=given)))
+        on_command_line = {name for name, value in given.items() if value is not None} | {
+            spec.partition("=")[0].strip().replace("-", "_") for spec in [*set_values, *unset]}
+        result = run_stage(lambda: run(build_config(cfg_cls, yaml_path=config_path, overrides=given,
+                                                    set_values=set_values, unset=unset)),
+                           recipe=config_path, given=on_command_line)
         present(result)
         # a run that went on past failed prompts: its result first, then why it is not complete
         failure = getattr(result, "failure", None)

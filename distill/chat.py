@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,8 +108,7 @@ def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:
-        raise ModelError(f"cannot load a tokenizer from {name!r}: {first_line(exc)}; "
-                         "give a local model directory or a Hub id that is reachable") from None
+        raise load_error("a tokenizer from", name, exc) from None
     if padding_side is not None:
         tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
@@ -117,8 +117,42 @@ def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
 
 
 def looks_local(name: str) -> bool:
-    """A path, not a Hub id ('org/name'): absolute, relative with ./ ../ ~, or more than one '/'."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+    """A path, not a Hub id ('org/name'): absolute, relative with ./ ../ ~, more than one '/', or a first
+    component that is a local directory (`models/nope` beside a `models/` folder is a mistyped path)."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        return True
+    first, slash, _ = name.partition("/")
+    return bool(slash) and Path(first).is_dir()
+
+
+def load_error(what: str, name: str, exc: BaseException) -> ModelError:
+    """The one line for a model or tokenizer `name` (not a local path, see looks_local) that failed to load.
+
+    A name that is no local directory is looked up on the Hub; when the Hub cannot be reached (offline,
+    HF_HUB_OFFLINE=1) transformers only says it could not connect, which reads as a network problem
+    when the user mistyped a path: say both."""
+    if hub_unreachable(exc) and not Path(name).expanduser().exists():
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") else ""
+        return ModelError(f"cannot load {what} {name!r}: no such local directory {name}, and the Hub could not be "
+                          f"reached{offline} to look it up as a model id; check the path (./ in front makes it "
+                          "one), or go online to download the model")
+    return ModelError(f"cannot load {what} {name!r}: {first_line(exc)}; give a local model directory or a Hub id "
+                      "that is reachable")
+
+
+def hub_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it came from) says the Hub could not be asked: no network, offline mode."""
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError)) or \
+                "couldn't connect to" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def first_line(exc: BaseException) -> str:

@@ -3,8 +3,8 @@ flags and the YAML recipe schema.
 
 A config class is a `@dataclass(kw_only=True)` with a docstring line under each
 field (the CLI's help text is read from there) and its checks in
-`__post_init__`. Values are merged as dataclass defaults < YAML recipe < flags
-given on the command line; an unknown YAML key is an error naming the key.
+`__post_init__`. Values are merged as dataclass defaults < YAML recipe < --set KEY=VALUE
+and --unset KEY < flags given on the command line; an unknown YAML key is an error naming the key.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import inspect
 import itertools
 import json
 import math
+import re
 import textwrap
 import types
 import typing
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,11 +180,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(cls: type[C], *, yaml_path: str | Path | None = None,
-                 overrides: dict[str, Any] | None = None) -> C:
-    """Merge defaults < YAML recipe < `overrides` (flags given on the command line) into `cls`.
+def build_config(cls: type[C], *, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                 set_values: Sequence[str] = (), unset: Sequence[str] = ()) -> C:
+    """Merge defaults < YAML recipe < `set_values` and `unset` < `overrides` (flags given on the command
+    line) into `cls`.
 
-    `overrides` holds only the flags the user actually gave (None means "not given").
+    `overrides` holds only the flags the user actually gave (None means "not given"). `set_values` are
+    'key=value' (--set: any key, its value written as in the recipe, null for none) and `unset` keys
+    (--unset: back to the default): a recipe adapted from the command line, keys no flag can unset included.
     """
     types_ = field_types(cls)
     values: dict[str, Any] = {}
@@ -190,19 +195,40 @@ def build_config(cls: type[C], *, yaml_path: str | Path | None = None,
         for key, value in read_yaml(yaml_path).items():
             name = str(key).replace("-", "_")
             if name not in types_:
-                close = difflib.get_close_matches(name, list(types_), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"{yaml_path}: unknown key '{key}'{hint}")
+                raise ConfigError(f"{yaml_path}: unknown key '{key}'{_did_you_mean(name, types_)}")
             try:
                 values[name] = _coerce(value, types_[name])
             except TypeError:
                 raise ConfigError(f"{yaml_path}: key '{key}' must be {_type_name(types_[name])}, "
                                   f"got {value!r}") from None
+    adapted: dict[str, str] = {}  # field -> how the command line set or unset it
+    for spec in set_values:
+        key, sep, text = spec.partition("=")
+        name = key.strip().replace("-", "_")
+        if not sep or name not in types_:
+            raise ConfigError(f"--set {spec}: " + (f"unknown option '{key}'{_did_you_mean(name, types_)}" if sep else
+                              "give KEY=VALUE, e.g. --set max_model_len=8192 (--unset KEY removes a recipe's value)"))
+        try:
+            values[name] = _from_text(text, types_[name])
+        except TypeError:
+            raise ConfigError(f"--set {spec}: '{name}' must be {_type_name(types_[name])}") from None
+        adapted[name] = f"--set {spec}"
+    for key in unset:
+        name = key.strip().replace("-", "_")
+        if name not in types_:
+            raise ConfigError(f"--unset {key}: unknown option{_did_you_mean(name, types_)}")
+        if name in required_fields(cls):
+            raise ConfigError(f"--unset {key}: {flag(name)} is required, so it has no default to go back to; give "
+                              f"it a value with {flag(name)}")
+        values.pop(name, None)
+        adapted[name] = f"--unset {key}"
     for name, value in (overrides or {}).items():
         if value is None:
             continue
         if name not in types_:
             raise ConfigError(f"unknown option {flag(name)}")
+        if name in adapted:
+            raise ConfigError(f"{adapted[name]} and {flag(name)} both give {name}; keep one")
         try:
             values[name] = _coerce(value, types_[name])
         except TypeError:
@@ -212,6 +238,49 @@ def build_config(cls: type[C], *, yaml_path: str | Path | None = None,
         name = missing[0]
         raise ConfigError(f"missing required option {flag(name)} (or '{name}:' in the --config YAML)")
     return cls(**values)
+
+
+def _did_you_mean(name: str, names: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _from_text(text: str, tp: Any) -> Any:
+    """A --set value, read as the recipe would read it ('8192', 'null', 'true', 'a,b'); a text field keeps
+    the text as given ('--set system=42' is the string '42'). TypeError when it cannot be of type `tp`."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = text
+    try:
+        return _coerce(parsed, tp)
+    except TypeError:
+        if parsed is None:
+            raise
+        return _coerce(text, tp)
+
+
+def recipe_hint(message: str, recipe: str | Path, given: typing.Collection[str]) -> str:
+    """`message` with every 'drop --x' whose value came from the `recipe` (and not from a flag in `given`,
+    field names) saying how to drop it: remove the key from the recipe, or --unset it."""
+    if not _DROP.search(message):
+        return message
+    try:
+        keys = {str(key).replace("-", "_"): str(key) for key in read_yaml(recipe)}
+    except ConfigError:
+        return message
+
+    def how(match: re.Match[str]) -> str:
+        name = match.group(1).replace("-", "_")
+        if name not in keys or name in given:
+            return match.group(0)
+        return f"remove '{keys[name]}:' from {recipe} or pass --unset {name}"
+
+    return _DROP.sub(how, message)
+
+
+_DROP = re.compile(r"drop --([a-z0-9][a-z0-9-]*)")
+"""How every error that asks to leave an option out says it ("drop --liger"): recipe_hint rewrites it."""
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:

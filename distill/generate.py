@@ -22,6 +22,7 @@ from distill.errors import IncompleteRun, InputError, OutputError
 from distill.options import BackendOptions, PromptOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
+from distill.report import save_completion_lengths
 from distill.runs import COMPLETE, NEW, RunManifest, claim, fingerprint, nothing_to_do
 from distill.traces import (
     JsonlWriter,
@@ -316,6 +317,7 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) ->
         failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n},
         contaminated_prompts=skipped)
     write_json(summary_path, summary.to_dict())
+    save_completion_lengths(sidecar(out, "lengths.png"), tokens, max_tokens=cfg.max_tokens)
     if summary.complete and not failed:
         manifest(out).update(complete=True)
     if failed:

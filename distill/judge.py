@@ -490,7 +490,8 @@ class JudgeOptions(Options):
             own = {f.name for f in dataclasses.fields(VLLMOptions)} & set(engine_args) - {"vllm_args"}
             values = {name: engine_args.pop(name) for name in own}
             values["vllm_args"] = json.dumps(engine_args) if engine_args else None
-            kwargs["flags"] = {"model": "--judge", "vllm_args": "--judge-vllm-args", "max_tokens": "--judge-max-tokens",
+            kwargs["flags"] = {"model": "--judge", "backend": "--judge-backend", "vllm_args": "--judge-vllm-args",
+                               "max_tokens": "--judge-max-tokens",
                                **{name: f"{name} in --judge-vllm-args" for name in
                                   ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype")}}
         else:

@@ -92,6 +92,12 @@ def save_histogram(path: str | Path, series: Mapping[str, Sequence[float]], *, t
     return _save(fig, path)
 
 
+def save_completion_lengths(path: str | Path, tokens: Sequence[int], *, max_tokens: int) -> Path:
+    """The histogram of a traces file's completion lengths, with the --max-tokens line (samples at it were cut)."""
+    return save_histogram(path, {"completions": tokens}, title="completion length", xlabel="completion tokens",
+                          vline=max_tokens, vline_label=f"--max-tokens {max_tokens:,}")
+
+
 def save_curves(path: str | Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                 title: str, xlabel: str, ylabel: str, logy: bool = False) -> Path:
     """Line plots sharing axes (e.g. training loss per step)."""

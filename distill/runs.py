@@ -341,11 +341,28 @@ class OutputLock:
         _HELD.discard(self.path.resolve())
 
 
+def _rerunning_main_in_a_child() -> bool:
+    """Whether this is a multiprocessing child (spawn, forkserver) still importing the parent's main script
+    as `__mp_main__`, before the function it was started for runs (then it is a worker like any other)."""
+    import multiprocessing
+    import sys
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # set while the child prepares
+        return True
+    rerun = sys.modules.get("__mp_main__")
+    return rerun is not None and rerun is not sys.modules.get("__main__")
+
+
 @contextlib.contextmanager
 def claim(outputs: Mapping[str, str | Path], inputs: Mapping[str, str | Path | None], *,
           locked: tuple[str, ...] | None = None, directories: tuple[str, ...] = ()) -> Iterator[None]:
     """The guard every stage runs inside: no output is an input (see `check_inputs`), then an exclusive
     lock on each output in `locked` (default: all), held until the block ends."""
+    if _rerunning_main_in_a_child():
+        # vLLM starts its workers with spawn, which runs the script's top level again in each of them: a
+        # stage called there would find its outputs locked by the very run that started the worker
+        raise OutputError("this process was started by multiprocessing (vLLM spawns workers) and re-ran your "
+                          "script's top level: put the distill call under `if __name__ == \"__main__\":`")
     check_inputs(outputs, inputs, directories=directories)
     with contextlib.ExitStack() as stack:
         for name in outputs if locked is None else locked:

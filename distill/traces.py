@@ -171,10 +171,14 @@ def iter_jsonl(path: str | Path, *, end: int | None = None) -> Iterator[tuple[in
                                  path=str(path), line=number) from None
             if not text.strip():
                 continue
+            # decoded without its line end: a record cut short is then reported at the column where the line
+            # ends, not at column 1 of the 'next line' the decoder would see after the newline
+            record_text = text.removesuffix("\n").removesuffix("\r")
             try:
-                obj = _STRICT_JSON.decode(text)
+                obj = _STRICT_JSON.decode(record_text)
             except json.JSONDecodeError as exc:
-                torn = "" if raw.endswith(b"\n") else " (the last line is cut off: a crashed run?)"
+                torn = (" (the last line is cut off: a crashed run?)" if not raw.endswith(b"\n") else
+                        " (the line ends before the record does: cut off?)" if exc.pos >= len(record_text) else "")
                 raise InputError(f"malformed JSON at column {exc.colno}: {exc.msg}{torn}",
                                  path=str(path), line=number) from None
             except _NonStandard:

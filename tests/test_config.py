@@ -9,7 +9,7 @@ import pytest
 from distill.backends import AUTO, BACKENDS, make_backend
 from distill.backends.hf import HFOptions
 from distill.backends.openai_compat import OpenAIOptions
-from distill.config import build_config, field_docs
+from distill.config import build_config, field_docs, recipe_hint
 from distill.demo import DemoConfig
 from distill.errors import ConfigError
 from distill.eval import EvalConfig
@@ -17,7 +17,7 @@ from distill.filter import FilterConfig
 from distill.generate import GenerateConfig
 from distill.options import BackendOptions
 from distill.train import TrainConfig
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, read_jsonl, run_cli
 
 CONFIGS = [GenerateConfig, FilterConfig, TrainConfig, EvalConfig, DemoConfig]
 
@@ -86,6 +86,47 @@ def test_cli_flags_override_the_recipe_and_unknown_keys_exit_1(tmp_path, tiny_mo
     recipe.write_text("teacher: t\nbakend: hf\n")
     assert_user_error(run_cli("generate", prompts_file, "--out", out, "--config", recipe),
                       "unknown key 'bakend'", "did you mean 'backend'")
+
+
+def test_a_gpu_recipe_is_adapted_from_the_command_line_with_set_and_unset(tmp_path, tiny_models, prompts_file):
+    """A GPU recipe run on a CPU with --backend hf: its vLLM keys come from the YAML, where 'drop --x' could not
+    drop them (and max_model_len had no flag to unset it with); the error says how, --set/--unset do it."""
+    recipe = tmp_path / "gpu.yaml"
+    recipe.write_text(f"teacher: {tiny_models['qwen']}\nbackend: vllm\nn: 4\nmax_tokens: 32768\n"
+                      "max_model_len: 34816\ngpu_memory_utilization: 0.92\n")
+    out = tmp_path / "t.jsonl"
+    args = ["generate", prompts_file, "--config", recipe, "--out", out, "--backend", "hf", "--limit", "2"]
+    assert_user_error(run_cli(*args), "--gpu-memory-utilization only applies to --backend vllm",
+                      f"remove 'gpu_memory_utilization:' from {recipe} or pass --unset gpu_memory_utilization")
+    result = run_cli(*args, "--unset", "gpu_memory_utilization", "--set", "max_model_len=null", "--set", "max-tokens=4",
+                     "--set", "n=1")
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(out)
+    assert len(records) == 2 and all(r["params"]["max_tokens"] == 4 for r in records)
+    assert_user_error(run_cli(*args, "--set", "n=2", "--n", "3"), "--set n=2 and --n both give n; keep one")
+
+
+def test_set_and_unset_layer_over_the_recipe(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("teacher: t\nbackend: vllm\nmax_model_len: 4096\ngpu_memory_utilization: 0.5\nsystem: hi\n")
+    cfg = build_config(GenerateConfig, yaml_path=recipe, overrides={"prompts": "p", "out": "o"},
+                       set_values=["max_model_len=null", "system=42", "top-p=0.5", "decontaminate=a.jsonl,b.jsonl"],
+                       unset=["gpu-memory-utilization"])
+    assert cfg.max_model_len is None and cfg.gpu_memory_utilization == 0.9  # null, and back to the default
+    assert cfg.system == "42" and cfg.top_p == 0.5 and cfg.decontaminate == ["a.jsonl", "b.jsonl"]
+    for kwargs, needle in [({"set_values": ["n=four"]}, "--set n=four: 'n' must be an integer"),
+                           ({"set_values": ["n"]}, "--set n: give KEY=VALUE"),
+                           ({"set_values": ["temprature=1"]}, "unknown option 'temprature' (did you mean 'temperature'?)"),
+                           ({"unset": ["teacher"]}, "--unset teacher: --teacher is required")]:
+        with pytest.raises(ConfigError) as info:
+            build_config(GenerateConfig, yaml_path=recipe, overrides={"prompts": "p", "out": "o"}, **kwargs)
+        assert needle in str(info.value)
+    # 'drop --x' says how only where x came from the recipe, not where the command line gave it
+    message = "--liger needs a CUDA GPU; drop --liger on this machine"
+    recipe.write_text("liger: true\n")
+    assert recipe_hint(message, recipe, given=set()) == \
+        f"--liger needs a CUDA GPU; remove 'liger:' from {recipe} or pass --unset liger on this machine"
+    assert recipe_hint(message, recipe, given={"liger"}) == message
 
 
 # a value off the default for every backend option (a type's sample, where the field takes any)

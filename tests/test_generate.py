@@ -48,6 +48,8 @@ def test_records_follow_the_trace_format(tmp_path, tiny_models, prompts_file):
     saved = json.loads((tmp_path / "traces.summary.json").read_text())
     assert saved["records"] == 18 and sum(saved["finish_reasons"].values()) == 18
     assert saved["completion_tokens"]["total"] == sum(r["completion_tokens"] for r in records)
+    # the completion-length histogram beside the summary (the quickstart: every step writes PNG plots)
+    assert (tmp_path / "traces.lengths.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_template_prefilled_think_is_kept_in_the_completion(tmp_path, tiny_models, prompts_file):
@@ -90,7 +92,7 @@ def test_sampling_in_rounds_gives_what_one_long_call_gives(tiny_models, monkeypa
     monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 1000)
     prompt_ids = backend.tokenizer([hf.render_prompt(backend.tokenizer, r.messages) for r in requests],
                                    add_special_tokens=False)["input_ids"]
-    rows = [tokens for tokens, _ in backend._sample_rows(prompt_ids, params, 0)]
+    rows = [tokens for tokens, _ in backend._sample_rows(prompt_ids, params, [0] * len(prompt_ids))]
     backend.eos_ids = [*backend.eos_ids, next(t for t in rows[0][2:] if any(t not in row for row in rows))]
     one_call = list(backend.generate(requests, params))
     monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 3)  # rounds of 3, 6 and the last 7 tokens
@@ -99,6 +101,34 @@ def test_sampling_in_rounds_gives_what_one_long_call_gives(tiny_models, monkeypa
     finished = [s.finish_reason for result in one_call for s in result.samples]
     assert "stop" in finished and "length" in finished
     assert all(s.completion_tokens <= 16 for result in one_call for s in result.samples)
+    # sampled, each row's random stream goes on across the rounds: the same samples again
+    params = SamplingParams(n=2, temperature=0.6, top_p=0.95, max_tokens=16, seed=0)
+    monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 1000)
+    one_call = list(backend.generate(requests, params))
+    monkeypatch.setattr(hf, "FIRST_ROUND_TOKENS", 3)
+    assert list(backend.generate(requests, params)) == one_call
+    assert len({s.text for result in one_call for s in result.samples}) > 1
+
+
+def test_hf_samples_are_the_same_whatever_the_batching_and_a_resume_with_another_batch_size(
+        tmp_path, tiny_models, prompts_file):
+    """Seeds were per batch: a run killed and resumed with another --batch-size mixed two sampling streams in
+    one file. Each sample now draws from its own seed (prompt id, sample index, --seed)."""
+    sampled = dict(n=2, max_tokens=24, temperature=0.6, top_p=0.95)
+    alone = by_id(generate(config(prompts_file, tiny_models["llama"], tmp_path / "b1.jsonl", batch_size=1,
+                                  **sampled)).output)
+    together = by_id(generate(config(prompts_file, tiny_models["llama"], tmp_path / "b4.jsonl", batch_size=4,
+                                     **sampled)).output)
+    assert together == alone
+    assert len({r["completion"] for r in alone.values()}) == len(alone)  # sampled, not one text repeated
+    # a run stopped after 3 prompts (batches of 2) and resumed with batches of 5: one uninterrupted run's records
+    out = tmp_path / "resumed.jsonl"
+    generate(config(prompts_file, tiny_models["llama"], out, batch_size=2, limit=3, **sampled))
+    assert by_id(generate(config(prompts_file, tiny_models["llama"], out, batch_size=5, **sampled)).output) == alone
+    # another seed samples otherwise
+    other = by_id(generate(config(prompts_file, tiny_models["llama"], tmp_path / "s1.jsonl", batch_size=4, seed=1,
+                                  **sampled)).output)
+    assert [r["completion"] for r in other.values()] != [r["completion"] for r in alone.values()]
 
 
 def test_a_finished_output_is_left_alone_and_changed_settings_are_refused(tmp_path, tiny_models, prompts_file):
@@ -233,3 +263,32 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, tiny_models, prompts_file, c
         args += ["--backend", "hf"]
     assert_user_error(run_cli(*args), *needles)
     assert not out.exists() or case == "unwritable output"
+
+
+@pytest.mark.parametrize("stage", ["generate", "eval", "train"])
+def test_a_mistyped_relative_model_path_is_no_such_directory_not_a_hub_failure(tmp_path, prompts_file, stage):
+    """`models/nope` reads like a Hub id (org/name): beside a `models/` folder it is a mistyped path and is
+    said to be one; where `org` is no local folder and the Hub cannot be reached (offline), both are said."""
+    import os
+
+    from tests.train_data import write_kept
+
+    (tmp_path / "models").mkdir()
+    kept = write_kept(tmp_path / "kept.jsonl")
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "HF_HUB_OFFLINE": "1"}
+
+    def command(model: str) -> list:
+        if stage == "generate":
+            return ["generate", prompts_file, "--teacher", model, "--out", "t.jsonl", "--backend", "hf"]
+        if stage == "eval":
+            return ["eval", "--model", model, "--data", prompts_file, "--out", "r.json", "--backend", "hf"]
+        return ["train", kept, "--student", model, "--out", "student"]
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli(*command("models/nope"), cwd=tmp_path, env=env)
+    assert_user_error(result, "models/nope", "no such directory", "check the path")
+    assert "connect" not in result.stderr and "Hub could not be reached" not in result.stderr
+    result = run_cli(*command("nope/model"), cwd=tmp_path, env=env)
+    assert_user_error(result, "no such local directory nope/model", "the Hub could not be reached (HF_HUB_OFFLINE "
+                      "is set) to look it up as a model id", "check the path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written

@@ -234,3 +234,46 @@ def test_train_overwrite_never_deletes_the_student_the_kept_file_or_the_tokenize
     assert_user_error(run_cli("train", kept, "--student", tiny_models["qwen"], "--tokenizer", run, "--out", run,
                               *common), "is the input --tokenizer")
     assert _snapshot(run) == before
+
+
+def test_a_script_without_a_main_guard_is_told_so_by_the_worker_that_reruns_it(tmp_path):
+    """vLLM starts its workers with spawn, which runs the script's top level again in each: there the distill
+    call found its output locked by the run that started the worker ('being written by another run (PID …)').
+    A spawn of the script's own, made while the run holds its lock, is the same thing without vLLM."""
+    script = tmp_path / "pipeline.py"
+    script.write_text(textwrap.dedent(f"""
+        import multiprocessing
+        import sys
+
+        import distill.generate
+        from distill.generate import GenerateConfig, generate
+
+        def start_a_worker(*args):  # what vLLM does inside the run: a worker process, started with spawn
+            worker = multiprocessing.get_context("spawn").Process(target=print)
+            worker.start()
+            worker.join()
+            sys.exit(worker.exitcode)
+
+        distill.generate._generate = start_a_worker
+        generate(GenerateConfig(prompts="p.jsonl", teacher="t", out={str(tmp_path / "t.jsonl")!r}, backend="hf"))
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+    assert result.returncode == 1, result.stderr
+    assert "re-ran your script's top level: put the distill call under `if __name__ == \"__main__\":`" in result.stderr
+    assert "being written by another run" not in result.stderr
+
+
+def test_a_worker_started_by_spawn_runs_a_stage_like_any_process(tmp_path, tiny_models):
+    """The guard above refuses only the re-run of the main script, not a stage in a spawned worker's function."""
+    import multiprocessing
+
+    from distill.generate import GenerateConfig, generate
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "problem": "1 + 1?"}])
+    config = GenerateConfig(prompts=str(prompts), teacher=str(tiny_models["qwen"]), out=str(tmp_path / "t.jsonl"),
+                            backend="hf", n=1, max_tokens=2)
+    worker = multiprocessing.get_context("spawn").Process(target=generate, args=(config,))
+    worker.start()
+    worker.join(timeout=300)
+    assert worker.exitcode == 0 and len(read_jsonl(tmp_path / "t.jsonl")) == 1

@@ -60,6 +60,20 @@ def test_reader_names_line_and_field(tmp_path):
         list(read_traces(tmp_path / "missing.jsonl"))
 
 
+def test_a_line_cut_short_is_reported_at_the_column_where_it_ends(tmp_path):
+    """A record cut mid-way on a line that still ends in a newline (an editor, a `head -c`): the decoder
+    runs out at the end of the line, which is what the message points at (it said column 1)."""
+    good = json.dumps(trace(0)).encode() + b"\n"
+    for cut in (b'{"id": "p1:0", "prompt_id": "p1"', b'{"id": "p1:0",', b'{"id": "p1:0", "sample": 0'):
+        path = write_lines(tmp_path / "t.jsonl", [good, cut + b"\n", good])
+        with pytest.raises(InputError, match=rf"t.jsonl:2: malformed JSON at column {len(cut) + 1}: .*"
+                                             r"the line ends before the record does"):
+            list(read_traces(path))
+        path = write_lines(tmp_path / "t.jsonl", [good, cut + b"\r\n"])  # Windows line ends too
+        with pytest.raises(InputError, match=rf"t.jsonl:2: malformed JSON at column {len(cut) + 1}:"):
+            list(read_traces(path))
+
+
 def test_torn_last_line_is_cut_and_the_rest_kept_byte_for_byte(tmp_path):
     lines = [json.dumps(trace(i)).encode() + b"\n" for i in range(3)]
     torn = json.dumps(trace(3)).encode()[:25]

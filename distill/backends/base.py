@@ -62,6 +62,12 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def sample_seed(seed: int, prompt_id: str, sample: int) -> int:
+    """The seed of one sample of a prompt, from the run's seed, the prompt's id and the sample's index alone.
+    Sample 0 draws from its prompt's seed (`derive_seed(seed, prompt_id)`, what vLLM gets for all n)."""
+    return derive_seed(seed, prompt_id, *([sample] if sample else []))
+
+
 @dataclass(kw_only=True)
 class EngineOptions(ChatTemplateOptions):
     """Base of every backend's options class: the fields a backend reads, and their checks (every

@@ -1,9 +1,13 @@
 """transformers `generate` in batches: runs anywhere, CPU included (tests, the demo).
 
-Batches are fixed slices of the run's prompt list (prompt index // batch_size)
-and each batch samples from a seed derived from its number. A resumed run
-therefore regenerates a half-written batch whole and gets exactly the samples
-the first run would have written.
+Every sample draws from a random stream of its own, seeded from the run's seed,
+its prompt's id and its index (`sample_seed`, as the vllm backend seeds a
+prompt): a sample is the same whatever --batch-size, whatever its place in
+its batch and whatever a crashed run had finished, so a run resumed with
+another batch size writes what one uninterrupted run would have. `generate`
+draws one random stream for a whole batch, so sampling is done here, by a
+logits processor that picks each row's token with that row's own generator
+(greedy decoding needs no randomness and is left to `generate`).
 
 A batch is sampled in rounds of growing length (64 new tokens, then 128, 256 …):
 `generate` computes every row of a batch until its longest one ends, so one
@@ -29,9 +33,9 @@ from distill.backends.base import (
     Sample,
     SamplingParams,
     WeightsOptions,
-    derive_seed,
+    sample_seed,
 )
-from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
+from distill.chat import ensure_chat_template, load_error, load_tokenizer, render_prompt
 from distill.config import FREE, require
 from distill.errors import ModelError
 from distill.shape import generation_prefill, restore_prefill
@@ -61,8 +65,7 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str | None = None):
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=pick_dtype(dtype, device))
     except Exception as exc:
-        raise ModelError(f"cannot load model {name!r}: {first_line(exc)}; "
-                         "give a local model directory or a reachable Hub id") from None
+        raise load_error("model", name, exc) from None
     return model.to(device).eval(), device
 
 
@@ -108,16 +111,16 @@ class HFBackend(Backend):
         log.info("hf backend: %s on %s (%s)", model, self.device, self.lm.dtype)
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
-        for number, batch in groupby(requests, key=lambda r: r.index // self.options.batch_size):
+        for _, batch in groupby(requests, key=lambda r: r.index // self.options.batch_size):
             batch = list(batch)
             if any(r.pending for r in batch):
-                yield from self._generate_batch(batch, params, derive_seed(params.seed, "batch", number))
+                yield from self._generate_batch(batch, params)
 
-    def _generate_batch(self, batch: list[GenerationRequest], params: SamplingParams,
-                        seed: int) -> Iterator[GenerationResult]:
+    def _generate_batch(self, batch: list[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         texts = [render_prompt(self.tokenizer, r.messages, self.options.template_kwargs) for r in batch]
         prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        rows = self._sample_rows([ids for ids in prompts for _ in range(params.n)], params, seed)
+        seeds = [sample_seed(params.seed, r.key, s) for r in batch for s in range(params.n)]
+        rows = self._sample_rows([ids for ids in prompts for _ in range(params.n)], params, seeds)
         for index, (request, text) in enumerate(zip(batch, texts)):
             prefill = generation_prefill(text)
             samples = []
@@ -127,14 +130,17 @@ class HFBackend(Backend):
                                       len(tokens) + stopped))  # the end-of-turn token counts, as servers count it
             yield GenerationResult(request.key, samples, prompt_tokens=len(prompts[index]))
 
-    def _sample_rows(self, prompts: list[list[int]], params: SamplingParams, seed: int
+    def _sample_rows(self, prompts: list[list[int]], params: SamplingParams, seeds: list[int]
                      ) -> list[tuple[list[int], bool]]:
-        """(generated tokens without the end-of-turn token, whether it stopped) for each prompt row, sampled in
-        rounds of growing length; after each round only the unfinished rows go on (see the module docstring)."""
+        """(generated tokens without the end-of-turn token, whether it stopped) for each prompt row, sampled from
+        the row's own seed in rounds of growing length; after each round only the unfinished rows go on (see
+        the module docstring)."""
         import torch
+        from transformers import LogitsProcessorList
 
-        torch.manual_seed(seed)
         sampling = params.temperature > 0
+        # a row's generator lives across the rounds: its stream goes on where the last round left it
+        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds] if sampling else []
         eos = set(self.eos_ids)
         generated: list[list[int]] = [[] for _ in prompts]
         stopped = [False] * len(prompts)
@@ -143,12 +149,13 @@ class HFBackend(Backend):
         while active and produced < params.max_tokens:
             new_tokens = min(length, params.max_tokens - produced)
             input_ids, attention = self._left_padded([prompts[r] + generated[r] for r in active])
+            # sampled: `generate` decodes greedily over what RowSampler leaves, the token it drew for each row
+            processors = LogitsProcessorList(
+                [RowSampler([generators[r] for r in active], params.temperature, params.top_p)] if sampling else [])
             with torch.inference_mode():
                 output = self.lm.generate(
-                    input_ids=input_ids, attention_mask=attention, max_new_tokens=new_tokens, do_sample=sampling,
-                    temperature=params.temperature if sampling else None,
-                    top_p=params.top_p if sampling else None, top_k=0 if sampling else None,
-                    repetition_penalty=1.0)
+                    input_ids=input_ids, attention_mask=attention, max_new_tokens=new_tokens, do_sample=False,
+                    logits_processor=processors, repetition_penalty=1.0)
             going_on = []
             for row, tokens in zip(active, output[:, input_ids.shape[1]:].tolist()):
                 stop = next((i for i, token in enumerate(tokens) if token in eos), None)
@@ -164,6 +171,34 @@ class HFBackend(Backend):
     def _left_padded(self, rows: list[list[int]]):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         return left_padded(rows, pad, self.device)
+
+
+class RowSampler:
+    """A logits processor that samples each row's next token with the row's own torch.Generator
+    (temperature, then top-p, as vLLM samples) and leaves that token alone at 0, every other at -inf.
+
+    The draw is the exponential race vLLM uses: the argmax of p / E over the tokens, E ~ Exp(1) drawn
+    from the row's generator, is a sample of p. Each step draws the same number of values from each
+    row's generator whatever the batch holds, so a row's tokens depend on its seed alone.
+    """
+
+    def __init__(self, generators: list[Any], temperature: float, top_p: float):
+        self.generators, self.temperature, self.top_p = generators, temperature, top_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1:
+            ordered, order = probs.sort(dim=-1, descending=True)
+            # the smallest set of most likely tokens holding top_p of the mass: a token goes when the ones
+            # before it already hold it (the first one never does)
+            ordered[ordered.cumsum(dim=-1) - ordered >= self.top_p] = 0
+            probs = torch.zeros_like(probs).scatter_(-1, order, ordered)
+        race = torch.stack([torch.empty(probs.shape[-1], device=probs.device).exponential_(generator=generator)
+                            for generator in self.generators])
+        chosen = (probs / race).argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, float("-inf")).scatter_(-1, chosen, 0.0)
 
 
 def left_padded(rows: list[list[int]], pad: int, device: Any = None) -> tuple[Any, Any]:

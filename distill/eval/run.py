@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.backends.vllm_engine import cpu_attention_refusal
 from distill.chat import looks_local
 from distill.config import FREE, flag, project, require
 from distill.errors import ConfigError, IncompleteRun, ModelError, OutputError
@@ -189,6 +190,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         raise ModelError(f"--model {missing[0]}: no such directory; check the path (or give a Hub id such as "
                          "Qwen/Qwen2.5-1.5B)")
     for _, path in cfg.models:
+        # checked for every model before the first is sampled (the backend would ask too, naming --teacher)
+        refusal = cpu_attention_refusal(path) if cfg.backend == "vllm" else None
+        if refusal is not None:
+            raise ModelError(f"--model {path}: {refusal}; use --backend hf, or vLLM on a GPU")
         broken = _non_finite_weights(path) if cfg.backend != "openai" else None
         if broken:
             raise ModelError(f"--model {path}: {broken[0]} holds non-finite weights (nan or inf in {broken[1]!r}), "

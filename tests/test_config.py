@@ -130,7 +130,7 @@ def test_set_and_unset_layer_over_the_recipe(tmp_path):
 
 
 # a value off the default for every backend option (a type's sample, where the field takes any)
-OFF_DEFAULT = {int: 2, float: 0.5, str: "X", "dtype": "float16", "vllm_args": "{}"}
+OFF_DEFAULT = {int: 2, float: 0.5, str: "X", "dtype": "float16", "vllm_args": "{}", "chat_template_kwargs": "{}"}
 BACKEND_FIELDS = [(name, f) for name, (_, options) in BACKENDS.items() for f in dataclasses.fields(options)]
 
 

@@ -201,8 +201,10 @@ def manifest(out: str | Path) -> RunManifest:
 def check_resume(cfg: GenerateConfig, out: Path) -> str:
     """NEW, RESUME or COMPLETE for this run on `out`, before anything is loaded: OutputError when `out`
     was written with other must-match settings (each named with its flag), or not by distill generate."""
+    if not (out.exists() and out.stat().st_size):
+        return NEW  # no record written (a run that stopped at its first request): nothing to resume or protect
     state = manifest(out).resume(fingerprint(cfg), overwrite=cfg.overwrite)
-    if state == NEW and not cfg.overwrite and out.exists() and out.stat().st_size:
+    if state == NEW and not cfg.overwrite:
         raise OutputError(f"{out} exists but has no run manifest ({manifest(out).path.name}): it was not written "
                           "by this version of distill generate, so its settings are unknown; pass --overwrite to "
                           "replace it or choose another --out")

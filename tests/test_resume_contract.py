@@ -49,9 +49,10 @@ def test_generate_refuses_every_changed_must_match_field(field, tmp_path, prompt
     # the teacher does not exist: the refusal must come before anything is loaded
     cfg = GenerateConfig(prompts=str(prompts), teacher=str(tmp_path / "no-teacher"), out=str(tmp_path / "t.jsonl"),
                          backend="hf")
+    Path(cfg.out).write_text('{"id": "a:0"}\n')  # a record of the earlier run (with no record, nothing is refused)
     message = refused_for(generate_manifest(cfg.out), fingerprint(cfg), field, lambda: generate(cfg))
     assert flag_of(field) in message and SENTINEL in message and "--overwrite" in message
-    assert not Path(cfg.out).exists()
+    assert Path(cfg.out).read_text() == '{"id": "a:0"}\n'
 
 
 @pytest.mark.parametrize("field", [*must_match(FilterConfig), "traces_sha256"])

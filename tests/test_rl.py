@@ -363,7 +363,7 @@ def test_non_finite_hyperparameters_are_refused_before_anything_is_written(model
 
 def test_a_missing_teacher_is_named_as_the_teacher(models, prompts, tmp_path):
     result = run_in_process(["rl", prompts, "--student", models["student"], "--out", tmp_path / "o",
-                             "--objective", "on-policy", "--teacher", tmp_path / "no-teacher"])
+                             "--objective", "on-policy", "--teacher", tmp_path / "no-teacher", "--num-generations", "2"])
     assert_user_error(result, "teacher")
     assert "student" not in next(line for line in result.stderr.splitlines() if line.startswith("error:"))
 
@@ -374,7 +374,7 @@ def test_a_missing_teacher_is_named_as_the_teacher(models, prompts, tmp_path):
 def test_a_teacher_with_another_tokenizer_is_refused_naming_both_vocabularies(models, prompts, tmp_path):
     out = tmp_path / "never"
     result = run_in_process(["rl", prompts, "--student", models["student"], "--out", out, "--objective",
-                             "on-policy", "--teacher", models["other"]])
+                             "on-policy", "--teacher", models["other"], "--num-generations", "2"])
     from transformers import AutoTokenizer
 
     sizes = [len(AutoTokenizer.from_pretrained(models[name]).get_vocab()) for name in ("student", "other")]

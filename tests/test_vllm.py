@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -276,8 +277,15 @@ def judge_config(engine, traces, out, **kwargs):
 
     # the engine's own settings in --judge-vllm-args: the same engine as generate's, so the kept one serves
     engine_args = {**json.loads(ENGINE_ARGS), "dtype": "float32", "max_model_len": 1024}
+    # short prompts of the shipped prompts' shape: the tiny tokenizer spends ~1,000 tokens on reference-v2's
+    # instructions, past the shared engine's context (what is tested is the plumbing, not the wording)
+    reference, rubric = Path(out).with_name("reference.txt"), Path(out).with_name("rubric.txt")
+    reply = "First line: VERDICT: CORRECT or VERDICT: INCORRECT. Second line: REASON: why."
+    reference.write_text(f"Same answer?\n{{problem}}\n{{reference}}\n{{answer}}\n{reply}\n")
+    rubric.write_text(f"Good response?\n{{problem}}\n{{answer}}\n{reply}\n")
     options = dict(checks=["format", "correctness", "judge"], workers=1, judge=str(engine), judge_backend="vllm",
-                   judge_vllm_args=json.dumps(engine_args), judge_max_tokens=16)
+                   judge_vllm_args=json.dumps(engine_args), judge_max_tokens=16, judge_prompt=str(reference),
+                   judge_rubric_prompt=str(rubric))
     options.update(kwargs)
     return FilterConfig(traces=str(traces), out=str(out), **options)
 

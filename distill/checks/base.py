@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.config import Options, project
+from distill.shape import CANONICAL, TraceShape
 
 Verdict = bool | None
 
@@ -124,14 +125,13 @@ class Selectable:
     def from_config(cls, cfg: Any) -> Any:
         """It with the options of this filter run (`cfg` composes its group): a check that declares an
         `options` field gets its group's values, one with a `shape` field the run's trace shape."""
-        from distill.checks.format import shape_of  # format builds on this module
-
         declared = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         values: dict[str, Any] = {}
         if "options" in declared and cls.option_group is not None:
             values["options"] = project(cls.option_group, cfg)
-        if "shape" in declared:
-            values["shape"] = shape_of(cfg)
+        if "shape" in declared:  # a config composing the format group knows the run's trace shape
+            shape = getattr(cfg, "shape", None)
+            values["shape"] = shape if isinstance(shape, TraceShape) else CANONICAL
         return cls(**values)
 
     @classmethod

@@ -20,21 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def optimizer_name(cfg: TrainConfig, hw: Hardware) -> str:
-    if cfg.optimizer != "auto":
-        from transformers.training_args import OptimizerNames
-
-        names = [o.value for o in OptimizerNames]
-        if cfg.optimizer not in names:
-            raise ConfigError(f"--optimizer {cfg.optimizer!r} is not a transformers optimizer; pick one of "
-                              f"{', '.join(names[:12])} …")
-        return cfg.optimizer
-    if hw.device != "cuda":
-        return "adamw_torch"
-    # QLoRA's paged optimizer: optimizer states move to CPU when a long sequence spikes GPU memory
-    return "paged_adamw_8bit" if cfg.method == "qlora" else "adamw_torch_fused"
-
-
 def check_liger(hw: Hardware) -> None:
     if hw.device != "cuda":
         raise ConfigError("--liger needs a CUDA GPU (Liger kernels are Triton kernels); drop --liger on this machine")

@@ -12,11 +12,25 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from distill.errors import ConfigError
 from distill.train.config import TrainConfig
-from distill.train.modeling import optimizer_name
 from distill.train.render import ChatFormat
 from distill.training.modeling import Hardware, attention_kernel, launcher, student_identity, weights_dtype
 
+
+def optimizer_name(cfg: TrainConfig, hw: Hardware) -> str:
+    if cfg.optimizer != "auto":
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if cfg.optimizer not in names:
+            raise ConfigError(f"--optimizer {cfg.optimizer!r} is not a transformers optimizer; pick one of "
+                              f"{', '.join(names[:12])} …")
+        return cfg.optimizer
+    if hw.device != "cuda":
+        return "adamw_torch"
+    # QLoRA's paged optimizer: optimizer states move to CPU when a long sequence spikes GPU memory
+    return "paged_adamw_8bit" if cfg.method == "qlora" else "adamw_torch_fused"
 
 @dataclass(frozen=True)
 class TrainPlan:

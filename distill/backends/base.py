@@ -61,6 +61,16 @@ def derive_seed(seed: int, *keys: object) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def sample_seed(seed: int, prompt_id: str, sample: int) -> int:
+    """The seed of one sample of a prompt, drawn as a request of its own (n=1).
+
+    Sample 0 draws from the prompt's own seed (`derive_seed(seed, prompt_id)`), as an n=1 run always
+    did; sample i > 0 from `derive_seed(seed, prompt_id, i)`. The vllm backend, its Ray Data stage
+    and the openai backend (for a server that ignores n) all seed samples this way.
+    """
+    return derive_seed(seed, prompt_id, *([sample] if sample else []))
+
+
 @dataclass(kw_only=True)
 class EngineOptions(Options):
     """Base of every backend's options class: the fields a backend reads, and their checks."""

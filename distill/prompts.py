@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import ConfigError, InputError
-from distill.traces import iter_jsonl
+from distill.traces import is_trace_directory, iter_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _is_hub_name(spec: str) -> bool:
 def iter_rows(spec: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number from 1, row) from a local file or a Hub dataset `name[:config][@split]`."""
     path = Path(spec).expanduser()
-    if path.suffix.lower() == ".jsonl":
+    if path.suffix.lower() == ".jsonl" or is_trace_directory(path):  # a trace directory reads as one .jsonl
         yield from iter_jsonl(path)
         return
     if path.exists() or not _is_hub_name(spec):

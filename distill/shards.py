@@ -1,5 +1,7 @@
 """Shards: one run split into N parts that run apart (`--shard I/N`: Slurm array tasks, the demo's worker
-processes), each into its own file, then joined into the one output the whole run would have written.
+processes), each into its own file, then joined into the one output the whole run would have written;
+and the trace directory (`distill generate --ray`): shard files listed in order by a manifest.json,
+which every stage reads as one trace file (`distill.traces.iter_jsonl`).
 
     configs = shard_configs(cfg, 4)              # cfg with shard='0/4' … '3/4', out=traces.shard-0-of-4.jsonl …
     ...                                          # run each (generate(config)), anywhere
@@ -15,6 +17,7 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -115,3 +118,136 @@ def _ends_with_whole_line(path: Path) -> bool:
             return True
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
+
+
+# ---------------------------------------------------------------- a directory of shards
+
+SHARD_MANIFEST = "manifest.json"
+"""The file that makes a directory a trace directory: its shards, in order, with their record counts."""
+SHARD_FORMAT = "distill-shards"
+SHARD_RECORDS = 100_000
+"""Records per shard before a writer starts the next one (a 32k-token trace is ~130 kB: ~13 GB a shard at most)."""
+
+
+def is_shard_directory(path: str | Path) -> bool:
+    """True for a directory written as shards (`distill generate --ray`): it holds a manifest.json."""
+    path = Path(path)
+    return path.is_dir() and (path / SHARD_MANIFEST).is_file()
+
+
+def read_shard_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a shard directory: {"format", "version", "shards": [{"file", "records"}], "records"}.
+
+    InputError (naming the directory) when it has none or one that is not ours."""
+    import json
+
+    directory = Path(directory)
+    path = directory / SHARD_MANIFEST
+    if not path.is_file():
+        raise InputError(f"is a directory without a {SHARD_MANIFEST}, so not a trace directory written by distill "
+                         "generate --ray; give a .jsonl file or such a directory", path=str(directory))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable ({exc}); rerun the generate command that wrote it to rewrite it",
+                         path=str(path)) from None
+    shards = data.get("shards") if isinstance(data, dict) else None
+    if (not isinstance(data, dict) or data.get("format") != SHARD_FORMAT or not isinstance(shards, list)
+            or not all(isinstance(s, dict) and isinstance(s.get("file"), str) and "/" not in s["file"]
+                       for s in shards)):
+        raise InputError(f"not a distill shard manifest (format {SHARD_FORMAT!r} with a list of shard files)",
+                         path=str(path))
+    return data
+
+
+def shard_files(directory: str | Path) -> list[Path]:
+    """The shard files of a trace directory, in the order its manifest lists them (the run's order)."""
+    directory = Path(directory)
+    return [directory / shard["file"] for shard in read_shard_manifest(directory)["shards"]]
+
+
+def write_shard_manifest(directory: str | Path, shards: Sequence[dict[str, Any]]) -> None:
+    """Write the manifest atomically (temp file, fsync, rename): a reader sees the old list or the new one."""
+    import json
+
+    directory = Path(directory)
+    path = directory / SHARD_MANIFEST
+    tmp = path.with_name(path.name + ".tmp")
+    data = {"format": SHARD_FORMAT, "version": 1, "records": sum(s["records"] for s in shards),
+            "shards": [dict(s) for s in shards]}
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror}; free some space, then rerun the same "
+                          "command to resume") from None
+
+
+class ShardWriter:
+    """Appends records to a trace directory: shard files `part-00000.jsonl`, … listed in manifest.json.
+
+    Each writer (one per run, so a resumed run too) starts a shard of its own at its first write and the
+    next one every `records_per_shard` records. A shard is created, then listed, then written: every
+    listed shard exists, and only the last one a killed run wrote can end in a torn line (the resume
+    repairs it as for a single file). The counts in the manifest are brought up to date every
+    `save_every` seconds and at close; a reader reads the listed files whole.
+    """
+
+    def __init__(self, directory: str | Path, *, records_per_shard: int = SHARD_RECORDS, save_every: float = 10.0):
+        self.directory = Path(directory)
+        self.records_per_shard, self.save_every = records_per_shard, save_every
+        self.directory.mkdir(parents=True, exist_ok=True)
+        manifest = self.directory / SHARD_MANIFEST
+        self.shards: list[dict[str, Any]] = read_shard_manifest(self.directory)["shards"] if manifest.exists() else []
+        if not manifest.exists():
+            write_shard_manifest(self.directory, self.shards)
+        self._writer: Any = None
+        self._saved = time.monotonic()
+
+    def _next_shard(self) -> None:
+        from distill.traces import JsonlWriter
+
+        self._close_shard()
+        name = f"part-{len(self.shards):05d}.jsonl"
+        path = self.directory / name
+        path.unlink(missing_ok=True)  # an unlisted file a run killed between creating and listing it left
+        self._writer = JsonlWriter(path)
+        self.shards.append({"file": name, "records": 0})
+        self._save()
+
+    def write(self, records: Sequence[dict[str, Any]]) -> int:
+        """Append `records` (a prompt's samples: one write, never split over two shards)."""
+        if not records:
+            return 0
+        if self._writer is None or self.shards[-1]["records"] >= self.records_per_shard:
+            self._next_shard()
+        written = self._writer.write(records)
+        self.shards[-1]["records"] += written
+        if time.monotonic() - self._saved >= self.save_every:
+            self._save()
+        return written
+
+    def _save(self) -> None:
+        write_shard_manifest(self.directory, self.shards)
+        self._saved = time.monotonic()
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> None:
+        self._close_shard()
+        self._save()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

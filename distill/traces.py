@@ -146,12 +146,24 @@ def _read_line(handle: Any, limit: int | None) -> bytes | bytearray:
 
 def iter_jsonl(path: str | Path, *, end: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line (of the first `end` bytes, which must end a
-    line); raise InputError naming the line."""
+    line); raise InputError naming the line.
+
+    A trace directory (`distill generate --ray`: shards listed in a manifest.json) reads as one file:
+    its shards in the manifest's order, line numbers counted on through them as in the joined file;
+    an error names the shard and its own line."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=str(path))
     if path.is_dir():
-        raise InputError("is a directory, expected a .jsonl file", path=str(path))
+        if end is not None:
+            raise ValueError("`end` applies to a file, not to a trace directory")
+        offset = 0
+        for shard in _shards(path):
+            number = 0
+            for number, obj in iter_jsonl(shard):
+                yield offset + number, obj
+            offset += number
+        return
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -225,17 +237,59 @@ def check_trace(record: dict[str, Any], path: str, line: int,
 
 def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED, *,
                 end: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line, record) from a trace file (its first `end` bytes), checking fields and that ids are unique."""
+    """Yield (line, record) from a trace file (its first `end` bytes) or a trace directory (its shards in
+    order, lines counted as in the joined file), checking fields and that ids are unique."""
     required = tuple(required)
-    seen: dict[str, int] = {}
-    for line, record in iter_jsonl(path, end=end):
-        check_trace(record, str(path), line, required)
-        if "id" in required:
-            first = seen.setdefault(record["id"], line)
-            if first != line:
-                raise InputError(f"duplicate id {record['id']!r} (first on line {first})",
-                                 path=str(path), line=line, field="id")
-        yield line, record
+    path = Path(path)
+    if end is not None and path.is_dir():
+        raise ValueError("`end` applies to a file, not to a trace directory")
+    seen: dict[str, tuple[str, int]] = {}
+    offset = 0
+    for source in _shards(path) if path.is_dir() else [path]:  # a shard's errors name it and its own line
+        line = 0
+        for line, record in iter_jsonl(source, end=end):
+            check_trace(record, str(source), line, required)
+            if "id" in required:
+                first = seen.setdefault(record["id"], (str(source), line))
+                if first != (str(source), line):
+                    where = f"line {first[1]}" if first[0] == str(source) else f"{first[0]}, line {first[1]}"
+                    raise InputError(f"duplicate id {record['id']!r} (first on {where})",
+                                     path=str(source), line=line, field="id")
+            yield offset + line, record
+        offset += line
+
+
+def _shards(directory: Path) -> list[Path]:
+    """The shard files of a trace directory, in order; InputError for any other directory."""
+    from distill.shards import shard_files
+
+    files = shard_files(directory)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise InputError(f"its manifest lists {', '.join(missing)}, which is missing; rerun the generate "
+                         "command that wrote it to repair it", path=str(directory))
+    return files
+
+
+def is_trace_directory(path: str | Path) -> bool:
+    """True for a directory of shards with a manifest (what `distill generate --ray` writes)."""
+    from distill.shards import is_shard_directory
+
+    return is_shard_directory(path)
+
+
+def content_digest(path: str | Path) -> str:
+    """sha256 of a trace file's bytes; of a trace directory, of its shards' bytes in order (the same as
+    the joined file's, so a directory and its `concatenate`d file count as the same input)."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.sha256()
+    for source in _shards(path) if path.is_dir() else [path]:
+        with source.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def prompt_text(record: dict[str, Any]) -> str:

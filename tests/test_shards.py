@@ -13,7 +13,16 @@ import distill.shards
 from distill.errors import ConfigError, InputError, OutputError
 from distill.generate import GenerateConfig
 from distill.prompts import parse_shard, shard_slice
-from distill.shards import concatenate, shard_configs, shard_output, shard_outputs, shard_specs
+from distill.shards import (
+    ShardWriter,
+    concatenate,
+    read_shard_manifest,
+    shard_configs,
+    shard_files,
+    shard_output,
+    shard_outputs,
+    shard_specs,
+)
 
 
 def test_shard_specs_number_the_shards_from_zero():
@@ -117,3 +126,71 @@ def test_a_missing_shard_or_a_torn_last_line_is_refused_before_anything_is_writt
     with pytest.raises(InputError, match=r"missing shard file\(s\): .*traces.shard-1-of-2.jsonl; run those shards"):
         concatenate(paths, out)
     assert not out.exists() and not out.with_name("traces.jsonl.tmp").exists()
+
+
+# ---------------------------------------------------------------- the trace directory (generate --ray)
+
+
+def _records(prompts: range, n: int = 2) -> list[list[dict]]:
+    """Each prompt's samples, as generate writes them (one group per prompt)."""
+    return [[{"id": f"p{p}:{s}", "prompt_id": f"p{p}", "sample": s, "messages": [{"role": "user", "content": "1+1?"}],
+              "reference": "2", "completion": "<think>\nok\n</think>\n\n2", "finish_reason": "stop",
+              "completion_tokens": 5} for s in range(n)] for p in prompts]
+
+
+def write_directory(directory: Path, groups: list[list[dict]], **kwargs) -> None:
+    with ShardWriter(directory, **kwargs) as writer:
+        for group in groups:
+            writer.write(group)
+
+
+def test_a_trace_directory_reads_as_its_joined_file(tmp_path):
+    from distill.runs import file_digest
+    from distill.traces import content_digest, iter_jsonl, read_traces
+
+    directory = tmp_path / "traces"
+    write_directory(directory, _records(range(3)), records_per_shard=4)  # 2 prompts a shard: never split
+    write_directory(directory, _records(range(3, 5)))  # a resumed run: a shard of its own
+    manifest = read_shard_manifest(directory)
+    assert [(s["file"], s["records"]) for s in manifest["shards"]] == [
+        ("part-00000.jsonl", 4), ("part-00001.jsonl", 2), ("part-00002.jsonl", 4)]
+    assert manifest["records"] == 10
+    joined = concatenate(shard_files(directory), tmp_path / "joined.jsonl")
+    assert list(read_traces(directory)) == list(read_traces(joined))  # same records, same line numbers
+    assert list(iter_jsonl(directory)) == list(iter_jsonl(joined))
+    assert content_digest(directory) == file_digest(joined) == content_digest(joined)
+
+
+def test_errors_in_a_trace_directory_name_the_shard_and_its_line(tmp_path):
+    from distill.traces import read_traces
+
+    directory = tmp_path / "traces"
+    write_directory(directory, _records(range(2)), records_per_shard=2)
+    write_directory(directory, _records(range(1, 2)))  # p1 again, in a third shard
+    with pytest.raises(InputError, match=r"part-00002.jsonl:1: field 'id': duplicate id 'p1:0' \(first on "
+                                         r".*part-00001.jsonl, line 1\)"):
+        list(read_traces(directory))
+    with (directory / "part-00000.jsonl").open("a") as handle:
+        handle.write('{"id": \n')
+    with pytest.raises(InputError, match=r"part-00000.jsonl:3: malformed JSON"):
+        list(read_traces(directory))
+    (directory / "part-00001.jsonl").unlink()
+    with pytest.raises(InputError, match="part-00001.jsonl, which is missing"):
+        list(read_traces(directory))
+    with pytest.raises(InputError, match="without a manifest.json, so not a trace directory"):
+        list(read_traces(tmp_path))
+
+
+def test_the_filter_reads_a_trace_directory_as_its_joined_file(tmp_path):
+    from distill.filter import FilterConfig, filter_traces
+
+    directory = tmp_path / "traces"
+    write_directory(directory, _records(range(6), n=3), records_per_shard=5)
+    joined = concatenate(shard_files(directory), tmp_path / "joined.jsonl")
+    outputs = {}
+    for name, source in (("dir", directory), ("file", joined)):
+        report = filter_traces(FilterConfig(traces=str(source), out=str(tmp_path / f"{name}.jsonl"),
+                                            checks=["format", "finish", "selection"], keep_per_prompt=2, workers=1))
+        assert report.input_records == 18
+        outputs[name] = [(tmp_path / f"{name}{part}.jsonl").read_bytes() for part in ("", ".rejects")]
+    assert outputs["dir"] == outputs["file"]

@@ -78,6 +78,10 @@ def test_n_samples_seeds_prefill_finish_reasons_and_token_counts(engine, prompts
     again = run(engine, prompts, tmp_path / "again.jsonl", max_inflight=64)
     assert {r["id"]: r["completion"] for _, r in read_traces(again.output)} == \
         {k: r["completion"] for k, r in records.items()}
+    # per-sample seeds: every sample is a request of its own, so an n=1 run gets each prompt's sample 0
+    one = run(engine, prompts, tmp_path / "one.jsonl", n=1, limit=3)
+    assert {r["id"]: r["completion"] for _, r in read_traces(one.output)} == \
+        {f"v{i}:0": records[f"v{i}:0"]["completion"] for i in range(3)}
     other = run(engine, prompts, tmp_path / "other.jsonl", seed=1, limit=2)
     assert {r["id"]: r["completion"] for _, r in read_traces(other.output)} != \
         {k: r["completion"] for k, r in records.items() if k.startswith(("v0:", "v1:"))}
@@ -161,8 +165,8 @@ def generated_tokens(base_url: str) -> int:
 
 
 def test_openai_backend_on_vllm_serve_reproduces_the_offline_engine(engine, served, prompts, tmp_path, caplog):
-    """n done by the server, each sample's token count taken from the server, the reasoning field folded back:
-    the served traces are the offline engine's (the same per-prompt seeds, the same vLLM sampler)."""
+    """A request per sample, each sample's token count taken from the server, the reasoning field folded back:
+    the served traces are the offline engine's (the same per-sample seeds, the same vLLM sampler)."""
     import logging
 
     caplog.set_level(logging.INFO, logger="distill")
@@ -172,7 +176,7 @@ def test_openai_backend_on_vllm_serve_reproduces_the_offline_engine(engine, serv
     summary = generate(GenerateConfig(prompts=str(prompts), teacher="r1-served", out=str(tmp_path / "served.jsonl"),
                                       backend="openai", base_url=served, n=3, max_tokens=48, concurrency=4))
     assert summary.complete and summary.records == 30
-    assert "one by one" not in caplog.text and "is vLLM" in caplog.text  # n natively; token ids asked for
+    assert "one by one" not in caplog.text and "is vLLM" in caplog.text  # a request per sample, seeded as offline
     records = {r["id"]: r for _, r in read_traces(summary.output)}
     assert set(records) == set(offline)
     assert sum(r["completion_tokens"] for r in records.values()) == generated_tokens(served) - before

@@ -20,6 +20,7 @@ from distill.backends.base import (
     Sample,
     SamplingParams,
     derive_seed,
+    sample_seed,
 )
 from distill.backends.hf import HFBackend, HFOptions
 from distill.backends.openai_compat import OpenAIBackend, OpenAIOptions
@@ -29,7 +30,7 @@ from distill.config import flag, project
 log = logging.getLogger(__name__)
 
 __all__ = ["AUTO", "BACKENDS", "Backend", "GenerationRequest", "GenerationResult", "Sample", "SamplingParams",
-           "derive_seed", "make_backend", "owners", "resolve_backend", "unused_options"]
+           "derive_seed", "make_backend", "owners", "resolve_backend", "sample_seed", "unused_options"]
 
 BACKENDS: dict[str, tuple[type[Backend], type[EngineOptions]]] = {
     "vllm": (VLLMBackend, VLLMOptions),

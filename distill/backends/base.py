@@ -63,8 +63,12 @@ def derive_seed(seed: int, *keys: object) -> int:
 
 
 def sample_seed(seed: int, prompt_id: str, sample: int) -> int:
-    """The seed of one sample of a prompt, from the run's seed, the prompt's id and the sample's index alone.
-    Sample 0 draws from its prompt's seed (`derive_seed(seed, prompt_id)`, what vLLM gets for all n)."""
+    """The seed of one sample of a prompt, drawn as a request of its own (n=1).
+
+    Sample 0 draws from the prompt's own seed (`derive_seed(seed, prompt_id)`), as an n=1 run always
+    did; sample i > 0 from `derive_seed(seed, prompt_id, i)`. The vllm backend, its Ray Data stage
+    and the openai backend (for a server that ignores n) all seed samples this way.
+    """
     return derive_seed(seed, prompt_id, *([sample] if sample else []))
 
 

@@ -158,8 +158,8 @@ class OpenAIBackend(Backend):
         if self.server is None:
             self.server = self._server_owner()
             if self.server == "vllm":
-                log.info("%s is vLLM: each sample's token count is taken from the token ids it returns",
-                         self.base_url)
+                log.info("%s is vLLM: each sample is a request of its own with its own seed, as the offline "
+                         "vllm backend samples", self.base_url)
         if self.server != "vllm":
             self._load_tokenizer()
 
@@ -218,7 +218,11 @@ class OpenAIBackend(Backend):
         samples: list[Sample] = []
         prompt_tokens = None
         try:
-            if not self.ignores_n or params.n == 1:
+            # a vLLM server is asked for each sample as a request of its own, seeded as the offline vllm
+            # backend seeds it (its prefix cache shares the prompt): the same teacher served or offline
+            # writes the same traces. Another server gets n in one request (a hosted API bills the prompt
+            # once) until it turns out to ignore n.
+            if (not self.ignores_n and self.server != "vllm") or params.n == 1:
                 samples, prompt_tokens = await self._call(client, semaphore, request, params, params.n,
                                                           derive_seed(params.seed, request.key))
                 if len(samples) < params.n and not self.ignores_n:

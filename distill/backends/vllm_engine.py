@@ -6,8 +6,11 @@ long). Instead up to `max_inflight` prompts sit in the engine's queue, each
 finished prompt is handed back (and written) at once, and a new one takes its
 place: full throughput and at most the in-flight prompts lost on a crash.
 
-Every prompt samples with its own seed (derived from the run's seed and its id),
-so results do not depend on batching or on what a crashed run had finished.
+Every sample is a request of its own (n=1) with its own seed, derived from the
+run's seed, the prompt id and the sample number (`sample_seed`), so results do not
+depend on batching, on what a crashed run had finished, or on the engine running
+here or as a Ray Data stage (`distill.raydata`, which keeps one output per
+request). Prefix caching shares the prompt's prefill between its n requests.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from distill.backends.base import (
     Backend,
@@ -33,7 +37,7 @@ from distill.backends.base import (
     Sample,
     SamplingParams,
     WeightsOptions,
-    derive_seed,
+    sample_seed,
 )
 from distill.chat import (
     ensure_chat_template,
@@ -160,12 +164,7 @@ class VLLMBackend(Backend):
         ensure_chat_template(self.tokenizer, model)
 
     def check(self, params: SamplingParams) -> None:
-        flags = self.flags
-        if params.max_tokens >= self.max_model_len:
-            raise ConfigError(f"{flags['max_tokens']} {params.max_tokens} does not fit vLLM's context of "
-                              f"{self.max_model_len} tokens ({flags['max_model_len']}, by default the model's): lower "
-                              f"{flags['max_tokens']} or raise {flags['max_model_len']} to the longest prompt plus "
-                              f"{flags['max_tokens']}")
+        check_context(params, self.max_model_len, self.flags)
 
     def generate(self, requests: Sequence[GenerationRequest], params: SamplingParams) -> Iterator[GenerationResult]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -174,30 +173,35 @@ class VLLMBackend(Backend):
 
         engine = self.llm.llm_engine
         todo = iter([r for r in requests if r.pending])
-        inflight: dict[str, tuple[GenerationRequest, str]] = {}
+        # a prompt in the engine: the template's pre-fill and its samples' outputs as they finish
+        inflight: dict[str, tuple[str, dict[int, object]]] = {}
+        sample_of: dict[str, tuple[str, int]] = {}  # engine request id -> (prompt id, sample)
         rejected: list[GenerationResult] = []
 
         def refill() -> None:
             for request in todo:
-                text = render_prompt(self.tokenizer, request.messages, self.options.template_kwargs)
-                prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                if len(prompt_ids) + params.max_tokens > self.max_model_len:
-                    # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens
-                    rejected.append(GenerationResult(request.key, error=(
-                        f"the prompt's {len(prompt_ids)} tokens plus {self.flags['max_tokens']} {params.max_tokens} "
-                        f"exceed vLLM's context of {self.max_model_len} tokens; raise {self.flags['max_model_len']} "
-                        f"or lower {self.flags['max_tokens']}")))
+                prepared = prepare_prompt(self.tokenizer, request.messages, params.max_tokens, self.max_model_len,
+                                          self.flags, self.options.template_kwargs)
+                if isinstance(prepared, str):
+                    rejected.append(GenerationResult(request.key, error=prepared))
                     continue
-                sampling = VLLMSamplingParams(
-                    n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=0,
-                    max_tokens=params.max_tokens, seed=derive_seed(params.seed, request.key),
-                    skip_special_tokens=True, output_kind=RequestOutputKind.FINAL_ONLY)
-                try:  # the prompt id is the engine's request id, so finished outputs map straight back
-                    engine.add_request(request.key, TokensPrompt(prompt_token_ids=prompt_ids), sampling)
+                prompt_ids, prefill = prepared
+                ids = [f"{request.index}:{sample}" for sample in range(params.n)]  # unique; keys may hold anything
+                try:
+                    for sample, request_id in enumerate(ids):
+                        sampling = VLLMSamplingParams(**sample_arguments(params, request.key, sample),
+                                                      output_kind=RequestOutputKind.FINAL_ONLY)
+                        engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), sampling)
+                        sample_of[request_id] = (request.key, sample)
                 except ValueError as exc:  # e.g. a prompt longer than --max-model-len: this prompt fails
+                    added = [i for i in ids if i in sample_of]
+                    if added:
+                        engine.abort_request(added)
+                        for request_id in added:
+                            del sample_of[request_id]
                     rejected.append(GenerationResult(request.key, error=first_line(exc)))
                     continue
-                inflight[request.key] = (request, generation_prefill(text))
+                inflight[request.key] = (prefill, {})
                 if len(inflight) >= self.options.max_inflight:
                     return
 
@@ -208,15 +212,19 @@ class VLLMBackend(Backend):
                     yield from rejected
                     rejected.clear()
                     for output in _step(engine) if inflight else ():
-                        if not output.finished or output.request_id not in inflight:
+                        if not output.finished or output.request_id not in sample_of:
                             continue
-                        request, prefill = inflight.pop(output.request_id)
-                        yield _result(request.key, prefill, output)
+                        key, sample = sample_of.pop(output.request_id)
+                        prefill, finished = inflight[key]
+                        finished[sample] = output
+                        if len(finished) == params.n:
+                            del inflight[key]
+                            yield _result(key, prefill, [finished[s] for s in range(params.n)])
                     refill()
             finally:
-                if inflight:  # interrupted: do not leave requests running in the engine
+                if sample_of:  # interrupted: do not leave requests running in the engine
                     with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
-                        engine.abort_request(list(inflight))
+                        engine.abort_request(list(sample_of))
 
     def close(self) -> None:
         if _kept is not None and _kept.get("llm") is self.llm:
@@ -272,15 +280,45 @@ def _engine_watch(engine) -> Iterator[None]:
         done.set()
 
 
-def _result(key: str, prefill: str, output) -> GenerationResult:
+def _result(key: str, prefill: str, outputs: list) -> GenerationResult:
+    """A prompt's result from its samples' finished requests (one output each), in sample order."""
     samples = []
-    for choice in sorted(output.outputs, key=lambda o: o.index):
+    for sample, output in enumerate(outputs):
+        choice = output.outputs[0]
         reason = str(choice.finish_reason)
         if reason not in ("stop", "length"):
             # 'abort' or 'error': the sample did not end, so the prompt is not written and a rerun retries it
-            return GenerationResult(key, error=f"vLLM ended sample {choice.index} with finish reason {reason!r}")
+            return GenerationResult(key, error=f"vLLM ended sample {sample} with finish reason {reason!r}")
         samples.append(Sample(restore_prefill(prefill, choice.text), reason, len(choice.token_ids)))
-    return GenerationResult(key, samples, prompt_tokens=len(output.prompt_token_ids or []))
+    return GenerationResult(key, samples, prompt_tokens=len(outputs[0].prompt_token_ids or []))
+
+
+def sample_arguments(params: SamplingParams, key: str, sample: int) -> dict:
+    """vLLM's SamplingParams arguments for one sample of prompt `key`: a request of its own (n=1) with the
+    sample's own seed. The Ray path (`distill.raydata`) sends the same ones, so both write the same records."""
+    return dict(n=1, temperature=params.temperature, top_p=params.top_p, top_k=0, max_tokens=params.max_tokens,
+                seed=sample_seed(params.seed, key, sample), skip_special_tokens=True)
+
+
+def prepare_prompt(tokenizer, messages: list[dict[str, str]], max_tokens: int, max_model_len: int,
+                   flags: dict[str, str], template_kwargs: dict[str, Any] | None = None) -> tuple[list[int], str] | str:
+    """(prompt token ids, the template's think pre-fill) for the engine, or why this prompt cannot run."""
+    text = render_prompt(tokenizer, messages, template_kwargs)
+    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + max_tokens > max_model_len:
+        # vLLM would silently cap the samples at the context: a 'length' short of --max-tokens
+        return (f"the prompt's {len(prompt_ids)} tokens plus {flags['max_tokens']} {max_tokens} exceed vLLM's "
+                f"context of {max_model_len} tokens; raise {flags['max_model_len']} or lower {flags['max_tokens']}")
+    return prompt_ids, generation_prefill(text)
+
+
+def check_context(params: SamplingParams, max_model_len: int, flags: dict[str, str]) -> None:
+    """Refuse a --max-tokens that leaves no room for a prompt in the engine's context."""
+    if params.max_tokens >= max_model_len:
+        raise ConfigError(f"{flags['max_tokens']} {params.max_tokens} does not fit vLLM's context of "
+                          f"{max_model_len} tokens ({flags['max_model_len']}, by default the model's): lower "
+                          f"{flags['max_tokens']} or raise {flags['max_model_len']} to the longest prompt plus "
+                          f"{flags['max_tokens']}")
 
 
 # The one engine kept alive between backends inside keep_engine(): {"key": ..., "llm": vllm.LLM}.

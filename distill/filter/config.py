@@ -44,7 +44,7 @@ def default_workers() -> int:
 class FilterConfig(FormatOptions, LengthOptions, LanguageOptions, RepetitionOptions, CorrectnessOptions,
                    SelectionOptions, SandboxLimits, JudgeOptions, DecontaminationOptions):
     traces: str = field(metadata=FREE)
-    """Input traces (.jsonl) written by `distill generate` (or anything in the trace format)."""
+    """Input traces (.jsonl) written by `distill generate` (or anything in the trace format); or the trace directory `distill generate --ray` writes."""
     out: str = field(metadata=MUST_MATCH)
     """Kept traces (.jsonl), in the canonical shape train reads; every record gets `verdicts` and `filter_details`."""
     rejects: str | None = field(default=None, metadata=MUST_MATCH)

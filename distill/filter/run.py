@@ -35,10 +35,11 @@ from distill.errors import InputError, OutputError
 from distill.filter.config import FilterConfig
 from distill.filter.report import FilterReport, FilterStats, build_report, save_plots
 from distill.progress import Progress
-from distill.runs import COMPLETE, NEW, RunManifest, claim, file_digest, fingerprint, nothing_to_do
+from distill.runs import COMPLETE, NEW, RunManifest, claim, fingerprint, nothing_to_do
 from distill.traces import (
     JsonlWriter,
     check_writable,
+    content_digest,
     intact_length,
     iter_jsonl,
     read_traces,
@@ -151,7 +152,7 @@ TRACES_DIGEST = {"traces_sha256": "the content of TRACES"}
 
 def run_fingerprint(cfg: FilterConfig) -> dict[str, Any]:
     """What a resumed filter run must share with the run it resumes: the must-match options and the input's bytes."""
-    return fingerprint(cfg, traces_sha256=file_digest(cfg.traces))
+    return fingerprint(cfg, traces_sha256=content_digest(cfg.traces))
 
 
 def check_resume(cfg: FilterConfig, paths: OutputPaths) -> str:

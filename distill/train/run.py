@@ -17,7 +17,8 @@ from distill.chat import ensure_chat_template, load_tokenizer, render_prompt
 from distill.config import config_dict
 from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
-from distill.runs import COMPLETE, file_digest, fingerprint
+from distill.runs import COMPLETE, fingerprint
+from distill.traces import content_digest
 from distill.train.config import DataStats, TrainConfig, TrainResult
 from distill.train.data import (
     PackedCollator,
@@ -218,7 +219,7 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = ()) -> TrainResult:
     validate_kept(cfg.kept, cfg.limit, fmt)
     check_student(cfg.student)
     plan = resolve_plan(cfg, hw, chat_format=fmt, template_source=template_source, vocab_size=len(tokenizer),
-                        kept_sha256=file_digest(cfg.kept))
+                        kept_sha256=content_digest(cfg.kept))
     args = training_arguments(cfg, plan, out / CHECKPOINTS, out=out)
     if args.world_size != plan.processes:  # a launcher that does not set WORLD_SIZE
         plan = dataclasses.replace(plan, processes=args.world_size)

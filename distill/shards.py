@@ -23,6 +23,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from distill.errors import ConfigError, InputError, OutputError
+from distill.traces import (  # noqa: F401 - the reading side of a trace directory (re-exported: the writers use it)
+    SHARD_FORMAT,
+    SHARD_MANIFEST,
+    JsonlWriter,
+    is_shard_directory,
+    read_shard_manifest,
+    shard_files,
+)
 
 
 class ShardableConfig(Protocol):
@@ -122,48 +130,8 @@ def _ends_with_whole_line(path: Path) -> bool:
 
 # ---------------------------------------------------------------- a directory of shards
 
-SHARD_MANIFEST = "manifest.json"
-"""The file that makes a directory a trace directory: its shards, in order, with their record counts."""
-SHARD_FORMAT = "distill-shards"
 SHARD_RECORDS = 100_000
 """Records per shard before a writer starts the next one (a 32k-token trace is ~130 kB: ~13 GB a shard at most)."""
-
-
-def is_shard_directory(path: str | Path) -> bool:
-    """True for a directory written as shards (`distill generate --ray`): it holds a manifest.json."""
-    path = Path(path)
-    return path.is_dir() and (path / SHARD_MANIFEST).is_file()
-
-
-def read_shard_manifest(directory: str | Path) -> dict[str, Any]:
-    """The manifest of a shard directory: {"format", "version", "shards": [{"file", "records"}], "records"}.
-
-    InputError (naming the directory) when it has none or one that is not ours."""
-    import json
-
-    directory = Path(directory)
-    path = directory / SHARD_MANIFEST
-    if not path.is_file():
-        raise InputError(f"is a directory without a {SHARD_MANIFEST}, so not a trace directory written by distill "
-                         "generate --ray; give a .jsonl file or such a directory", path=str(directory))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable ({exc}); rerun the generate command that wrote it to rewrite it",
-                         path=str(path)) from None
-    shards = data.get("shards") if isinstance(data, dict) else None
-    if (not isinstance(data, dict) or data.get("format") != SHARD_FORMAT or not isinstance(shards, list)
-            or not all(isinstance(s, dict) and isinstance(s.get("file"), str) and "/" not in s["file"]
-                       for s in shards)):
-        raise InputError(f"not a distill shard manifest (format {SHARD_FORMAT!r} with a list of shard files)",
-                         path=str(path))
-    return data
-
-
-def shard_files(directory: str | Path) -> list[Path]:
-    """The shard files of a trace directory, in the order its manifest lists them (the run's order)."""
-    directory = Path(directory)
-    return [directory / shard["file"] for shard in read_shard_manifest(directory)["shards"]]
 
 
 def write_shard_manifest(directory: str | Path, shards: Sequence[dict[str, Any]]) -> None:
@@ -211,7 +179,6 @@ class ShardWriter:
         self._saved = time.monotonic()
 
     def _next_shard(self) -> None:
-        from distill.traces import JsonlWriter
 
         self._close_shard()
         name = f"part-{len(self.shards):05d}.jsonl"

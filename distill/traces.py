@@ -259,10 +259,50 @@ def read_traces(path: str | Path, required: Iterable[str] = TRACE_REQUIRED, *,
         offset += line
 
 
+# ---------------------------------------------------------------- a directory of shards (the reading side)
+
+SHARD_MANIFEST = "manifest.json"
+"""The file that makes a directory a trace directory: its shards, in order, with their record counts."""
+SHARD_FORMAT = "distill-shards"
+def is_shard_directory(path: str | Path) -> bool:
+    """True for a directory written as shards (`distill generate --ray`): it holds a manifest.json."""
+    path = Path(path)
+    return path.is_dir() and (path / SHARD_MANIFEST).is_file()
+
+
+def read_shard_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of a shard directory: {"format", "version", "shards": [{"file", "records"}], "records"}.
+
+    InputError (naming the directory) when it has none or one that is not ours."""
+    import json
+
+    directory = Path(directory)
+    path = directory / SHARD_MANIFEST
+    if not path.is_file():
+        raise InputError(f"is a directory without a {SHARD_MANIFEST}, so not a trace directory written by distill "
+                         "generate --ray; give a .jsonl file or such a directory", path=str(directory))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"unreadable ({exc}); rerun the generate command that wrote it to rewrite it",
+                         path=str(path)) from None
+    shards = data.get("shards") if isinstance(data, dict) else None
+    if (not isinstance(data, dict) or data.get("format") != SHARD_FORMAT or not isinstance(shards, list)
+            or not all(isinstance(s, dict) and isinstance(s.get("file"), str) and "/" not in s["file"]
+                       for s in shards)):
+        raise InputError(f"not a distill shard manifest (format {SHARD_FORMAT!r} with a list of shard files)",
+                         path=str(path))
+    return data
+
+
+def shard_files(directory: str | Path) -> list[Path]:
+    """The shard files of a trace directory, in the order its manifest lists them (the run's order)."""
+    directory = Path(directory)
+    return [directory / shard["file"] for shard in read_shard_manifest(directory)["shards"]]
+
+
 def _shards(directory: Path) -> list[Path]:
     """The shard files of a trace directory, in order; InputError for any other directory."""
-    from distill.shards import shard_files
-
     files = shard_files(directory)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -273,8 +313,6 @@ def _shards(directory: Path) -> list[Path]:
 
 def is_trace_directory(path: str | Path) -> bool:
     """True for a directory of shards with a manifest (what `distill generate --ray` writes)."""
-    from distill.shards import is_shard_directory
-
     return is_shard_directory(path)
 
 

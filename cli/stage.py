@@ -77,6 +77,15 @@ def _end_process_group() -> None:
     """Tear down torch.distributed (a run under `accelerate launch`) before the interpreter exits: gloo's
     threads, left to the exit, can abort a worker that finished ("terminate called without an active
     exception")."""
+    parallel_state = sys.modules.get("vllm.distributed.parallel_state")
+    if parallel_state is not None:
+        # vLLM's own groups first: its engine's finalizer destroys them after this function otherwise, on a
+        # default group that is gone ("ValueError: Invalid process group specified" after a finished run)
+        try:
+            parallel_state.destroy_model_parallel()
+            parallel_state.destroy_distributed_environment()
+        except Exception:
+            log.debug("vLLM's process groups could not be torn down", exc_info=True)
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

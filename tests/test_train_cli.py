@@ -158,7 +158,7 @@ def test_preflight_of_a_hybrid_student_shows_each_mode_the_data_holds(tmp_path):
     assert "<｜Assistant｜></think>⟦Rain taps the window.<｜end▁of▁sentence｜>⟧" in result.stdout
     # a one-mode student cannot train the writing record: one line naming it
     one_mode = run_cli(*train_args(kept, student, tmp_path / "out2", "--chat-template", write_template(tmp_path)))
-    assert_user_error(one_mode, "kept.jsonl:2", "has no reasoning")
+    assert_user_error(one_mode, "kept.jsonl:2", "no single <think>…</think> block with reasoning", "hybrid-thinking")
 
 
 def write_template(tmp_path):

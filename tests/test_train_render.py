@@ -106,8 +106,8 @@ def test_target_text_literals():
 
 @pytest.mark.parametrize(("completion", "reason"), [
     # no reasoning: refused for a one-mode template (a hybrid one trains it in its non-thinking mode)
-    ("The answer is 5.", "has no reasoning .* no non-thinking mode"),
-    ("<think>\n\n</think>\n\n5", "has no reasoning .* no non-thinking mode"),
+    ("The answer is 5.", "no single <think>…</think> block with reasoning.* no non-thinking mode"),
+    ("<think>\n\n</think>\n\n5", "no single <think>…</think> block with reasoning.* no non-thinking mode"),
     ("<think>\nthinking and thinking", "no single <think>…</think> block"),
     ("<think>\nreasoning\n</think>\n\n", "nothing after </think>"),
     ("<think>a</think><think>b</think> 5", "no single <think>…</think> block"),

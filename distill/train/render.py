@@ -166,9 +166,12 @@ def split_target(record: dict[str, Any]) -> tuple[str, str]:
     return reasoning, answer
 
 
-NO_REASONING = ("has no reasoning (no <think> block, or an empty one), and the student's chat template has no "
-                "non-thinking mode to train it in (no thinking switch such as enable_thinking); keep only records "
-                "with reasoning, or train a hybrid-thinking student (Qwen3, DeepSeek-V3.1 templates)")
+NO_REASONING = ("has no single <think>…</think> block with reasoning, and the student's chat template has no "
+                "non-thinking mode to train such a record in (no thinking switch such as enable_thinking); keep "
+                "only well-formed traces (distill filter's format check; for traces that keep their reasoning in "
+                "a field or between other tags, filter them with --reasoning-field or --think-open/--think-close, "
+                "which writes them with a <think> block), or train a hybrid-thinking student (Qwen3, "
+                "DeepSeek-V3.1 templates) on records without reasoning")
 
 
 def split_record(record: dict[str, Any]) -> tuple[str | None, str]:

@@ -30,6 +30,7 @@ from distill.traces import (  # noqa: F401 - the reading side of a trace directo
     is_shard_directory,
     read_shard_manifest,
     shard_files,
+    write_json,
 )
 
 
@@ -136,25 +137,9 @@ SHARD_RECORDS = 100_000
 
 def write_shard_manifest(directory: str | Path, shards: Sequence[dict[str, Any]]) -> None:
     """Write the manifest atomically (temp file, fsync, rename): a reader sees the old list or the new one."""
-    import json
-
-    directory = Path(directory)
-    path = directory / SHARD_MANIFEST
-    tmp = path.with_name(path.name + ".tmp")
     data = {"format": SHARD_FORMAT, "version": 1, "records": sum(s["records"] for s in shards),
             "shards": [dict(s) for s in shards]}
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror}; free some space, then rerun the same "
-                          "command to resume") from None
+    write_json(Path(directory) / SHARD_MANIFEST, data, fsync=True)
 
 
 class ShardWriter:

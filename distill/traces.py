@@ -477,13 +477,18 @@ def check_writable(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write a JSON report atomically (temp file + rename), so a crash never leaves half a report."""
+def write_json(path: str | Path, data: Any, *, fsync: bool = False) -> None:
+    """Write a JSON report atomically (temp file + rename), so a crash never leaves half a report; with
+    `fsync`, on disk before the rename (a manifest that readers trust)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

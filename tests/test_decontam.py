@@ -150,6 +150,14 @@ def test_distill_filter_rejects_planted_benchmark_problems(tmp_path):
     assert len(rejected["copy"]["filter_details"]["contamination"]["ngram"].split()) == 8
     assert rejected["copy"]["filter_details"]["contamination"]["stage"] == "ngram"
     assert rejected["copy"]["filter_details"]["contamination"]["problem_text"] == AIME
+    # the report names each flagged prompt under its benchmark, with the problem, stage and score
+    report = json.loads((tmp_path / "kept.report.json").read_text())
+    section = report["contamination"][str(bench)]
+    assert section["prompts"] == 2 and section["stages"] == {"ngram": 2}
+    assert {(item["prompt_id"], item["problem"], item["stage"]) for item in section["flagged"]} == \
+        {("copy", 1, "ngram"), ("respaced", 2, "ngram")}
+    assert all(item["score"] >= 0.6 and item["problem_text"] for item in section["flagged"])
+    assert f"contaminated prompts: {bench} 2 (ngram 2)" in result.stdout + result.stderr
 
     # bad input: one line, exit 1, outputs untouched
     before = out.read_bytes()

@@ -23,7 +23,7 @@ Two stages, each reported with the matched problem, its stage and its score (`Ma
 2. **embedding** (`--contamination-embedder MODEL`, a sentence-transformers model id or local path):
    the prompt's problem text (instructions removed) against every benchmark problem by cosine
    similarity of normalised embeddings, top-k per prompt, flagged at `--contamination-threshold`
-   (calibrated in benchmarks/RESULTS-issue27.md). This catches rephrasings and changed numbers, which
+   (calibrated in benchmarks/RESULTS.md, issue 27 sections). This catches rephrasings and changed numbers, which
    share too few n-grams. Benchmark embeddings are computed once and cached by content (model, its
    output on a probe text, every problem text); prompts are encoded in batches on the GPU when there is
    one, and scored against the benchmark matrix batch by batch, so 1M prompts against 10k problems
@@ -55,11 +55,13 @@ DEFAULT_SHARE = 0.6
 """Share of a benchmark problem's distinct n-grams a prompt must hold to be contaminated."""
 DEFAULT_EMBEDDING_THRESHOLD = 0.85
 """Cosine similarity at which the embedding stage flags a prompt (all-MiniLM-L6-v2, calibrated on
-tests/data/decontam_rephrased.jsonl and decontam_clean.jsonl: benchmarks/RESULTS-issue27.md)."""
+tests/data/decontam_rephrased.jsonl and decontam_clean.jsonl, and checked on real prompts: benchmarks/RESULTS.md)."""
 SAME_NUMBERS_FLOOR = 0.55
 """A prompt that writes exactly the numbers of a retrieved problem (two or more) is flagged from this
 cosine on: a translation or a rephrasing keeps the numbers while its words, and so its similarity,
 drift (an English model puts a French copy at 0.2-0.9)."""
+RECENT = 256
+"""ContaminationIndex.find remembers this many last lookups."""
 DEFAULT_TOP_K = 5
 MAX_PROBLEM_TEXT = 300
 """Characters of the matched problem quoted in a match's report."""
@@ -511,6 +513,9 @@ class ContaminationIndex:
         self.ngrams = ngrams
         self.embeddings = embeddings
         self._numbers: list[Counter[str]] | None = None
+        self._recent: dict[tuple[str, str | None], Match | None] = {}
+        """The last RECENT lookups: a prompt's samples come one after another to the filter's check,
+        and with an embedder each lookup encodes the prompt."""
 
     @property
     def benchmarks(self) -> list[str]:
@@ -529,7 +534,12 @@ class ContaminationIndex:
 
     def find(self, text: str, *, problem: str | None = None) -> Match | None:
         """The first stage's match for one prompt (n-gram, then embedding), else None."""
-        return self.find_many([text], problems=None if problem is None else [problem])[0]
+        key = (text, problem)
+        if key not in self._recent:
+            if len(self._recent) >= RECENT:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[key] = self.find_many([text], problems=None if problem is None else [problem])[0]
+        return self._recent[key]
 
     def find_many(self, texts: Sequence[str], *, problems: Sequence[str | None] | None = None) -> list[Match | None]:
         """`find` for many prompts: the n-gram stage on each, the embedding stage in batches on the rest.

@@ -130,6 +130,22 @@ def decode_keeping(tokenizer: Any, ids: list[int], kept: set[int]) -> str:
     return "".join(pieces)
 
 
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+"""Template variables that switch a hybrid family's thinking mode (Qwen3, DeepSeek-V3.1), tried in this order."""
+_SWITCH_PROBE = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def thinking_switch(tokenizer: Any, base: dict[str, Any]) -> str | None:
+    """The variable that switches the template between thinking and not (found by rendering both ways, with
+    the variables `base` besides), or None for a one-mode template."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    for name in THINKING_SWITCHES:
+        if name in str(template) and (render_prompt(tokenizer, _SWITCH_PROBE, {**base, name: True})
+                                      != render_prompt(tokenizer, _SWITCH_PROBE, {**base, name: False})):
+            return name
+    return None
+
+
 def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
     """Load a tokenizer with a one-line error that says what to check."""
     from transformers import AutoTokenizer

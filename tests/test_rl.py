@@ -591,7 +591,8 @@ def qwen3_pair(tmp_path_factory):
     return student, root / "teacher"
 
 
-def test_on_policy_distillation_of_a_qwen3_student_takes_both_sides_template_kwargs(qwen3_pair, prompts, tmp_path):
+def test_on_policy_distillation_of_a_qwen3_student_takes_both_sides_template_kwargs(qwen3_pair, prompts, tmp_path,
+                                                                                   caplog):
     """The policy samples in non-thinking mode (--chat-template-kwargs), the teacher reads in thinking mode
     (--teacher-chat-template-kwargs); both are must-match: a rerun with the other mode is refused naming it."""
     from transformers import AutoConfig
@@ -602,8 +603,10 @@ def test_on_policy_distillation_of_a_qwen3_student_takes_both_sides_template_kwa
     args = ["rl", prompts, "--student", student, "--out", out, "--objective", "on-policy", "--teacher", teacher,
             "--method", "full", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "1",
             "--save-steps", "0", "--teacher-chat-template-kwargs", '{"enable_thinking": true}']
+    caplog.set_level("INFO", logger="distill.rl")
     done = run_in_process([*args, "--chat-template-kwargs", '{"enable_thinking": false}'])
     assert done.returncode == 0, done.stderr
+    assert "hybrid, switched by 'enable_thinking'; the rollouts are in non-thinking mode" in caplog.text
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 1 and summary["config"]["chat_template_kwargs"] == '{"enable_thinking": false}'
     refused = run_in_process([*args, "--chat-template-kwargs", '{"enable_thinking": true}'])

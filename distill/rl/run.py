@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
+from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt, thinking_switch
 from distill.config import config_dict
 from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
@@ -349,7 +349,13 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
         check_bitsandbytes(hw.device)
     backend = rollout_backend(cfg, hw.device, base)
     tokenizer = load_policy_tokenizer(cfg.student)
-    prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages, cfg.template_kwargs))
+    prompt = render_prompt(tokenizer, prompts[0].messages, cfg.template_kwargs)
+    prefill = generation_prefill(prompt)
+    switch = thinking_switch(tokenizer, cfg.template_kwargs)
+    if switch:  # a hybrid policy: say which mode its rollouts are in (the template's default, or the kwargs')
+        thinking = prompt == render_prompt(tokenizer, prompts[0].messages, {**cfg.template_kwargs, switch: True})
+        log.info("chat template: hybrid, switched by %r; the rollouts are in %s mode (--chat-template-kwargs)",
+                 switch, "thinking" if thinking else "non-thinking")
     teacher_tokenizer = None
     if cfg.objective == "on-policy":
         check_student(cfg.teacher, role="teacher")

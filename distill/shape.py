@@ -125,13 +125,15 @@ def _drop_markers(text: str) -> str:
 
 
 def fold_channels(text: str, *, cut: bool = False) -> str:
-    """The canonical completion of a harmony completion (`text` as it is when it has no channel markup).
+    """The canonical completion of a harmony completion.
 
     Analysis → the think block, final → the answer. Without a final message the reasoning stays an open
-    `<think>` block, as a reasoning cut short is stored (and as the filter's format check rejects it)."""
+    `<think>` block, as a reasoning cut short is stored (and as the filter's format check rejects it).
+    Text without channel markup is returned as decoding without special tokens would have left it (stray
+    markers dropped)."""
     parts = split_channels(text)
     if parts is None:
-        return text
+        return _drop_markers(text)
     reasoning, answer = parts
     if answer is None:
         return f"{THINK_OPEN}\n{reasoning}" if reasoning else ""

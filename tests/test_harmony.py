@@ -49,6 +49,8 @@ def test_a_completion_cut_inside_its_analysis_stays_an_open_think_block():
 def test_text_without_channel_markup_is_left_as_written():
     for text in ("analysisTwo plus two.assistantfinal4", "<think>\nr\n</think>\n\n4", "The answer is 4."):
         assert split_channels(text) is None and fold_channels(text) == text
+    # markers without a channel (a teacher that went astray) are dropped, as a decode without them would
+    assert fold_channels("The answer<|end|> is 4.<|return|>") == "The answer is 4."
 
 
 def test_the_channels_shape_reads_keeps_and_refuses_like_the_others():

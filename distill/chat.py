@@ -98,6 +98,54 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], template_kwarg
     return text
 
 
+def channel_marker_ids(tokenizer: Any) -> set[int]:
+    """The ids of the harmony markers (<|channel|>, <|message|> …) when the tokenizer's chat template writes
+    harmony channels (gpt-oss), else an empty set.
+
+    They are special tokens, so text decoded without special tokens loses them and with them which part
+    was reasoning ('analysisTwo plus two.assistantfinal4'): a harmony teacher's completion is decoded with
+    these kept (`decode_keeping`) and read by distill.shape.fold_channels."""
+    from distill.shape import HARMONY_MARKERS
+
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if "<|channel|>" not in str(template):
+        return set()
+    vocab = tokenizer.get_vocab()
+    return {vocab[marker] for marker in HARMONY_MARKERS if marker in vocab}
+
+
+def decode_keeping(tokenizer: Any, ids: list[int], kept: set[int]) -> str:
+    """`ids` as text without special tokens, except those in `kept`, which stay as their text."""
+    if not kept:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+    pieces, run = [], []
+    for token in ids:
+        if token in kept:
+            pieces.append(tokenizer.decode(run, skip_special_tokens=True))
+            pieces.append(tokenizer.convert_ids_to_tokens(token))
+            run = []
+        else:
+            run.append(token)
+    pieces.append(tokenizer.decode(run, skip_special_tokens=True))
+    return "".join(pieces)
+
+
+THINKING_SWITCHES = ("enable_thinking", "thinking")
+"""Template variables that switch a hybrid family's thinking mode (Qwen3, DeepSeek-V3.1), tried in this order."""
+_SWITCH_PROBE = [{"role": "user", "content": "What is 2 + 2?"}]
+
+
+def thinking_switch(tokenizer: Any, base: dict[str, Any]) -> str | None:
+    """The variable that switches the template between thinking and not (found by rendering both ways, with
+    the variables `base` besides), or None for a one-mode template."""
+    template = getattr(tokenizer, "chat_template", None) or ""
+    for name in THINKING_SWITCHES:
+        if name in str(template) and (render_prompt(tokenizer, _SWITCH_PROBE, {**base, name: True})
+                                      != render_prompt(tokenizer, _SWITCH_PROBE, {**base, name: False})):
+            return name
+    return None
+
+
 def load_tokenizer(name: str, *, padding_side: str | None = None) -> Any:
     """Load a tokenizer with a one-line error that says what to check."""
     from transformers import AutoTokenizer

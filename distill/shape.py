@@ -2,8 +2,9 @@
 canonical form the rest of the pipeline reads.
 
 Teachers mark their reasoning differently: DeepSeek-R1 writes `<think>…</think>` before the
-answer, other models use other tags, and APIs with a reasoning parser return the reasoning in a
-field of its own (`reasoning_content`) beside an answer-only completion. `TraceShape` names one of
+answer, other models use other tags, APIs with a reasoning parser return the reasoning in a
+field of its own (`reasoning_content`) beside an answer-only completion, and gpt-oss writes
+harmony channels (its reasoning in an `analysis` message, its answer in a `final` one). `TraceShape` names one of
 these layouts; the filter's checks read traces through it, and what the filter keeps is rewritten
 into the canonical form
 
@@ -84,6 +85,61 @@ def fold_reasoning_field(reasoning: str | None, content: str | None, open_tag: s
     return content
 
 
+# gpt-oss's harmony format: every message is '<|start|>{role}<|channel|>{channel}<|message|>{text}' ended by
+# <|end|> (or <|return|> at the end of the turn, <|call|> before a tool call). The generation prompt ends
+# with '<|start|>assistant', so a completion starts at the first message's '<|channel|>'.
+HARMONY_MARKERS = ("<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|return|>", "<|call|>", "<|constrain|>")
+_HARMONY_MESSAGE = re.compile(
+    r"(?:<\|start\|>[^<]*)?<\|channel\|>([^<]*?)(?:<\|constrain\|>[^<]*)?<\|message\|>(.*?)"
+    r"(?=<\|end\|>|<\|return\|>|<\|call\|>|<\|start\|>|<\|channel\|>|$)", re.DOTALL)
+REASONING_CHANNELS = ("analysis", "commentary")
+"""Harmony channels that hold reasoning (commentary: the preambles of tool calls); `final` holds the answer."""
+
+
+def has_channels(text: str) -> bool:
+    """Whether `text` is harmony markup (a completion whose channel markers were decoded as text)."""
+    return "<|channel|>" in text and "<|message|>" in text
+
+
+def split_channels(text: str) -> tuple[str, str | None] | None:
+    """(reasoning, answer) of a harmony completion: the analysis (and commentary) messages joined, and the
+    final message, None when there is none (cut inside the reasoning); None when `text` has no channel
+    markup. Channel names are read as the first word after <|channel|> ('final to=…' is final)."""
+    if not has_channels(text):
+        return None
+    reasoning, answers = [], []
+    for channel, body in _HARMONY_MESSAGE.findall(text):
+        name = (channel.split() or [""])[0]
+        body = _drop_markers(body).strip()
+        if name == "final":
+            answers.append(body)
+        elif name in REASONING_CHANNELS or not name:
+            reasoning.append(body)
+    return "\n\n".join(part for part in reasoning if part), ("\n\n".join(answers) if answers else None)
+
+
+def _drop_markers(text: str) -> str:
+    for marker in HARMONY_MARKERS:
+        text = text.replace(marker, "")
+    return text
+
+
+def fold_channels(text: str, *, cut: bool = False) -> str:
+    """The canonical completion of a harmony completion.
+
+    Analysis → the think block, final → the answer. Without a final message the reasoning stays an open
+    `<think>` block, as a reasoning cut short is stored (and as the filter's format check rejects it).
+    Text without channel markup is returned as decoding without special tokens would have left it (stray
+    markers dropped)."""
+    parts = split_channels(text)
+    if parts is None:
+        return _drop_markers(text)
+    reasoning, answer = parts
+    if answer is None:
+        return f"{THINK_OPEN}\n{reasoning}" if reasoning else ""
+    return fold_reasoning_field(reasoning, answer, cut=cut)
+
+
 @dataclass(frozen=True)
 class TraceShape:
     """Where a trace record keeps its reasoning and its answer."""
@@ -94,6 +150,8 @@ class TraceShape:
     """the marker that closes it"""
     reasoning_field: str | None = None
     """the record field holding the reasoning (e.g. reasoning_content); the completion is then the answer alone"""
+    channels: bool = False
+    """harmony channels in the completion (gpt-oss): the analysis message is the reasoning, the final one the answer"""
 
     @property
     def is_canonical(self) -> bool:
@@ -111,7 +169,12 @@ class TraceShape:
         would break the canonical form.
         """
         completion = record.get("completion") or ""
-        if self.reasoning_field:
+        if self.channels:
+            found = split_channels(completion)
+            if found is None or found[1] is None or not found[0]:
+                return None
+            parts = found[0], found[1]
+        elif self.reasoning_field:
             reasoning = record.get(self.reasoning_field)
             if not isinstance(reasoning, str):
                 return None
@@ -127,6 +190,14 @@ class TraceShape:
         if self.split(record) is not None:
             return ""
         completion = record.get("completion") or ""
+        if self.channels:
+            found = split_channels(completion)
+            if found is None:
+                return "no harmony channels (<|channel|>…<|message|>)"
+            if found[1] is None:
+                return "no final channel (cut inside the analysis?)"
+            return "an empty analysis channel" if not found[0] else \
+                f"{THINK_OPEN} or {THINK_CLOSE} inside the reasoning or the answer"
         if self.reasoning_field:
             reasoning = record.get(self.reasoning_field)
             if not isinstance(reasoning, str):
@@ -144,6 +215,9 @@ class TraceShape:
         """The text after the reasoning: what answer extraction reads (the whole completion when no
         close marker is there, so a trace without reasoning can still be graded)."""
         completion = record.get("completion") or ""
+        if self.channels:
+            found = split_channels(completion)
+            return completion if found is None else found[1] or ""
         if self.reasoning_field:
             return completion
         return completion.rpartition(self.think_close)[2] if self.think_close in completion else completion
@@ -156,6 +230,8 @@ class TraceShape:
         parts = None if self.is_canonical else self.split(record)
         if parts is not None:
             return join_reasoning(*parts)
+        if self.channels:
+            return fold_channels(completion)
         reasoning = record.get(self.reasoning_field) if self.reasoning_field else None
         if isinstance(reasoning, str) and reasoning.strip():
             return join_reasoning(reasoning, completion)

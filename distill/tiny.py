@@ -1,5 +1,5 @@
 """Tiny offline models: a byte-level BPE tokenizer trained on the spot and random
-Qwen2 / Llama weights, with the chat templates of the real families.
+Qwen2 / Qwen3 / Llama weights, with the chat templates of the real families.
 
 Nothing here touches the Hub. Tests, `distill demo` and the notebook's offline
 mode build their models with it.
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Chat templates of the three families a student or teacher comes from, reduced to what matters.
+# Chat templates of the families a student or teacher comes from, reduced to what matters.
 QWEN_TEMPLATE = (
     "{%- if messages[0]['role'] != 'system' %}"
     "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
@@ -64,6 +64,57 @@ V31_TEMPLATE = (
     "{%- endif %}"
 )
 
+# Qwen3 (dense, hybrid thinking): ChatML; `enable_thinking` false writes an empty think block into the
+# generation prompt ('<think>\n\n</think>\n\n'), true (the default) leaves the turn open. Assistant turns
+# keep their reasoning only after the last user turn (earlier ones lose everything up to </think>).
+QWEN3_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- set ns = namespace(last_query_index=messages|length - 1) %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}{%- set ns.last_query_index = loop.index0 %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- for message in messages %}"
+    "{%- set content = message['content'] %}"
+    "{%- if message['role'] == 'user' or (message['role'] == 'system' and not loop.first) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + content + '<|im_end|>\\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{%- set reasoning = '' %}"
+    "{%- if '</think>' in content %}"
+    "{%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}"
+    "{%- endif %}"
+    "{%- if loop.index0 > ns.last_query_index and (loop.last or reasoning) %}"
+    "{{- '<|im_start|>assistant\\n<think>\\n' + reasoning.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}"
+    "{%- else %}{{- '<|im_start|>assistant\\n' + content }}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
+    "{%- endif %}"
+)
+
+# gpt-oss (harmony): the model writes its reasoning in the analysis channel and its answer in the final
+# one, each a message of its own: '<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final
+# <|message|>…<|return|>'. The markers are special tokens, gone from text decoded without them.
+HARMONY_TEMPLATE = (
+    "{{- '<|start|>system<|message|>Reasoning: ' + (reasoning_effort | default('medium')) + '<|end|>' }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{- '<|start|>developer<|message|>' + message['content'] + '<|end|>' }}"
+    "{%- elif message['role'] == 'user' %}{{- '<|start|>user<|message|>' + message['content'] + '<|end|>' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{%- if loop.last and message.get('thinking') %}"
+    "{{- '<|start|>assistant<|channel|>analysis<|message|>' + message['thinking'] + '<|end|>' }}"
+    "{%- endif %}"
+    "{{- '<|start|>assistant<|channel|>final<|message|>' + message['content'] }}"
+    "{{- '<|return|>' if loop.last else '<|end|>' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start|>assistant' }}{%- endif %}"
+)
+
 FAMILIES: dict[str, dict[str, Any]] = {
     "qwen": {"template": QWEN_TEMPLATE, "bos": None, "eos": "<|im_end|>", "pad": "<|endoftext|>",
              "special": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "arch": "qwen2"},
@@ -77,6 +128,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
                        "<｜▁pad▁｜>"], "arch": "qwen2"},
 }
 FAMILIES["v31"] = {**FAMILIES["r1"], "template": V31_TEMPLATE}
+FAMILIES["qwen3"] = {**FAMILIES["qwen"], "template": QWEN3_TEMPLATE, "arch": "qwen3"}
+# a harmony-template teacher on a Qwen2 body: the template and the markers are what the tests read
+FAMILIES["harmony"] = {"template": HARMONY_TEMPLATE, "bos": "<|startoftext|>", "eos": "<|return|>", "pad": "<|endoftext|>",
+                       "special": ["<|startoftext|>", "<|endoftext|>", "<|start|>", "<|end|>", "<|message|>",
+                                   "<|channel|>", "<|return|>", "<|call|>", "<|constrain|>"], "arch": "qwen2"}
 # Reasoning markers are ordinary (non-special) added tokens, as in the R1-Distill and Qwen3
 # vocabularies: they survive decoding with skip_special_tokens=True.
 THINK_TOKENS = ["<think>", "</think>"]
@@ -127,9 +183,9 @@ def build_tokenizer(family: str = "qwen", corpus: Iterable[str] | None = None, v
 def build_model(tokenizer: Any, family: str = "qwen", *, hidden_size: int = 64, layers: int = 2,
                 heads: int = 4, kv_heads: int = 2, intermediate_size: int | None = None,
                 max_positions: int = 4096, seed: int = 0):
-    """Random weights of a Qwen2 or Llama causal LM sized for `tokenizer`."""
+    """Random weights of a Qwen2, Qwen3 or Llama causal LM sized for `tokenizer`."""
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
     spec = FAMILIES[family]
     common = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
@@ -137,7 +193,10 @@ def build_model(tokenizer: Any, family: str = "qwen", *, hidden_size: int = 64, 
                   intermediate_size=intermediate_size or 4 * hidden_size, max_position_embeddings=max_positions,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                   pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    config = Qwen2Config(**common) if spec["arch"] == "qwen2" else LlamaConfig(**common)
+    if spec["arch"] == "qwen3":  # Qwen3 sets head_dim apart from hidden_size / heads (128 by default)
+        config = Qwen3Config(**common, head_dim=hidden_size // heads)
+    else:
+        config = Qwen2Config(**common) if spec["arch"] == "qwen2" else LlamaConfig(**common)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     # sampling defaults as the DeepSeek-R1-Distill checkpoints ship them

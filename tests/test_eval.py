@@ -155,3 +155,47 @@ def test_samples_of_a_model_changed_since_are_not_reused(tmp_path, tiny_models):
     rerun = run_cli(*args, "--overwrite")
     assert rerun.returncode == 0, rerun.stderr
     assert "reusing" not in rerun.stderr
+
+
+# ---------------------------------------------------------------- hybrid-thinking models in both modes (issue 26)
+
+
+def test_a_hybrid_model_in_both_modes_side_by_side_in_one_table(tmp_path):
+    """A tiny Qwen3 (architecture and template): one command samples it in thinking and non-thinking mode, a
+    row each with a mode column; the non-thinking prompt is the thinking one plus the empty think block its
+    template writes (the samples' prompt_tokens say which prompt was sampled). A rerun has nothing to do."""
+    from transformers import AutoTokenizer
+
+    from distill.tiny import save_tiny
+
+    student = save_tiny(tmp_path / "qwen3", "qwen3")
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": f"b{i}", "problem": f"{i} + {i}?", "answer": str(2 * i)}
+                                                  for i in range(2)])
+    out = tmp_path / "results.json"
+    args = ["eval", "--model", f"hybrid={student}", "--data", data, "--out", out, "--backend", "hf", "--n", "2",
+            "--max-tokens", "8", "--workers", "1", "--modes", "thinking,non-thinking"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    header, _, *rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert [cell.strip() for cell in header.strip("|").split("|")][:3] == ["model", "mode", "pass@1"]
+    assert [[cell.strip() for cell in row.strip("|").split("|")][:2] for row in rows] == \
+        [["hybrid", "thinking"], ["hybrid", "non-thinking"]]
+    saved = json.loads(out.read_text())["models"]
+    assert list(saved) == ["hybrid:thinking", "hybrid:non-thinking"]
+    thinking, plain = (read_jsonl(saved[row]["traces"]) for row in saved)
+    block = len(AutoTokenizer.from_pretrained(student)("<think>\n\n</think>\n\n", add_special_tokens=False)["input_ids"])
+    assert len(thinking) == len(plain) == 4
+    assert all(p["prompt_tokens"] == t["prompt_tokens"] + block for t, p in zip(thinking, plain))
+    assert {r["mode"] for r in read_jsonl(tmp_path / "results.problems.jsonl")} == {"thinking", "non-thinking"}
+    again = run_cli(*args)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+def test_modes_for_a_model_that_cannot_switch_are_refused_before_sampling(tiny_models, tmp_path):
+    data = write_jsonl(tmp_path / "bench.jsonl", [{"id": "b", "problem": "1 + 1?", "answer": "2"}])
+    result = run_cli("eval", "--model", tiny_models["qwen"], "--data", data, "--out", tmp_path / "r.json",
+                     "--backend", "hf", "--modes", "thinking,non-thinking")
+    assert_user_error(result, "has no thinking switch", "--modes")
+    assert not list(tmp_path.glob("r.*"))
+    with pytest.raises(ConfigError, match="--modes must be one of"):
+        EvalConfig(model=["m"], data="d.jsonl", modes=["thinking", "fast"])

@@ -77,3 +77,28 @@ def test_accelerate_config_loads_with_accelerates_own_launcher(config, monkeypat
         assert plugin.fsdp_version == 2 and plugin.activation_checkpointing
     else:
         assert args.use_deepspeed and int(defaults.deepspeed_config["zero_stage"]) == 3
+
+
+def test_the_model_family_recipes_set_what_their_family_needs():
+    """Issue 26: Qwen3 students at 1.7B, 4B and 8B with every method, and the teachers of the current families
+    with the settings they cannot go without (a DeepSeek-V3.1 teacher writes no reasoning unless asked to
+    think; Qwen3-235B-Thinking needs the 8 GPUs of a node)."""
+    def load(path):
+        from distill.config import read_yaml
+
+        stage = STAGES[path.parent.name]
+        overrides = {name: PLACEHOLDERS.get(name, "x") for name in required_fields(stage) if name not in read_yaml(path)}
+        return build_config(stage, yaml_path=path, overrides=overrides)
+
+    students = {p.name: load(p) for p in RECIPES.glob("train/qwen3-*.yaml")}
+    assert {cfg.method for cfg in students.values()} == {"full", "lora", "qlora"}
+    assert {cfg.student for cfg in students.values()} == {"Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B"}
+    assert all(cfg.method == "qlora" for name, cfg in students.items() if "24gb" in name)
+    v31 = load(RECIPES / "generate/deepseek-v3.1-served.yaml")
+    assert v31.template_kwargs == {"thinking": True} and v31.backend == "openai"
+    qwen3 = load(RECIPES / "generate/qwen3-235b-a22b-thinking-tp8.yaml")
+    assert qwen3.backend == "vllm" and qwen3.tensor_parallel_size == 8
+    assert qwen3.max_model_len >= qwen3.max_tokens + 1024  # room for the prompt
+    offline, served = (load(RECIPES / f"generate/gpt-oss-120b-{kind}.yaml") for kind in ("1gpu", "served"))
+    assert offline.backend == "vllm" and offline.template_kwargs == {"reasoning_effort": "high"}
+    assert served.backend == "openai" and offline.teacher == served.teacher == "openai/gpt-oss-120b"

@@ -545,3 +545,79 @@ def test_no_vllm_version_warning_from_trl_with_hf_rollouts(models, prompts, tmp_
                      "1", "--save-steps", "0", "--rollout-backend", "hf")
     assert result.returncode == 0, result.stderr
     assert "TRL currently supports vLLM" not in result.stderr
+
+
+# ---------------------------------------------------------------- hybrid-thinking templates (issue 26)
+
+
+def test_each_side_renders_its_prompt_with_its_own_template_kwargs():
+    """A Qwen3-style student in non-thinking mode and a DeepSeek-V3.1-style teacher asked to think: the
+    student's prompt ends in its empty think block, the teacher's in the open one its `thinking` writes.
+    Without the kwargs each would render its template's default (the V3.1 teacher: thinking off)."""
+    from distill.rl.trainers import teacher_prompt
+    from distill.tiny import build_tokenizer
+
+    corpus = ["<think>\nFirst, 2 + 3 = 5.\n</think>\n\nThe answer is \\boxed{5}.", "What is 2 + 3?"] * 20
+    student, teacher = build_tokenizer("qwen3", corpus, 300), build_tokenizer("v31", corpus, 300)
+    messages = [{"role": "user", "content": "What is 2 + 3?"}]
+    answer = student("The answer is 5.", add_special_tokens=False)["input_ids"]
+    prompt, unscored = teacher_prompt(student, teacher, messages, answer, student_kwargs={"enable_thinking": False},
+                                      teacher_kwargs={"thinking": True})
+    assert teacher.decode(prompt).endswith("<｜User｜>What is 2 + 3?<｜Assistant｜><think>") and unscored == 0
+    prompt, _ = teacher_prompt(student, teacher, messages, answer, student_kwargs={"enable_thinking": False})
+    assert teacher.decode(prompt).endswith("<｜Assistant｜></think>")  # the teacher's default: thinking off
+    # the student's own rendering, as the rollouts see it (TRL renders with the same kwargs)
+    prompt, _ = teacher_prompt(teacher, student, messages, answer, teacher_kwargs={"enable_thinking": False})
+    assert student.decode(prompt).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+@pytest.fixture(scope="module")
+def qwen3_pair(tmp_path_factory):
+    """A tiny Qwen3 (architecture and template) student, and a teacher sharing its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.tiny import save_tiny
+
+    root = tmp_path_factory.mktemp("qwen3")
+    student = save_tiny(root / "student", "qwen3", corpus=MIXED_CORPUS, vocab_size=400)
+    teacher = AutoModelForCausalLM.from_pretrained(student)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for parameter in teacher.parameters():
+            parameter.copy_(torch.randn_like(parameter) * parameter.std().clamp(min=0.02))
+    teacher.save_pretrained(root / "teacher")
+    AutoTokenizer.from_pretrained(student).save_pretrained(root / "teacher")
+    return student, root / "teacher"
+
+
+def test_on_policy_distillation_of_a_qwen3_student_takes_both_sides_template_kwargs(qwen3_pair, prompts, tmp_path,
+                                                                                   caplog):
+    """The policy samples in non-thinking mode (--chat-template-kwargs), the teacher reads in thinking mode
+    (--teacher-chat-template-kwargs); both are must-match: a rerun with the other mode is refused naming it."""
+    from transformers import AutoConfig
+
+    student, teacher = qwen3_pair
+    assert AutoConfig.from_pretrained(student).model_type == "qwen3"
+    out = tmp_path / "qwen3-opd"
+    args = ["rl", prompts, "--student", student, "--out", out, "--objective", "on-policy", "--teacher", teacher,
+            "--method", "full", "--num-generations", "2", "--max-completion-tokens", "4", "--max-steps", "1",
+            "--save-steps", "0", "--teacher-chat-template-kwargs", '{"enable_thinking": true}']
+    caplog.set_level("INFO", logger="distill.rl")
+    done = run_in_process([*args, "--chat-template-kwargs", '{"enable_thinking": false}'])
+    assert done.returncode == 0, done.stderr
+    assert "hybrid, switched by 'enable_thinking'; the rollouts are in non-thinking mode" in caplog.text
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["config"]["chat_template_kwargs"] == '{"enable_thinking": false}'
+    refused = run_in_process([*args, "--chat-template-kwargs", '{"enable_thinking": true}'])
+    assert_user_error(refused, "--chat-template-kwargs", "--overwrite")
+
+
+def test_teacher_template_kwargs_only_apply_on_policy():
+    from distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--teacher-chat-template-kwargs only applies to --objective on-policy"):
+        RLConfig(prompts="p.jsonl", student="s", out="o", teacher_chat_template_kwargs="{}")
+    with pytest.raises(ConfigError, match="--teacher-chat-template-kwargs must be a JSON object"):
+        RLConfig(prompts="p.jsonl", student="s", out="o", objective="on-policy", teacher="t",
+                 teacher_chat_template_kwargs="[true]")

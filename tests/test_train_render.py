@@ -268,3 +268,22 @@ def test_a_hybrid_student_trains_reasoning_in_thinking_mode_and_plain_records_in
         shown = show_example(render_example({**RECORD, "completion": plain}, tokenizer, chat_format=fmt), tokenizer)
         # the template's own empty think block is prompt; the target is the answer and the end of turn
         assert shown.endswith("<｜Assistant｜></think>⟦4<｜end▁of▁sentence｜>⟧"), shown
+
+
+def test_a_qwen3_student_trains_both_modes_as_its_template_renders_them():
+    """Qwen3's template: thinking mode (its default) leaves the assistant turn open, non-thinking writes
+    '<think>\\n\\n</think>\\n\\n' into the prompt; an assistant turn keeps its reasoning only after the last
+    user turn. distill renders the target itself, so neither rule can drop the reasoning."""
+    tokenizer = build_tokenizer("qwen3")
+    fmt = probe_chat_format(tokenizer)
+    assert (fmt.switch, fmt.prefill, fmt.end_of_turn) == ("enable_thinking", "", "<|im_end|>")
+    assert fmt.kwargs(True) == {"enable_thinking": True}
+    reasoning = render_example({**RECORD, "completion": "<think>\nadd two and two\n</think>\n\n4"}, tokenizer,
+                               chat_format=fmt)
+    assert show_example(reasoning, tokenizer).endswith(
+        "<|im_start|>assistant\n⟦<think>\nadd two and two\n</think>\n\n4<|im_end|>⟧")
+    plain = render_example({**RECORD, "completion": "4"}, tokenizer, chat_format=fmt)
+    assert show_example(plain, tokenizer).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n⟦4<|im_end|>⟧")
+    # with the user's own kwargs as the base of both modes
+    fmt = probe_chat_format(tokenizer, {"enable_thinking": False})
+    assert fmt.switch == "enable_thinking" and fmt.prefill == "" and fmt.kwargs(True) == {"enable_thinking": True}

@@ -35,10 +35,17 @@ from distill.backends.base import (
     WeightsOptions,
     sample_seed,
 )
-from distill.chat import ensure_chat_template, load_error, load_tokenizer, render_prompt
+from distill.chat import (
+    channel_marker_ids,
+    decode_keeping,
+    ensure_chat_template,
+    load_error,
+    load_tokenizer,
+    render_prompt,
+)
 from distill.config import FREE, require
 from distill.errors import ModelError
-from distill.shape import generation_prefill, restore_prefill
+from distill.shape import fold_channels, generation_prefill, restore_prefill
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +110,7 @@ class HFBackend(Backend):
         ensure_chat_template(self.tokenizer, model)
         self.lm, self.device = load_causal_lm(model, options.dtype)
         self.eos_ids = eos_token_ids(self.lm, self.tokenizer)
+        self.channel_ids = channel_marker_ids(self.tokenizer)  # a harmony teacher: its channels are read
         # Start from a clean generation config: a checkpoint's own defaults (Qwen ships
         # top_k=20 and repetition_penalty=1.05) would silently change the sampling asked for.
         self.lm.generation_config = GenerationConfig(
@@ -125,8 +133,12 @@ class HFBackend(Backend):
             prefill = generation_prefill(text)
             samples = []
             for tokens, stopped in rows[index * params.n:(index + 1) * params.n]:
-                completion = self.tokenizer.decode(tokens, skip_special_tokens=True)
-                samples.append(Sample(restore_prefill(prefill, completion), "stop" if stopped else "length",
+                if self.channel_ids:
+                    completion = fold_channels(decode_keeping(self.tokenizer, tokens, self.channel_ids),
+                                               cut=not stopped)
+                else:
+                    completion = restore_prefill(prefill, self.tokenizer.decode(tokens, skip_special_tokens=True))
+                samples.append(Sample(completion, "stop" if stopped else "length",
                                       len(tokens) + stopped))  # the end-of-turn token counts, as servers count it
             yield GenerationResult(request.key, samples, prompt_tokens=len(prompts[index]))
 

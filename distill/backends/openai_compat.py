@@ -42,7 +42,7 @@ from distill.backends.base import (
 )
 from distill.config import FREE, require
 from distill.errors import BackendError, ConfigError
-from distill.shape import fold_reasoning_field
+from distill.shape import fold_channels, fold_reasoning_field, has_channels
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,11 @@ class OpenAIBackend(Backend):
             extra = getattr(message, "model_extra", None) or {}
             reasoning = extra.get("reasoning_content") or extra.get("reasoning")
             finish = "length" if choice.finish_reason == "length" else "stop"
-            text = fold_reasoning_field(reasoning, message.content, cut=finish == "length")
+            if not reasoning and has_channels(message.content or ""):
+                # a server that sends a harmony teacher's channel markup as text (no reasoning parser)
+                text = fold_channels(message.content, cut=finish == "length")
+            else:
+                text = fold_reasoning_field(reasoning, message.content, cut=finish == "length")
             if not text.strip():
                 raise EmptyReply("empty reply (no text)")
             texts.append((text, finish))

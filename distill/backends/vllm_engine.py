@@ -40,6 +40,8 @@ from distill.backends.base import (
     sample_seed,
 )
 from distill.chat import (
+    channel_marker_ids,
+    decode_keeping,
     ensure_chat_template,
     first_line,
     hub_unreachable,
@@ -49,7 +51,7 @@ from distill.chat import (
 )
 from distill.config import FREE, MUST_MATCH, require
 from distill.errors import BackendError, ConfigError, DistillError, ModelError
-from distill.shape import generation_prefill, restore_prefill
+from distill.shape import fold_channels, generation_prefill, restore_prefill
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ class VLLMBackend(Backend):
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
         ensure_chat_template(self.tokenizer, model)
+        self.channel_ids = channel_marker_ids(self.tokenizer)  # a harmony teacher: its channels are read
 
     def check(self, params: SamplingParams) -> None:
         check_context(params, self.max_model_len, self.flags)
@@ -219,12 +222,17 @@ class VLLMBackend(Backend):
                         finished[sample] = output
                         if len(finished) == params.n:
                             del inflight[key]
-                            yield _result(key, prefill, [finished[s] for s in range(params.n)])
+                            yield _result(key, prefill, [finished[s] for s in range(params.n)],
+                                          self._channels if self.channel_ids else None)
                     refill()
             finally:
                 if sample_of:  # interrupted: do not leave requests running in the engine
                     with contextlib.suppress(Exception):  # a dead engine has nothing left to abort
                         engine.abort_request(list(sample_of))
+
+    def _channels(self, token_ids: Sequence[int], cut: bool) -> str:
+        """A harmony teacher's completion in the canonical shape, from its token ids with the markers kept."""
+        return fold_channels(decode_keeping(self.tokenizer, list(token_ids), self.channel_ids), cut=cut)
 
     def close(self) -> None:
         if _kept is not None and _kept.get("llm") is self.llm:
@@ -280,8 +288,10 @@ def _engine_watch(engine) -> Iterator[None]:
         done.set()
 
 
-def _result(key: str, prefill: str, outputs: list) -> GenerationResult:
-    """A prompt's result from its samples' finished requests (one output each), in sample order."""
+def _result(key: str, prefill: str, outputs: list,
+            channels: Callable[[Sequence[int], bool], str] | None = None) -> GenerationResult:
+    """A prompt's result from its samples' finished requests (one output each), in sample order. `channels`:
+    a harmony teacher's reading of a sample's token ids (its text lost the channel markers)."""
     samples = []
     for sample, output in enumerate(outputs):
         choice = output.outputs[0]
@@ -289,7 +299,11 @@ def _result(key: str, prefill: str, outputs: list) -> GenerationResult:
         if reason not in ("stop", "length"):
             # 'abort' or 'error': the sample did not end, so the prompt is not written and a rerun retries it
             return GenerationResult(key, error=f"vLLM ended sample {sample} with finish reason {reason!r}")
-        samples.append(Sample(restore_prefill(prefill, choice.text), reason, len(choice.token_ids)))
+        if channels is not None:
+            text = channels(choice.token_ids, reason == "length")
+        else:
+            text = restore_prefill(prefill, choice.text)
+        samples.append(Sample(text, reason, len(choice.token_ids)))
     return GenerationResult(key, samples, prompt_tokens=len(outputs[0].prompt_token_ids or []))
 
 

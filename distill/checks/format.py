@@ -33,17 +33,21 @@ class FormatOptions(Options):
     """format: the marker that closes the reasoning."""
     reasoning_field: str | None = field(default=None, metadata=MUST_MATCH)
     """format: read the reasoning from this record field (e.g. reasoning_content) instead of a think block in the completion; kept records get it folded into a <think> block."""
+    reasoning_channels: bool = field(default=False, metadata=MUST_MATCH)
+    """format: the completions are harmony channels as gpt-oss writes them (<|channel|>analysis<|message|>…, then final): analysis is the reasoning, final the answer; kept records get the <think> block."""
     leftover_tokens: list[str] = field(default_factory=lambda: list(LEFTOVER_TOKENS), metadata=MUST_MATCH)
     """format: chat-template tokens that must not appear in a completion (default: ChatML, Llama-3, DeepSeek, Gemma, Phi, Mistral)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.think_open) and bool(self.think_close), "think_open", "and --think-close must not be empty")
+        require(not (self.reasoning_channels and self.reasoning_field), "reasoning_channels",
+                "and --reasoning-field are two places for the reasoning; give one")
 
     @property
     def shape(self) -> TraceShape:
-        """Where the traces keep their reasoning (--think-open, --think-close, --reasoning-field)."""
-        return TraceShape(self.think_open, self.think_close, self.reasoning_field)
+        """Where the traces keep their reasoning (--think-open, --think-close, --reasoning-field, --reasoning-channels)."""
+        return TraceShape(self.think_open, self.think_close, self.reasoning_field, self.reasoning_channels)
 
 
 @dataclass(frozen=True)

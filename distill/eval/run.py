@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.backends.vllm_engine import cpu_attention_refusal
-from distill.chat import looks_local
-from distill.config import FREE, flag, project, require
+from distill.chat import load_tokenizer, looks_local, thinking_switch
+from distill.config import FREE, flag, one_of, project, require
 from distill.errors import ConfigError, IncompleteRun, ModelError, OutputError
 from distill.eval.metrics import majority_vote, mean_pass_at_k
 from distill.generate import GenerateConfig, GenerateSummary, generate
@@ -30,6 +30,9 @@ from distill.sandbox.limits import SandboxLimits
 from distill.traces import JsonlWriter, check_writable, read_traces, sidecar, write_json
 
 log = logging.getLogger(__name__)
+
+MODES = ("thinking", "non-thinking")
+"""The modes of a hybrid-thinking model --modes can evaluate it in."""
 
 
 @dataclass(kw_only=True)
@@ -46,6 +49,8 @@ class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
     """Seconds math-verify may spend on one answer; a timeout counts as not correct and as ungraded."""
     language: str = field(default="auto", metadata=FREE)
     """Language the completions should be written in, for the mixed-language rate ('auto': the prompt's)."""
+    modes: list[str] = field(default_factory=list, metadata=FREE)
+    """Evaluate each hybrid-thinking model in these modes side by side, a row each: thinking, non-thinking (its template's switch, enable_thinking or thinking, set over --chat-template-kwargs); default: the template as it renders."""
     overwrite: bool = field(default=False, metadata=FREE)
     """Sample again instead of reusing (or resuming) each model's traces from an earlier run."""
 
@@ -72,6 +77,9 @@ class EvalConfig(PromptOptions, SamplingOptions, BackendOptions, SandboxLimits):
         require(self.out.endswith(".json"), "out", f"must be a .json file such as results.json (got {self.out!r})")
         require(self.workers is None or self.workers >= 1, "workers", "must be at least 1")
         require(self.verify_timeout > 0, "verify_timeout", "must be positive")
+        for mode in self.modes:
+            one_of(mode, "modes", MODES)
+        require(len(set(self.modes)) == len(self.modes), "modes", "names a mode twice")
 
     @property
     def models(self) -> list[tuple[str, str]]:
@@ -108,6 +116,13 @@ class ModelScores:
     """Samples drawn by this run (0 when earlier samples were reused)."""
     failed_prompts: list[dict[str, str]] = field(default_factory=list)
     """Problems whose sampling failed after its retries (rerun to retry them): {prompt_id, error}."""
+    mode: str | None = None
+    """The thinking mode sampled in (--modes), None for the template as it renders."""
+
+    @property
+    def row(self) -> str:
+        """The row's name: the model, and its mode when --modes chose one ('student:non-thinking')."""
+        return f"{self.model}:{self.mode}" if self.mode else self.model
 
 
 @dataclass
@@ -119,7 +134,7 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "benchmark": self.benchmark, "n": self.n,
-                "models": {s.model: dict(s.__dict__) for s in self.scores}}
+                "models": {s.row: dict(s.__dict__) for s in self.scores}}
 
     @classmethod
     def load(cls, path: str | Path) -> EvalResult:
@@ -145,9 +160,10 @@ class EvalResult:
 
     def table(self) -> str:
         ks = list(self.scores[0].pass_at_k) if self.scores else []
-        headers = ["model", "pass@1", *(f"pass@{k}" for k in ks), f"cons@{self.n}", "tokens", "truncated",
-                   "mixed lang", "ungraded"]
-        rows = [[s.model, round(s.pass_at_1, 4), *(round(s.pass_at_k[k], 4) for k in ks), round(s.cons_at_n, 4),
+        modes = any(s.mode for s in self.scores)
+        headers = ["model", *(["mode"] if modes else []), "pass@1", *(f"pass@{k}" for k in ks), f"cons@{self.n}",
+                   "tokens", "truncated", "mixed lang", "ungraded"]
+        rows = [[s.model, *([s.mode or "-"] if modes else []), round(s.pass_at_1, 4), *(round(s.pass_at_k[k], 4) for k in ks), round(s.cons_at_n, 4),
                  round(s.mean_completion_tokens, 1), f"{s.truncated:.1%}", f"{s.mixed_language:.1%}",
                  f"{s.ungraded:.1%}"] for s in self.scores]
         return markdown_table(headers, rows)
@@ -198,10 +214,13 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         if broken:
             raise ModelError(f"--model {path}: {broken[0]} holds non-finite weights (nan or inf in {broken[1]!r}), "
                              "so every answer would be noise; retrain it (distill train stops a run that diverges)")
-    traces_of = {label: out.with_name(f"{out.name[:-len('.json')]}.{slug(label)}.traces.jsonl")
-                 for label, _ in cfg.models}
+    runs = sampling_runs(cfg)  # a mode a model's template cannot take is refused before anything is sampled
+    traces_of = {(run.label, run.mode): out.with_name(f"{out.name[:-len('.json')]}.{slug(run.label)}"
+                                                      f"{'.' + run.mode if run.mode else ''}.traces.jsonl")
+                 for run in runs}
     outputs = {"--out": out, "--out's problems file": problems_path, "--out's plot": out.with_suffix(".png"),
-               **{f"the traces of --model {label}": path for label, path in traces_of.items()}}
+               **{f"the traces of --model {label}" + (f" ({mode})" if mode else ""): path
+                  for (label, mode), path in traces_of.items()}}
     inputs = {"--data": cfg.data, "--tokenizer": cfg.tokenizer, **{f"--model {spec}": path
                                                                     for spec, (_, path) in zip(cfg.model, cfg.models)}}
     run = manifest(out)
@@ -211,14 +230,45 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         saved = run.read() if state == COMPLETE else None
         # the models are free (one more --model reuses the others' samples): a complete eval of the same
         # models, none retrained since, has nothing left to do
-        if saved is not None and saved.get("models") == cfg.model and out.is_file() and not any(
-                _changed_since(path, traces_of[label]) for label, path in cfg.models):
+        if saved is not None and saved.get("models") == cfg.model and saved.get("modes", []) == cfg.modes and \
+                out.is_file() and not any(_changed_since(r.path, traces_of[r.label, r.mode]) for r in runs):
             log.info(nothing_to_do(str(out)))
             return EvalResult.load(out)
-        result = _evaluate(cfg, out, problems_path, traces_of)
+        result = _evaluate(cfg, out, problems_path, runs, traces_of)
         # written with the results: each model's samples keep their own manifest while the eval runs
-        run.write(run_fingerprint(cfg), complete=result.failure is None, models=cfg.model)
+        run.write(run_fingerprint(cfg), complete=result.failure is None, models=cfg.model, modes=cfg.modes)
         return result
+
+
+@dataclass(frozen=True)
+class SamplingRun:
+    """One row of the table: a model, sampled in one mode (--modes) with these chat-template variables."""
+    label: str
+    path: str
+    mode: str | None
+    template_kwargs: str | None
+    """--chat-template-kwargs of this row's sampling (JSON), the mode's switch set in it"""
+
+
+def sampling_runs(cfg: EvalConfig) -> list[SamplingRun]:
+    """Every (model, mode) to sample, in table order; ModelError for a model whose template has no thinking
+    switch when --modes asks for modes (asking a one-mode template to think or not would change nothing)."""
+    runs = []
+    for label, path in cfg.models:
+        if not cfg.modes:
+            runs.append(SamplingRun(label, path, None, cfg.chat_template_kwargs))
+            continue
+        # a served model's template is its tokenizer's: --tokenizer, else the served name as a local path or Hub id
+        source = cfg.tokenizer if cfg.backend == "openai" and cfg.tokenizer not in (None, "none") else path
+        switch = thinking_switch(load_tokenizer(source), cfg.template_kwargs)
+        if switch is None:
+            raise ModelError(f"--model {path}: its chat template has no thinking switch distill knows (enable_thinking, "
+                             "thinking; found by rendering it both ways), so --modes cannot put it in "
+                             f"{' or '.join(cfg.modes)} mode; evaluate it without --modes")
+        for mode in cfg.modes:
+            kwargs = {**cfg.template_kwargs, switch: mode == "thinking"}
+            runs.append(SamplingRun(label, path, mode, json.dumps(kwargs, sort_keys=True)))
+    return runs
 
 
 def manifest(out: str | Path) -> RunManifest:
@@ -235,15 +285,21 @@ def run_fingerprint(cfg: EvalConfig) -> dict[str, Any]:
     return fingerprint(cfg, data_sha256=file_digest(local) if local.is_file() else cfg.data)
 
 
-def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[str, Path]) -> EvalResult:
+def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, runs: list[SamplingRun],
+              traces_of: dict[tuple[str, str | None], Path]) -> EvalResult:
     result = EvalResult(output=str(out), benchmark=cfg.data, n=cfg.n)
     per_problem: list[dict[str, Any]] = []
-    for label, path in cfg.models:
-        traces = traces_of[label]
+    for run in runs:
+        label, path, traces = run.label, run.path, traces_of[run.label, run.mode]
         started = time.perf_counter()
-        sampled = _sample(cfg, path, traces)
+        sampled = _sample(cfg, path, traces, run.template_kwargs)
         generated = time.perf_counter()
         scores, problems = _grade(cfg, label, path, traces)
+        if run.mode:
+            scores.mode = run.mode
+            label = scores.row
+            for problem in problems:
+                problem["mode"] = run.mode
         scores.new_samples, scores.failed_prompts = sampled.new_records, sampled.failed_prompts
         scores.generate_s = round(generated - started, 2)
         scores.grade_s = round(time.perf_counter() - generated, 2)
@@ -256,12 +312,12 @@ def _evaluate(cfg: EvalConfig, out: Path, problems_path: Path, traces_of: dict[s
     with JsonlWriter(problems_path) as writer:
         writer.write(per_problem)
     write_json(out, result.to_dict())
-    save_bar(out.with_suffix(".png"), {s.model: s.pass_at_1 for s in result.scores},
+    save_bar(out.with_suffix(".png"), {s.row: s.pass_at_1 for s in result.scores},
              title=f"pass@1 on {Path(cfg.data).name} (n={cfg.n})", xlabel="pass@1")
     return result
 
 
-def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary:
+def _sample(cfg: EvalConfig, model: str, traces: Path, template_kwargs: str | None) -> GenerateSummary:
     """Generate (or resume) the model's traces with the eval's prompt and sampling options: generate's
     own resume contract decides whether the samples of an earlier run are complete, resumable or
     refused (other settings); complete ones are reused without loading the model."""
@@ -271,7 +327,7 @@ def _sample(cfg: EvalConfig, model: str, traces: Path) -> GenerateSummary:
                           "model?); pass --overwrite to sample it again")
     try:
         return generate(project(GenerateConfig, cfg, prompts=cfg.data, teacher=model, out=str(traces),
-                         overwrite=cfg.overwrite))
+                                overwrite=cfg.overwrite, chat_template_kwargs=template_kwargs))
     except OutputError as exc:
         raise OutputError(f"{exc} (the eval keeps each model's samples in {traces}; pass --overwrite to "
                           "sample again)") from None

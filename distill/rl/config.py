@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from distill.chat import ChatTemplateOptions, parse_template_kwargs
 from distill.config import FREE, MUST_MATCH, one_of, require
 from distill.judge import JudgeOptions
 from distill.options import PromptOptions
@@ -20,7 +21,7 @@ DEFAULT_LR = {"full": 1e-6, "lora": 1e-5, "qlora": 1e-5}
 
 
 @dataclass(kw_only=True)
-class RLConfig(TrainingOptions, PromptOptions, JudgeOptions):
+class RLConfig(TrainingOptions, PromptOptions, JudgeOptions, ChatTemplateOptions):
     DEFAULT_LR: ClassVar[dict[str, float]] = DEFAULT_LR
 
     prompts: str = field(metadata=MUST_MATCH)
@@ -35,6 +36,8 @@ class RLConfig(TrainingOptions, PromptOptions, JudgeOptions):
     """grpo (rule rewards, TRL's GRPOTrainer) or on-policy (the student samples, the teacher scores every token; TRL's DistillationTrainer)."""
     teacher: str | None = field(default=None, metadata=MUST_MATCH)
     """on-policy: the teacher model (a Hub id or local model sharing the student's tokenizer)."""
+    teacher_chat_template_kwargs: str | None = field(default=None, metadata=MUST_MATCH)
+    """on-policy: the teacher's chat-template variables as a JSON object, where they differ from the policy's --chat-template-kwargs (default: the same)."""
     teacher_4bit: bool = field(default=False, metadata=MUST_MATCH)
     """on-policy: load the teacher in 4-bit NF4 (bitsandbytes) instead of bf16."""
     jsd_beta: float = field(default=1.0, metadata=MUST_MATCH)
@@ -89,6 +92,9 @@ class RLConfig(TrainingOptions, PromptOptions, JudgeOptions):
             require(bool(self.rewards), "rewards", f"must name at least one of {', '.join(REWARDS)}")
         for name in self.rewards:
             one_of(name, "rewards", REWARDS)
+        parse_template_kwargs(self.teacher_chat_template_kwargs, "--teacher-chat-template-kwargs")
+        require(self.teacher_chat_template_kwargs is None or self.objective == "on-policy",
+                "teacher_chat_template_kwargs", "only applies to --objective on-policy")
         if self.judge is not None:
             require(self.objective == "grpo" and "accuracy" in self.rewards, "judge",
                     "grades the accuracy reward where the rules cannot: use it with --objective grpo and accuracy "
@@ -111,6 +117,13 @@ class RLConfig(TrainingOptions, PromptOptions, JudgeOptions):
     @property
     def reward_weights(self) -> list[float]:
         return [getattr(self, f"{name}_weight") for name in self.rewards]
+
+    @property
+    def teacher_template_kwargs(self) -> dict[str, Any]:
+        """The variables the teacher's template renders the prompts with: its own, else the policy's."""
+        if self.teacher_chat_template_kwargs is None:
+            return self.template_kwargs
+        return parse_template_kwargs(self.teacher_chat_template_kwargs, "--teacher-chat-template-kwargs")
 
     @property
     def use_gradient_checkpointing(self) -> bool:

@@ -28,15 +28,16 @@ class Samples:
 
 
 def seeded_samples(model_dir: str, prompts: Sequence[Messages], *, max_new_tokens: int, n: int,
-                   seed: int = 1) -> Samples:
-    """n samples per prompt at temperature 1 (the rollouts' sampling), from one seeded generate call."""
+                   seed: int = 1, template_kwargs: dict[str, Any] | None = None) -> Samples:
+    """n samples per prompt at temperature 1 (the rollouts' sampling), from one seeded generate call; the
+    prompts rendered with `template_kwargs` (--chat-template-kwargs) as in the rollouts."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     batch = tokenizer.apply_chat_template(list(prompts), add_generation_prompt=True, return_tensors="pt",
-                                          return_dict=True, padding=True)
+                                          return_dict=True, padding=True, **(template_kwargs or {}))
     torch.manual_seed(seed)
     with torch.no_grad():
         ids = model.generate(**batch, do_sample=True, temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt
+from distill.chat import ensure_chat_template, first_line, load_tokenizer, render_prompt, thinking_switch
 from distill.config import config_dict
 from distill.errors import ConfigError, InputError, ModelError
 from distill.progress import is_main_process
@@ -322,7 +322,8 @@ def trainer_arguments(cfg: RLConfig, hw: Any, run_dir: Path, backend: str) -> An
         gradient_checkpointing=cfg.use_gradient_checkpointing, logging_steps=cfg.logging_steps, logging_strategy="steps",
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1, save_total_limit=None,
         report_to=list(cfg.report_to) or "none", disable_tqdm=True, use_vllm=backend == "vllm", vllm_mode="colocate",
-        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0)
+        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, dataloader_num_workers=0,
+        chat_template_kwargs=cfg.template_kwargs)
     if cfg.objective == "on-policy":
         return DistillationConfig(**common, beta=cfg.jsd_beta)
     return GRPOConfig(**common, num_generations=cfg.num_generations, beta=cfg.kl_coef, epsilon=cfg.clip_epsilon,
@@ -348,7 +349,13 @@ def rl(cfg: RLConfig, *, callbacks: Sequence[Any] = ()) -> RLResult:
         check_bitsandbytes(hw.device)
     backend = rollout_backend(cfg, hw.device, base)
     tokenizer = load_policy_tokenizer(cfg.student)
-    prefill = generation_prefill(render_prompt(tokenizer, prompts[0].messages))
+    prompt = render_prompt(tokenizer, prompts[0].messages, cfg.template_kwargs)
+    prefill = generation_prefill(prompt)
+    switch = thinking_switch(tokenizer, cfg.template_kwargs)
+    if switch:  # a hybrid policy: say which mode its rollouts are in (the template's default, or the kwargs')
+        thinking = prompt == render_prompt(tokenizer, prompts[0].messages, {**cfg.template_kwargs, switch: True})
+        log.info("chat template: hybrid, switched by %r; the rollouts are in %s mode (--chat-template-kwargs)",
+                 switch, "thinking" if thinking else "non-thinking")
     teacher_tokenizer = None
     if cfg.objective == "on-policy":
         check_student(cfg.teacher, role="teacher")
@@ -387,7 +394,8 @@ def _run(cfg: RLConfig, hw: Any, args: Any, start: RunStart, prompts: Sequence[P
                   max_bad_steps=cfg.max_bad_steps)
     if cfg.objective == "on-policy":
         trainer = distill_trainer(teacher_model=load_teacher(cfg, hw),
-                                  teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer), **common)
+                                  teacher_tokenizer=teacher_template(cfg.teacher, teacher_tokenizer),
+                                  teacher_template_kwargs=cfg.teacher_template_kwargs, **common)
     else:
         rewards = reward_functions(cfg.rewards, prefill=prefill, language=cfg.language,
                                    max_completion_tokens=cfg.max_completion_tokens,

@@ -93,11 +93,17 @@ class TeacherReadsItsTemplate:
     Where the teacher's template writes the think opening ('<think>\n', the R1-Distill templates)
     and the student's does not, the student writes it itself: the teacher reads those tokens as part
     of its prompt, and they are left out of the loss (the teacher never predicts them: it gives them
-    almost no probability, which would dominate the divergence and teach the student to skip them)."""
+    almost no probability, which would dominate the divergence and teach the student to skip them).
 
-    def __init__(self, *args: Any, teacher_tokenizer: Any = None, **kwargs: Any):
+    Each side renders with its own chat-template variables (--chat-template-kwargs for the policy,
+    --teacher-chat-template-kwargs for the teacher): a hybrid teacher asked to think reads the prompt
+    as it would when it writes reasoning."""
+
+    def __init__(self, *args: Any, teacher_tokenizer: Any = None, teacher_template_kwargs: dict[str, Any] | None = None,
+                 **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.teacher_tokenizer = teacher_tokenizer
+        self.teacher_template_kwargs = teacher_template_kwargs or {}
         self._teacher_prompt: tuple[Any, Any] | None = None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,7 +116,9 @@ class TeacherReadsItsTemplate:
             return output
         prompts, unscored = [], []
         for example, completion in zip(inputs, output["completion_ids"].tolist()):
-            ids, written = teacher_prompt(self.processing_class, self.teacher_tokenizer, example["prompt"], completion)
+            ids, written = teacher_prompt(self.processing_class, self.teacher_tokenizer, example["prompt"], completion,
+                                          student_kwargs=self.chat_template_kwargs,
+                                          teacher_kwargs=self.teacher_template_kwargs)
             prompts.append(ids)
             unscored.append(written)
         device = output["prompt_ids"].device
@@ -144,19 +152,21 @@ class TeacherReadsItsTemplate:
 
 
 def teacher_prompt(student_tokenizer: Any, teacher_tokenizer: Any, messages: list[dict[str, str]],
-                   completion: list[int]) -> tuple[list[int], int]:
+                   completion: list[int], *, student_kwargs: dict[str, Any] | None = None,
+                   teacher_kwargs: dict[str, Any] | None = None) -> tuple[list[int], int]:
     """The teacher's token ids of `messages`' generation prompt, to be followed by the student's `completion`
     ids; and how many leading completion tokens the teacher reads as its prompt (not to be scored).
 
     The templates may differ in the think opening they write (`generation_prefill`): one the student's
     template wrote is the teacher's prompt too; one only the teacher's writes is taken from the completion
-    when the student wrote it there (and those tokens are not scored), else kept in the teacher's prompt."""
+    when the student wrote it there (and those tokens are not scored), else kept in the teacher's prompt.
+    `student_kwargs` and `teacher_kwargs` are each template's variables (a hybrid family's thinking switch)."""
     from distill.chat import render_prompt
     from distill.shape import generation_prefill
 
-    text = render_prompt(teacher_tokenizer, messages)
+    text = render_prompt(teacher_tokenizer, messages, teacher_kwargs)
     theirs = generation_prefill(text)
-    ours = generation_prefill(render_prompt(student_tokenizer, messages))
+    ours = generation_prefill(render_prompt(student_tokenizer, messages, student_kwargs))
     written = 0
     if theirs and not ours:
         opening = teacher_tokenizer(theirs, add_special_tokens=False)["input_ids"]

@@ -34,13 +34,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from distill.chat import render_prompt
+from distill.chat import THINKING_SWITCHES, render_prompt, thinking_switch
 from distill.errors import InputError, ModelError
 from distill.shape import CANONICAL, THINK_CLOSE, THINK_OPEN, generation_prefill, join_reasoning
 
 IGNORE_INDEX = -100
-THINKING_SWITCHES = ("enable_thinking", "thinking")
-"""Template variables that switch a hybrid family's thinking mode (Qwen3, DeepSeek-V3.1), tried in this order."""
 # an assistant message that no template rewrites (no '</think>' in it)
 _PROBE = "distill-probe-0d1e"
 _PROBE_PROMPT = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -86,16 +84,6 @@ def first_special_token(text: str, specials: list[str]) -> str | None:
         if position >= 0 and (best is None or (position, -len(token)) < best[:2]):
             best = (position, -len(token), token)
     return best[2] if best else None
-
-
-def thinking_switch(tokenizer: Any, base: dict[str, Any]) -> str | None:
-    """The variable that switches the template between thinking and not (found by rendering both ways), or None."""
-    template = getattr(tokenizer, "chat_template", None) or ""
-    for name in THINKING_SWITCHES:
-        if name in str(template) and (render_prompt(tokenizer, _PROBE_PROMPT, {**base, name: True})
-                                      != render_prompt(tokenizer, _PROBE_PROMPT, {**base, name: False})):
-            return name
-    return None
 
 
 def probe_chat_format(tokenizer: Any, template_kwargs: dict[str, Any] | None = None) -> ChatFormat:

@@ -28,6 +28,7 @@ from distill.traces import (
     JsonlWriter,
     check_writable,
     intact_length,
+    is_shard_directory,
     last_lines_start,
     prompt_text,
     read_traces,
@@ -223,6 +224,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
         from distill.raydata import generate_on_ray
 
         return generate_on_ray(cfg)
+    if is_shard_directory(cfg.out):
+        raise OutputError(f"--out {cfg.out} is a directory of shards written by a run with --ray; add --ray to "
+                          "resume it, or give a file path such as traces.jsonl")
     out = check_writable(cfg.out)
     summary_path = sidecar(out, "summary.json")
     with claim({"--out": out, "--out's summary": summary_path, "--out's manifest": manifest(out).path},

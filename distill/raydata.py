@@ -257,11 +257,15 @@ def engine_kwargs(cfg: Any, *, cpu: bool) -> dict[str, Any]:
     return kwargs
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(*, cpu: bool) -> dict[str, str]:
     """The driver's vLLM settings (VLLM_CPU_KVCACHE_SPACE, …) for the engine actors. Ray's engine is async,
     which needs vLLM's engine in a process of its own, whatever this process runs with."""
     env = {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}
     env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+    if cpu:
+        # Ray sets OMP_NUM_THREADS to an actor's CPUs (1 here: the rest of the node runs Ray Data's own
+        # tasks), which would leave a CPU engine one thread where vLLM on this machine takes every core
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
     return env
 
 
@@ -449,7 +453,7 @@ def _processor(cfg: Any, *, cpu: bool) -> Any:
         batch_size=cfg.ray_batch_size, max_concurrent_batches=max(1, -(-cfg.max_inflight // cfg.ray_batch_size)),
         chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,  # the driver did those
         placement_group_config=placement, should_continue_on_error=True, log_engine_metrics=False,
-        runtime_env={"env_vars": _worker_env()})
+        runtime_env={"env_vars": _worker_env(cpu=cpu)})
     return build_processor(config)
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.backends import SamplingParams, resolve_backend
+from distill.backends import SamplingParams
 from distill.backends.vllm_engine import FLAGS, check_context, prepare_prompt, sample_arguments
 from distill.chat import ensure_chat_template, first_line, load_tokenizer
 from distill.errors import BackendError, ConfigError, ModelError, OutputError
@@ -127,7 +127,7 @@ def generate_on_ray(cfg: Any) -> Any:
     from distill.generate import manifest
 
     import_ray()
-    if resolve_backend(cfg.backend) != "vllm" and cfg.backend != "auto":
+    if cfg.backend not in ("vllm", "auto"):  # auto: the cluster's nodes run vLLM, whatever this machine has
         raise ConfigError(f"--ray runs the teacher in vLLM engines on the cluster: use --backend vllm (got --backend "
                           f"{cfg.backend}); a served teacher is reached from one machine with --backend openai")
     if cfg.shard is not None:

@@ -84,8 +84,23 @@ add_stage_command(
     present=lambda result: typer.echo(result.format()))
 
 
+OPTIONAL_VALUES = {"--ray": "local"}
+"""Flags whose value may be left out, and what they then mean: a bare `--ray` runs on a Ray started for the run."""
+
+
+def with_optional_values(args: list[str]) -> list[str]:
+    """`args` with the implied value after each flag of OPTIONAL_VALUES given without one (last, or before
+    another flag); click options take a value or none, never either."""
+    filled: list[str] = []
+    for index, arg in enumerate(args):
+        filled.append(arg)
+        if arg in OPTIONAL_VALUES and (index + 1 == len(args) or args[index + 1].startswith("-")):
+            filled.append(OPTIONAL_VALUES[arg])
+    return filled
+
+
 def main() -> None:
-    app()
+    app(args=with_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from distill.backends import GenerationRequest, SamplingParams, make_backend, re
 from distill.config import FREE, MUST_MATCH, require
 from distill.decontam import DecontaminationOptions
 from distill.errors import IncompleteRun, InputError, OutputError
-from distill.options import BackendOptions, PromptOptions, SamplingOptions
+from distill.options import BackendOptions, PromptOptions, RayOptions, SamplingOptions
 from distill.progress import Progress
 from distill.prompts import Prompt, load_prompts, parse_shard
 from distill.report import save_completion_lengths
@@ -28,6 +28,7 @@ from distill.traces import (
     JsonlWriter,
     check_writable,
     intact_length,
+    is_shard_directory,
     last_lines_start,
     prompt_text,
     read_traces,
@@ -39,13 +40,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
-class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions, DecontaminationOptions):
+class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions, DecontaminationOptions, RayOptions):
     prompts: str = field(metadata=FREE)
     """Prompts: a local .jsonl/.json/.parquet/.csv file or a Hub dataset name[:config][@split]."""
     teacher: str = field(metadata=MUST_MATCH)
     """Teacher model: a local directory or Hub id (for --backend openai, the served model name)."""
     out: str = field(metadata=FREE)
-    """Output traces file (.jsonl); a summary is written beside it as <name>.summary.json."""
+    """Output traces file (.jsonl), or with --ray a directory of shards with a manifest.json (every stage reads it as one trace file); a summary is written beside it as <name>.summary.json."""
     shard: str | None = field(default=None, metadata=FREE)
     """Process only shard I of N ('I/N', I from 0): contiguous slices, so shards concatenate to the full run."""
     overwrite: bool = field(default=False, metadata=FREE)
@@ -55,7 +56,8 @@ class GenerateConfig(PromptOptions, SamplingOptions, BackendOptions, Decontamina
         super().__post_init__()
         parse_shard(self.shard)
         require(bool(self.teacher), "teacher", "is required")
-        require(not self.out.endswith("/"), "out", "must be a file path such as traces.jsonl")
+        require(self.ray is not None or not self.out.endswith("/"), "out",
+                "must be a file path such as traces.jsonl (a directory of shards is what --ray writes)")
 
 
 @dataclass
@@ -76,6 +78,8 @@ class GenerateSummary:
     params: dict[str, Any] = field(default_factory=dict)
     contaminated_prompts: list[dict[str, Any]] = field(default_factory=list)
     """Prompts skipped by --decontaminate, each with the benchmark, row and n-gram it shares."""
+    startup_s: float | None = None
+    """--ray: seconds from the pipeline's start to its first record (mostly the engines starting)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,7 +102,9 @@ class GenerateSummary:
             f"finish reasons    {finish}",
             f"completion tokens mean {tokens.get('mean', 0):,.0f}, p50 {tokens.get('p50', 0):,.0f}, "
             f"p90 {tokens.get('p90', 0):,.0f}, max {tokens.get('max', 0):,.0f}",
-            f"throughput        {self.tokens_per_s:,.1f} tok/s over {self.elapsed_s:.1f} s ({self.backend})",
+            f"throughput        {self.tokens_per_s:,.1f} tok/s over {self.elapsed_s:.1f} s ({self.backend})"
+            + (f", the first record after {self.startup_s:.1f} s (the engines' start)"
+               if self.startup_s is not None else ""),
         ]
         if self.contaminated_prompts:
             first = self.contaminated_prompts[0]
@@ -212,7 +218,15 @@ def check_resume(cfg: GenerateConfig, out: Path) -> str:
 
 
 def generate(cfg: GenerateConfig) -> GenerateSummary:
-    """Generate cfg.n samples for every prompt into cfg.out, resuming what a previous run left."""
+    """Generate cfg.n samples for every prompt into cfg.out, resuming what a previous run left; with
+    cfg.ray, as a Ray Data pipeline into a directory of shards (distill.raydata)."""
+    if cfg.ray is not None:
+        from distill.raydata import generate_on_ray
+
+        return generate_on_ray(cfg)
+    if is_shard_directory(cfg.out):
+        raise OutputError(f"--out {cfg.out} is a directory of shards written by a run with --ray; add --ray to "
+                          "resume it, or give a file path such as traces.jsonl")
     out = check_writable(cfg.out)
     summary_path = sidecar(out, "summary.json")
     with claim({"--out": out, "--out's summary": summary_path, "--out's manifest": manifest(out).path},
@@ -221,7 +235,9 @@ def generate(cfg: GenerateConfig) -> GenerateSummary:
         return _generate(cfg, out, summary_path, state)
 
 
-def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) -> GenerateSummary:
+def run_prompts(cfg: GenerateConfig) -> tuple[list[Prompt], list[dict[str, Any]]]:
+    """The prompts this run generates for (after --limit, --shard and --decontaminate) and those
+    --decontaminate skipped; the same for a run on one machine and one on Ray."""
     prompts = load_prompts(cfg.prompts, prompt_column=cfg.prompt_column, answer_column=cfg.answer_column,
                            id_column=cfg.id_column, template=cfg.template, system=cfg.system,
                            limit=cfg.limit, shard=cfg.shard)
@@ -231,6 +247,11 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) ->
         if not prompts:
             raise InputError("every prompt overlaps a --decontaminate benchmark: nothing is left to generate",
                              path=cfg.prompts)
+    return prompts, skipped
+
+
+def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) -> GenerateSummary:
+    prompts, skipped = run_prompts(cfg)
     params = _sampling(cfg)
     params_dict = _params_dict(params)
     by_id = {p.prompt_id: p for p in prompts}

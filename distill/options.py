@@ -6,6 +6,7 @@ groups it needs, so a field is written (and documented) once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -84,3 +85,29 @@ class BackendOptions(OpenAIOptions, HFOptions, VLLMOptions):
                               f"{self.backend}); add --backend {users[0]} or drop {flag(name)}")
         if self.backend != "auto":
             project(BACKENDS[self.backend][1], self).check_chosen()
+
+
+LOCAL_RAY = "local"
+"""--ray's value for a Ray started on this machine for the run (what a bare --ray means)."""
+
+
+@dataclass(kw_only=True)
+class RayOptions(Options):
+    """Where a stage runs as a Ray Data pipeline (distill.raydata); None runs it in this process."""
+
+    panel: ClassVar[str] = "Ray"
+    ray: str | None = field(default=None, metadata=FREE)
+    """Run on a Ray cluster as a Ray Data pipeline: 'auto' (the cluster this machine is a node of), ray://HOST:PORT or HOST:PORT (its head), or 'local' (a Ray started for this run; a bare --ray means local)."""
+    ray_replicas: int = field(default=1, metadata=FREE)
+    """--ray: engine replicas in the actor pool (each a vLLM engine on --tensor-parallel-size GPUs); Ray scales between 1 and this."""
+    ray_batch_size: int = field(default=16, metadata=FREE)
+    """--ray: rows (one sample each) per Ray Data batch: what a dead engine actor's retry redoes."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.ray is None or self.ray in (LOCAL_RAY, "auto") or re.fullmatch(
+            r"(ray://)?[A-Za-z0-9.\-\[\]:]+:\d+", self.ray) is not None, "ray",
+            f"takes 'local', 'auto', ray://HOST:PORT or HOST:PORT (got {self.ray!r}); a bare --ray (last, or "
+            "before another flag) means local")
+        require(self.ray_replicas >= 1, "ray_replicas", f"must be at least 1 (got {self.ray_replicas})")
+        require(self.ray_batch_size >= 1, "ray_batch_size", f"must be at least 1 (got {self.ray_batch_size})")

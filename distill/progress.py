@@ -32,6 +32,8 @@ class Progress:
                  interval: float = 30.0, enabled: bool = True):
         self.desc, self.total, self.unit, self.initial = desc, total, unit, initial
         self.done, self.tokens = initial, 0
+        self.failed = 0
+        """Failures so far (prompts that failed after their retries), shown once there is one."""
         self.start = time.perf_counter()
         self.interval, self._last_log = interval, self.start
         self.enabled = enabled and is_main_process()
@@ -53,7 +55,9 @@ class Progress:
 
     def line(self) -> str:
         eta = self.eta()
-        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s, {self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s, "
+        failed = f", {self.failed} failed" if self.failed else ""
+        return (f"{self.desc}: {self.done}/{self.total} {self.unit}s{failed}, "
+                f"{self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s, "
                 f"elapsed {format_duration(self.elapsed)}, ETA {format_duration(eta) if eta is not None else '?'}")
 
     def update(self, n: int = 1, tokens: int = 0) -> None:
@@ -62,7 +66,8 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s", refresh=False)
+            failed = f", {self.failed} failed" if self.failed else ""
+            self._bar.set_postfix_str(f"{self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s{failed}", refresh=False)
             self._bar.update(n)
         elif time.perf_counter() - self._last_log >= self.interval:
             self._last_log = time.perf_counter()

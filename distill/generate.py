@@ -129,6 +129,18 @@ def _decontaminate(prompts: list[Any], cfg: GenerateConfig) -> list[dict[str, An
     return skipped
 
 
+def finished_summary(cfg: GenerateConfig, out: Path, prompts: int, records: set[str], finishes: list[str],
+                     tokens: list[int], params: dict[str, Any], skipped: list[dict[str, Any]]) -> GenerateSummary:
+    """The summary of a rerun that found its output complete with these settings (it says so, and does
+    nothing): the records already written, counted as they are."""
+    log.info(nothing_to_do(f"{out} ({len(records)} records)"))
+    return GenerateSummary(
+        output=str(out), teacher=cfg.teacher, backend="none", prompts=prompts, records=len(records), new_records=0,
+        finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
+        completion_tokens=_token_stats(tokens), elapsed_s=0.0, tokens_per_s=0.0, params={**params, "n": cfg.n},
+        contaminated_prompts=skipped)
+
+
 def _token_stats(counts: list[int]) -> dict[str, float]:
     if not counts:
         return {"total": 0, "mean": 0, "p50": 0, "p90": 0, "max": 0}
@@ -266,13 +278,7 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) ->
         if state == COMPLETE and expected <= done and not repairs and summary_path.exists():
             # --limit and --shard are free: the manifest's 'complete' covers the prompts its run asked
             # for, so it is only trusted when this run asks for no record that is not written
-            log.info(nothing_to_do(f"{out} ({len(expected)} records)"))
-            return GenerateSummary(
-                output=str(out), teacher=cfg.teacher, backend="none", prompts=len(prompts),
-                records=len(done & expected), new_records=0,
-                finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
-                completion_tokens=_token_stats(tokens), elapsed_s=0.0, tokens_per_s=0.0,
-                params={**params_dict, "n": cfg.n}, contaminated_prompts=skipped)
+            return finished_summary(cfg, out, len(prompts), done & expected, finishes, tokens, params_dict, skipped)
         if done:
             log.info("resuming %s: %d of %d records already written", out, len(done & expected), len(expected))
         if done - expected:

@@ -41,7 +41,7 @@ from distill.errors import BackendError, ConfigError, ModelError, OutputError
 from distill.options import LOCAL_RAY
 from distill.progress import Progress
 from distill.report import save_completion_lengths
-from distill.runs import COMPLETE, NEW, claim, fingerprint, nothing_to_do
+from distill.runs import COMPLETE, NEW, claim, fingerprint
 from distill.shape import fold_channels, restore_prefill
 from distill.shards import ShardWriter
 from distill.traces import intact_length, last_lines_start, read_traces, shard_files, sidecar, write_json
@@ -277,6 +277,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
         _record,
         _sampling,
         _token_stats,
+        finished_summary,
         manifest,
         run_prompts,
     )
@@ -293,13 +294,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         done, finishes, tokens, cut, repairs = _read_directory(out, cfg, by_id)
         if state == COMPLETE and expected <= done and not repairs and summary_path.exists():
-            log.info(nothing_to_do(f"{out} ({len(expected)} records)"))
-            return GenerateSummary(
-                output=str(out), teacher=cfg.teacher, backend="none", prompts=len(prompts),
-                records=len(done & expected), new_records=0,
-                finish_reasons={reason: finishes.count(reason) for reason in sorted(set(finishes))},
-                completion_tokens=_token_stats(tokens), elapsed_s=0.0, tokens_per_s=0.0,
-                params={**params_dict, "n": cfg.n}, contaminated_prompts=skipped)
+            return finished_summary(cfg, out, len(prompts), done & expected, finishes, tokens, params_dict, skipped)
         if done:
             log.info("resuming %s: %d of %d records already written", out, len(done & expected), len(expected))
 

@@ -141,6 +141,19 @@ def finished_summary(cfg: GenerateConfig, out: Path, prompts: int, records: set[
         contaminated_prompts=skipped)
 
 
+def finish_run(cfg: GenerateConfig, out: Path, summary_path: Path, summary: GenerateSummary,
+               tokens: list[int]) -> GenerateSummary:
+    """The end of a run that generated (the file and the --ray runs): its summary and length plot written,
+    the output marked complete when every record asked for is there and no prompt failed."""
+    write_json(summary_path, summary.to_dict())
+    save_completion_lengths(sidecar(out, "lengths.png"), tokens, max_tokens=cfg.max_tokens)
+    if summary.complete and not summary.failed_prompts:
+        manifest(out).update(complete=True)
+    if summary.failed_prompts:
+        log.warning("%d prompts failed (listed in %s)", len(summary.failed_prompts), summary_path)
+    return summary
+
+
 def _token_stats(counts: list[int]) -> dict[str, float]:
     if not counts:
         return {"total": 0, "mean": 0, "p50": 0, "p90": 0, "max": 0}
@@ -345,13 +358,7 @@ def _generate(cfg: GenerateConfig, out: Path, summary_path: Path, state: str) ->
         tokens_per_s=round(new_tokens / elapsed, 2) if elapsed > 0 else 0.0, retries=retries,
         failed_prompts=failed, complete=expected <= done, params={**params_dict, "n": cfg.n},
         contaminated_prompts=skipped)
-    write_json(summary_path, summary.to_dict())
-    save_completion_lengths(sidecar(out, "lengths.png"), tokens, max_tokens=cfg.max_tokens)
-    if summary.complete and not failed:
-        manifest(out).update(complete=True)
-    if failed:
-        log.warning("%d prompts failed (listed in %s)", len(failed), summary_path)
-    return summary
+    return finish_run(cfg, out, summary_path, summary, tokens)
 
 
 def _record(prompt: Prompt, sample_index: int, sample: Any, prompt_tokens: int | None,

@@ -40,11 +40,10 @@ from distill.chat import channel_marker_ids, decode_keeping, ensure_chat_templat
 from distill.errors import BackendError, ConfigError, ModelError, OutputError
 from distill.options import LOCAL_RAY
 from distill.progress import Progress
-from distill.report import save_completion_lengths
 from distill.runs import COMPLETE, NEW, claim, fingerprint
 from distill.shape import fold_channels, restore_prefill
 from distill.shards import ShardWriter
-from distill.traces import intact_length, last_lines_start, read_traces, shard_files, sidecar, write_json
+from distill.traces import intact_length, last_lines_start, read_traces, shard_files, sidecar
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +276,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
         _record,
         _sampling,
         _token_stats,
+        finish_run,
         finished_summary,
         manifest,
         run_prompts,
@@ -384,13 +384,7 @@ def _run(cfg: Any, out: Path, summary_path: Path, state: str) -> Any:
         manifest(out).write(fingerprint(cfg), complete=False)
     if not out.exists():
         ShardWriter(out).close()  # an empty trace directory: every prompt failed before the cluster was asked
-    write_json(summary_path, summary.to_dict())
-    save_completion_lengths(sidecar(out, "lengths.png"), tokens, max_tokens=cfg.max_tokens)
-    if summary.complete and not failed:
-        manifest(out).update(complete=True)
-    if failed:
-        log.warning("%d prompts failed (listed in %s)", len(failed), summary_path)
-    return summary
+    return finish_run(cfg, out, summary_path, summary, tokens)
 
 
 def channel_reader(tokenizer: Any) -> Callable[[Sequence[int], bool], str] | None:

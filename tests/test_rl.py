@@ -167,20 +167,12 @@ def models(tmp_path_factory, tiny_models):
     student (a `distill train --method lora` output), and a student of another vocabulary."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from distill.tiny import save_tiny
 
     root = tmp_path_factory.mktemp("rl-models")
-    student = save_tiny(root / "student", "r1", corpus=MIXED_CORPUS, vocab_size=400)
-    teacher = AutoModelForCausalLM.from_pretrained(student)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in teacher.parameters():
-            parameter.copy_(torch.randn_like(parameter) * parameter.std().clamp(min=0.02))
-        teacher.lm_head.weight.mul_(6)  # a confident teacher: its distribution is far from the random student's
-    teacher.save_pretrained(root / "teacher")
-    AutoTokenizer.from_pretrained(student).save_pretrained(root / "teacher")
+    # a confident teacher: its distribution is far from the random student's
+    student, _ = student_and_teacher(root, "r1", seed=1, confidence=6)
     adapter = get_peft_model(AutoModelForCausalLM.from_pretrained(student),
                              LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     with torch.no_grad():  # a trained adapter: base+adapter is another model than the base
@@ -571,24 +563,30 @@ def test_each_side_renders_its_prompt_with_its_own_template_kwargs():
     assert student.decode(prompt).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
-@pytest.fixture(scope="module")
-def qwen3_pair(tmp_path_factory):
-    """A tiny Qwen3 (architecture and template) student, and a teacher sharing its tokenizer."""
+def student_and_teacher(root: Path, family: str, *, seed: int, confidence: float = 1.0) -> tuple[Path, Path]:
+    """A tiny student of `family` in root/student, and in root/teacher a teacher sharing its tokenizer: the
+    same architecture with other random weights (its output layer scaled by `confidence`)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from distill.tiny import save_tiny
 
-    root = tmp_path_factory.mktemp("qwen3")
-    student = save_tiny(root / "student", "qwen3", corpus=MIXED_CORPUS, vocab_size=400)
+    student = save_tiny(root / "student", family, corpus=MIXED_CORPUS, vocab_size=400)
     teacher = AutoModelForCausalLM.from_pretrained(student)
-    torch.manual_seed(2)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for parameter in teacher.parameters():
             parameter.copy_(torch.randn_like(parameter) * parameter.std().clamp(min=0.02))
+        teacher.lm_head.weight.mul_(confidence)
     teacher.save_pretrained(root / "teacher")
     AutoTokenizer.from_pretrained(student).save_pretrained(root / "teacher")
     return student, root / "teacher"
+
+
+@pytest.fixture(scope="module")
+def qwen3_pair(tmp_path_factory):
+    """A tiny Qwen3 (architecture and template) student, and a teacher sharing its tokenizer."""
+    return student_and_teacher(tmp_path_factory.mktemp("qwen3"), "qwen3", seed=2)
 
 
 def test_on_policy_distillation_of_a_qwen3_student_takes_both_sides_template_kwargs(qwen3_pair, prompts, tmp_path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +20,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+VLLM_IN_PROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+"""vLLM's engine in the test's own process (no engine-core subprocess); CLI subprocesses take it as env."""
+
+
+@contextlib.contextmanager
+def in_process_vllm():
+    """Within the block vLLM runs its engine in this process and keeps it between generate() calls
+    (keep_engine: one engine start for a test module); the environment is as it was afterwards."""
+    from distill.backends.vllm_engine import keep_engine
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in VLLM_IN_PROCESS.items():
+            patch.setenv(name, value)
+        with keep_engine():
+            yield
 
 
 def pytest_collection_modifyitems(config, items):

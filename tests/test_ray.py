@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, assert_user_error, read_jsonl, run_cli, write_jsonl
+from tests.conftest import ROOT, assert_user_error, in_process_vllm, read_jsonl, run_cli, write_jsonl
 
 pytest.importorskip("ray")
 pytest.importorskip("vllm")
@@ -69,22 +69,13 @@ def generate_cli(prompts, teacher, out, *extra, timeout=900):
 
 def vllm_records(prompts, teacher, out) -> dict[str, dict]:
     """What `--backend vllm` writes for the same prompts and settings (its engine in this process)."""
-    from distill.backends.vllm_engine import keep_engine
     from distill.generate import GenerateConfig, generate
     from distill.traces import read_traces
 
-    saved = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    try:
-        with keep_engine():
-            summary = generate(GenerateConfig(prompts=str(prompts), teacher=str(teacher), out=str(out), backend="vllm",
-                                              n=3, max_tokens=48, max_model_len=1024, dtype="float32",
-                                              vllm_args=ENGINE_ARGS))
-    finally:
-        if saved is None:
-            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-        else:
-            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = saved
+    with in_process_vllm():
+        summary = generate(GenerateConfig(prompts=str(prompts), teacher=str(teacher), out=str(out), backend="vllm",
+                                          n=3, max_tokens=48, max_model_len=1024, dtype="float32",
+                                          vllm_args=ENGINE_ARGS))
     assert [f["prompt_id"] for f in summary.failed_prompts] == ["long"]
     return {r["id"]: r for _, r in read_traces(out)}
 

@@ -18,32 +18,23 @@ import pytest
 
 from distill.generate import GenerateConfig, generate
 from distill.traces import read_traces
-from tests.conftest import assert_user_error, run_cli, write_jsonl
+from tests.conftest import VLLM_IN_PROCESS, assert_user_error, in_process_vllm, run_cli, write_jsonl
 
 vllm = pytest.importorskip("vllm")
 
 # a 1 GiB KV cache (vLLM's CPU default is a share of all memory)
 ENGINE_ARGS = json.dumps({"enforce_eager": True, "distributed_executor_backend": "uni",
                           "kv_cache_memory_bytes": 1 << 30})
-ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+ENV = VLLM_IN_PROCESS
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     """The tiny R1-Distill teacher (head size 64, which vLLM's CPU attention accepts) and the kept engine."""
-    from distill.backends.vllm_engine import keep_engine
     from distill.tiny import save_tiny
 
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    teacher = save_tiny(tmp_path_factory.mktemp("vllm") / "r1", "r1", hidden_size=128, heads=2, kv_heads=1)
-    with keep_engine():
-        yield teacher
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with in_process_vllm():
+        yield save_tiny(tmp_path_factory.mktemp("vllm") / "r1", "r1", hidden_size=128, heads=2, kv_heads=1)
 
 
 def run(teacher, prompts, out, **kwargs):

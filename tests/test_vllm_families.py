@@ -9,15 +9,14 @@ and one server for the module (their start is most of the cost); skipped where v
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from distill.generate import GenerateConfig, generate
 from distill.traces import read_traces
-from tests.conftest import write_jsonl
+from tests.conftest import in_process_vllm, write_jsonl
 from tests.test_harmony import CANONICAL_TEXT, PROBLEM, overfit_harmony_teacher
-from tests.test_vllm import ENGINE_ARGS, ENV
+from tests.test_vllm import ENGINE_ARGS
 
 vllm = pytest.importorskip("vllm")
 
@@ -27,21 +26,12 @@ THINKING = json.dumps({"thinking": True})
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory):
     """A V3.1-style teacher (random) and a harmony one (trained to one answer), head size 64, and the kept engine."""
-    from distill.backends.vllm_engine import keep_engine
     from distill.tiny import save_tiny
 
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    root = tmp_path_factory.mktemp("families")
-    models = {"v31": save_tiny(root / "v31", "v31", hidden_size=128, heads=2, kv_heads=1),
-              "harmony": overfit_harmony_teacher(root / "harmony")}
-    with keep_engine():
-        yield models
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with in_process_vllm():
+        root = tmp_path_factory.mktemp("families")
+        yield {"v31": save_tiny(root / "v31", "v31", hidden_size=128, heads=2, kv_heads=1),
+               "harmony": overfit_harmony_teacher(root / "harmony")}
 
 
 @pytest.fixture(scope="module")
